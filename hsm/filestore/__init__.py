@@ -1,0 +1,5 @@
+"""The encrypted key store file backend (``file:`` URIs)."""
+
+from hsm.filestore.backend import FileKeyStore
+
+__all__ = ["FileKeyStore"]

@@ -1,0 +1,1 @@
+"""The PKCS#11 backend (``pkcs11:`` URIs), through python-pkcs11."""

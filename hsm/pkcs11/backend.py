@@ -1,0 +1,230 @@
+"""Key custody in a PKCS#11 token through python-pkcs11 (tested on SoftHSM2)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+from pkcs11 import MGF, Attribute, Mechanism, ObjectClass
+from pkcs11 import KeyType as P11KeyType
+from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
+
+from hsm.base import CreateKeyRequest, KeyInfo, KeyStore, KeyType, SignatureAlgorithm, SignRequest
+from hsm.errors import InvalidURI, KeyExists, KeyNotFound, KeyStoreError, Unsupported
+from hsm.pkcs11.pool import PoolStats, SessionPool, WorkerSession
+from hsm.pkcs11.templates import PRIVATE_KEY_TEMPLATE, PUBLIC_KEY_TEMPLATE
+from hsm.uri import Pkcs11URI
+
+_P256_OID = "1.2.840.10045.3.1.7"  # secp256r1 / prime256v1
+
+
+def _mechanism(algorithm: SignatureAlgorithm) -> tuple[Mechanism, Any]:
+    """The raw (no hashing) mechanism and parameters for signing a precomputed digest."""
+    if algorithm is SignatureAlgorithm.RSA_PSS_SHA256:
+        return Mechanism.RSA_PKCS_PSS, (Mechanism.SHA256, MGF.SHA256, algorithm.hash.digest_size)
+    if algorithm is SignatureAlgorithm.ECDSA_SHA256:
+        return Mechanism.ECDSA, None
+    return Mechanism.RSA_PKCS, None
+
+
+def _public_key_of(p11_public: Any, key_type: KeyType) -> PublicKeyTypes:
+    if key_type.is_rsa:
+        modulus = int.from_bytes(p11_public[Attribute.MODULUS], "big")
+        exponent = int.from_bytes(p11_public[Attribute.PUBLIC_EXPONENT], "big")
+        return rsa.RSAPublicNumbers(exponent, modulus).public_key()
+    return load_der_public_key(encode_ec_public_key(p11_public))
+
+
+def _key_type_of(p11_key: Any) -> KeyType:
+    if p11_key.key_type == P11KeyType.EC:
+        return KeyType.EC_P256
+    bits = len(p11_key[Attribute.MODULUS]) * 8
+    for key_type in (KeyType.RSA_2048, KeyType.RSA_3072):
+        if key_type.rsa_bits == bits:
+            return key_type
+    raise Unsupported(f"RSA key of {bits} bits is not a supported key type")
+
+
+class Pkcs11KeyStore(KeyStore):
+    """Keys in one PKCS#11 token, addressed as ``pkcs11:token=…;id=…;object=…``."""
+
+    scheme = "pkcs11"
+
+    def __init__(self, module_path: str, token_label: str, pin: str, *, max_sessions: int = 8) -> None:
+        """Open the token and log in once.
+
+        Args:
+            module_path: the PKCS#11 shared library (e.g. /usr/lib/softhsm/libsofthsm2.so).
+            token_label: label of the token holding the keys.
+            pin: the user PIN (from the environment or a file; never from a URI or argv).
+            max_sessions: worker sessions for concurrent signing.
+
+        Raises:
+            AuthFailed: wrong or locked PIN.
+            TokenUnavailable: module cannot be loaded or token not found.
+        """
+        self.token_label = token_label
+        self._pool = SessionPool(module_path, token_label, pin, max_sessions=max_sessions)
+        self._public: dict[str, KeyInfo] = {}
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _parse(self, uri: str) -> Pkcs11URI:
+        parsed = Pkcs11URI.parse(uri)
+        if parsed.token != self.token_label:
+            raise InvalidURI(
+                f"key URI names token {parsed.token!r} but this agent uses {self.token_label!r}"
+            )
+        if parsed.key_id is None and parsed.label is None:
+            raise InvalidURI("pkcs11 key URI names neither id= nor object=")
+        return parsed
+
+    @staticmethod
+    def _template(parsed: Pkcs11URI, object_class: ObjectClass | None) -> dict[Attribute, Any]:
+        template: dict[Attribute, Any] = {}
+        if object_class is not None:
+            template[Attribute.CLASS] = object_class
+        if parsed.key_id is not None:
+            template[Attribute.ID] = parsed.key_id
+        if parsed.label is not None:
+            template[Attribute.LABEL] = parsed.label
+        return template
+
+    def _find_one(self, session: Any, parsed: Pkcs11URI, object_class: ObjectClass) -> Any:
+        found = list(session.get_objects(self._template(parsed, object_class)))
+        if not found:
+            raise KeyNotFound(f"no {object_class.name.lower().replace('_', ' ')} at {parsed}")
+        if len(found) > 1:
+            raise KeyStoreError(f"{len(found)} objects match {parsed}; the URI is ambiguous")
+        return found[0]
+
+    # -- KeyStore -----------------------------------------------------------------------
+
+    def create_key(self, request: CreateKeyRequest) -> KeyInfo:
+        """See `KeyStore.create_key`. CKA_ID becomes the SHA-1 key identifier."""
+
+        def generate(worker: WorkerSession) -> KeyInfo:
+            session = worker.session
+            if list(session.get_objects({Attribute.LABEL: request.label})):
+                raise KeyExists(f"token {self.token_label!r} already holds objects labelled {request.label!r}")
+            # The final CKA_ID is a hash of the public key, known only after generation.
+            provisional_id = os.urandom(20)
+            options = dict(
+                id=provisional_id,
+                label=request.label,
+                store=True,
+                public_template=PUBLIC_KEY_TEMPLATE,
+                private_template=PRIVATE_KEY_TEMPLATE,
+            )
+            if request.key_type.is_rsa:
+                public, private = session.generate_keypair(
+                    P11KeyType.RSA, request.key_type.rsa_bits, **options
+                )
+            else:
+                params = session.create_domain_parameters(
+                    P11KeyType.EC,
+                    {Attribute.EC_PARAMS: encode_named_curve_parameters(_P256_OID)},
+                    local=True,
+                )
+                public, private = params.generate_keypair(**options)
+            try:
+                public_key = _public_key_of(public, request.key_type)
+                key_id = x509.SubjectKeyIdentifier.from_public_key(public_key).digest
+                public[Attribute.ID] = key_id
+                private[Attribute.ID] = key_id
+            except BaseException:
+                # No key without its identity: remove both halves before reporting.
+                for obj in (private, public):
+                    obj.destroy()
+                raise
+            uri = str(Pkcs11URI(token=self.token_label, key_id=key_id, label=request.label))
+            info = KeyInfo(uri=uri, key_type=request.key_type, public_key=public_key, key_id=key_id)
+            self._public[uri] = info
+            return info
+
+        # Never retried: a second attempt could leave a second key behind.
+        return self._pool.run(f"create key {request.label!r}", generate, retry=False)
+
+    def public_key(self, uri: str) -> KeyInfo:
+        """See `KeyStore.public_key`. Cached per URI."""
+        cached = self._public.get(uri)
+        if cached is not None:
+            return cached
+        parsed = self._parse(uri)
+
+        def read(worker: WorkerSession) -> KeyInfo:
+            public = self._find_one(worker.session, parsed, ObjectClass.PUBLIC_KEY)
+            key_type = _key_type_of(public)
+            public_key = _public_key_of(public, key_type)
+            key_id = bytes(public[Attribute.ID])
+            return KeyInfo(uri=uri, key_type=key_type, public_key=public_key, key_id=key_id)
+
+        info = self._pool.run(f"read public key {uri}", read)
+        self._public[uri] = info
+        return info
+
+    def sign(self, request: SignRequest) -> bytes:
+        """See `KeyStore.sign`. Signs the digest with a raw mechanism (no hashing in the token)."""
+        algorithm = request.algorithm
+        if not algorithm.fits(request.key_type):
+            raise Unsupported(f"{algorithm.algorithm_name} does not fit a {request.key_type.value} key")
+        if len(request.digest) != algorithm.hash.digest_size:
+            raise Unsupported(
+                f"{algorithm.algorithm_name} needs a {algorithm.hash.digest_size}-byte digest, "
+                f"got {len(request.digest)} bytes"
+            )
+        mechanism, param = _mechanism(algorithm)
+        payload = request.digest
+        if mechanism is Mechanism.RSA_PKCS:
+            payload = algorithm.hash.digest_info_prefix + request.digest
+
+        def sign(worker: WorkerSession) -> bytes:
+            key = worker.keys.get(request.uri)
+            if key is None:
+                key = self._find_one(worker.session, self._parse(request.uri), ObjectClass.PRIVATE_KEY)
+                worker.keys[request.uri] = key
+            return key.sign(payload, mechanism=mechanism, mechanism_param=param)
+
+        signature = self._pool.run(f"sign with {request.uri}", sign)
+        if mechanism is Mechanism.ECDSA:
+            signature = encode_ecdsa_signature(signature)
+        return signature
+
+    def delete_key(self, uri: str) -> int:
+        """Destroy the private key, public key and any certificate the URI matches."""
+        parsed = self._parse(uri)
+
+        def destroy(worker: WorkerSession) -> int:
+            found = list(worker.session.get_objects(self._template(parsed, None)))
+            for obj in found:
+                obj.destroy()
+            return len(found)
+
+        count = self._pool.run(f"delete {uri}", destroy)
+        self._pool.forget_key(uri)
+        self._public.pop(uri, None)
+        return count
+
+    def list_keys(self) -> list[str]:
+        """URIs of every private key in the token."""
+
+        def collect(worker: WorkerSession) -> list[str]:
+            keys = worker.session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})
+            return [
+                str(Pkcs11URI(self.token_label, bytes(k[Attribute.ID]), k[Attribute.LABEL]))
+                for k in keys
+            ]
+
+        return self._pool.run("list keys", collect)
+
+    def stats(self) -> PoolStats:
+        """Session pool state (health, recoveries, peak concurrency)."""
+        return self._pool.stats()
+
+    def close(self) -> None:
+        """Log out and close every session."""
+        self._pool.close()

@@ -1,0 +1,333 @@
+"""PKCS#11 sessions shared by many threads, with one login and self-recovery.
+
+- One login per token: a login session is opened with the PIN and kept open while the
+  pool lives (python-pkcs11 logs every session out when a logged-in session closes).
+  Worker sessions are opened without a PIN and share that login.
+- A bounded set of read-write worker sessions; a thread borrows one, so no session is
+  ever used by two threads at once, and the module (initialised with OS locking) runs
+  calls on different sessions in parallel.
+- Each worker session caches the key objects it has found, so a sign does not search
+  the token once the key has been used on that session.
+- When the module, token or sessions fail (closed, logged out, module re-initialised,
+  device removed) the pool finalises and re-initialises the module, logs in again and
+  starts afresh; the failing call is retried once. Recovery waits for calls in flight
+  to finish (a shared/exclusive gate) and is retried with backoff while the token stays
+  away; meanwhile calls raise TokenUnavailable at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pkcs11
+from pkcs11 import exceptions as p11e
+
+from hsm.errors import AuthFailed, KeyStoreError, TokenUnavailable
+from hsm.pkcs11.locking import ModuleInitializer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# python-pkcs11 exception classes that mean "the session, login or module went away":
+# recoverable by new sessions and a new login.
+_TRANSIENT = (
+    p11e.SessionClosed,
+    p11e.SessionHandleInvalid,
+    p11e.UserNotLoggedIn,
+    p11e.DeviceRemoved,
+    p11e.DeviceError,
+    p11e.DeviceMemory,
+    p11e.TokenNotPresent,
+    p11e.TokenNotRecognised,
+    p11e.GeneralError,
+    p11e.FunctionFailed,
+    p11e.KeyHandleInvalid,
+    p11e.ObjectHandleInvalid,
+    p11e.NoSuchToken,
+)
+# PIN problems are permanent until an operator acts.
+_AUTH = (p11e.PinIncorrect, p11e.PinLocked, p11e.PinExpired, p11e.PinInvalid, p11e.PinLenRange)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when `exc` from python-pkcs11 means the token may work again after recovery."""
+    if isinstance(exc, _TRANSIENT):
+        return True
+    # CKR_CRYPTOKI_NOT_INITIALIZED has no class of its own in python-pkcs11.
+    return type(exc) is p11e.PKCS11Error and "not initialized" in str(exc)
+
+
+def classify(exc: p11e.PKCS11Error, what: str) -> KeyStoreError:
+    """Translate a python-pkcs11 error into the hsm error tree; the message names the CKR."""
+    name = type(exc).__name__
+    if isinstance(exc, _AUTH):
+        return AuthFailed(f"{what}: the token refused the PIN ({name})")
+    if is_transient(exc):
+        return TokenUnavailable(f"{what}: token unavailable ({name}); retry shortly")
+    return KeyStoreError(f"{what}: PKCS#11 error {name}")
+
+
+class _Gate:
+    """Many holders share it; recovery takes it alone once the holders have left."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive)
+            self._exclusive = True
+            self._cond.wait_for(lambda: self._shared == 0)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+@dataclass
+class WorkerSession:
+    """A borrowed read-write session and the key objects found through it."""
+
+    session: Any
+    keys: dict[Any, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """What the pool has done, for health checks and tests."""
+
+    healthy: bool
+    generation: int
+    sessions_open: int
+    max_in_flight: int
+    recoveries: int
+
+
+class SessionPool:
+    """Logged-in sessions on one token, for concurrent use."""
+
+    def __init__(
+        self,
+        module_path: str,
+        token_label: str,
+        pin: str,
+        *,
+        max_sessions: int = 8,
+        wait_timeout: float = 30.0,
+        retry_backoff: float = 1.0,
+    ) -> None:
+        """Load the module, initialise it with OS locking, find the token and log in.
+
+        Args:
+            module_path: the PKCS#11 shared library.
+            token_label: label of the token to use.
+            pin: the user PIN; kept in memory for re-login after recovery, never logged.
+            max_sessions: most worker sessions open at once.
+            wait_timeout: seconds a caller waits for a free session.
+            retry_backoff: seconds between recovery attempts while the token stays away.
+
+        Raises:
+            AuthFailed: the PIN was refused.
+            TokenUnavailable: the module or token cannot be used.
+        """
+        self._module_path = module_path
+        self._token_label = token_label
+        self._pin = pin
+        self._max_sessions = max_sessions
+        self._wait_timeout = wait_timeout
+        self._retry_backoff = retry_backoff
+        self._gate = _Gate()
+        self._lock = threading.Lock()  # guards the counters and session lists below
+        self._idle: queue.LifoQueue[WorkerSession] = queue.LifoQueue()
+        self._all: list[WorkerSession] = []
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._generation = 0
+        self._recoveries = 0
+        self._healthy = False
+        self._next_attempt = 0.0
+        self._closed = False
+        self._token: Any = None
+        self._login_session: Any = None
+        try:
+            self._lib = pkcs11.lib(module_path)
+            self._initializer = ModuleInitializer(module_path)
+        except (p11e.PKCS11Error, OSError) as exc:
+            raise TokenUnavailable(f"cannot load PKCS#11 module {module_path}: {exc}") from exc
+        self._start()
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """(Re)initialise the module, find the token, log in. Caller holds the gate alone."""
+        what = f"PKCS#11 token {self._token_label!r}"
+        try:
+            self._initializer.reinitialize()
+            self._token = self._lib.get_token(token_label=self._token_label)
+        except p11e.NoSuchToken as exc:
+            raise TokenUnavailable(f"{what} not found in module {self._module_path}") from exc
+        except (p11e.PKCS11Error, OSError) as exc:
+            raise TokenUnavailable(f"{what}: module failed to initialise ({exc})") from exc
+        try:
+            self._login_session = self._token.open(rw=True, user_pin=self._pin)
+        except p11e.UserAlreadyLoggedIn:
+            self._login_session = self._token.open(rw=True)
+        except p11e.PKCS11Error as exc:
+            raise classify(exc, f"login to {what}") from exc
+        self._healthy = True
+        log.info("logged in to %s", what)
+
+    def _discard_sessions(self) -> None:
+        """Forget every session; closing them may fail when the module is gone."""
+        with self._lock:
+            sessions, self._all = self._all, []
+            self._idle = queue.LifoQueue()
+        for worker in sessions:
+            with contextlib.suppress(Exception):
+                worker.session.close()
+        if self._login_session is not None:
+            with contextlib.suppress(Exception):
+                self._login_session.close()
+            self._login_session = None
+
+    def _recover(self, failed_generation: int) -> None:
+        """Start again unless another thread already did since `failed_generation`."""
+        with self._gate.exclusive():
+            if self._generation != failed_generation or self._closed:
+                return
+            if time.monotonic() < self._next_attempt:
+                return
+            self._generation += 1
+            self._recoveries += 1
+            self._healthy = False
+            log.warning("PKCS#11 token %r failed; re-initialising the module", self._token_label)
+            self._discard_sessions()
+            try:
+                self._start()
+            except KeyStoreError as exc:
+                self._next_attempt = time.monotonic() + self._retry_backoff
+                log.error("recovery of PKCS#11 token %r failed: %s", self._token_label, exc)
+
+    def close(self) -> None:
+        """Close every session (which logs out) and finalise nothing: the module stays loaded."""
+        with self._gate.exclusive():
+            self._closed = True
+            self._discard_sessions()
+
+    # -- use ----------------------------------------------------------------------------
+
+    def run(self, what: str, operation: Callable[[WorkerSession], T], *, retry: bool = True) -> T:
+        """Call `operation` with a borrowed session; recover and retry once on token failure.
+
+        Args:
+            what: what is being done, for error messages (no secrets).
+            operation: the work; receives the session and its key cache.
+            retry: False for operations that must not run twice (key generation).
+
+        Raises:
+            TokenUnavailable: the token failed and recovery did not bring it back.
+            AuthFailed: the PIN was refused on re-login.
+            KeyStoreError: any other PKCS#11 error, classified.
+        """
+        attempts = 2 if retry else 1
+        for attempt in range(1, attempts + 1):
+            generation = self._generation
+            if not self._healthy and not self._closed:
+                self._recover(generation)  # at most once per backoff period
+                generation = self._generation
+            try:
+                with self._gate.shared():
+                    if self._closed:
+                        raise TokenUnavailable(f"{what}: the key store is closed")
+                    if not self._healthy:
+                        raise TokenUnavailable(
+                            f"{what}: PKCS#11 token {self._token_label!r} unavailable; "
+                            "recovery is retried every "
+                            f"{self._retry_backoff:g}s"
+                        )
+                    with self._borrow(what) as worker:
+                        return operation(worker)
+            except p11e.PKCS11Error as exc:
+                if not is_transient(exc):
+                    raise classify(exc, what) from exc
+                log.warning("%s: %s; recovering", what, type(exc).__name__)
+                self._recover(generation)
+                if attempt == attempts:
+                    raise classify(exc, what) from exc
+        raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def _borrow(self, what: str) -> Iterator[WorkerSession]:
+        worker = self._take_idle_or_open()
+        if worker is None:
+            try:
+                worker = self._idle.get(timeout=self._wait_timeout)
+            except queue.Empty:
+                raise TokenUnavailable(
+                    f"{what}: no free PKCS#11 session within {self._wait_timeout:.0f}s"
+                ) from None
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        generation = self._generation
+        try:
+            yield worker
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                if generation == self._generation:
+                    self._idle.put(worker)
+
+    def _take_idle_or_open(self) -> WorkerSession | None:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if len(self._all) >= self._max_sessions:
+                return None
+            worker = WorkerSession(self._token.open(rw=True))
+            self._all.append(worker)
+            return worker
+
+    def forget_key(self, cache_key: Any) -> None:
+        """Drop a key object from every session's cache (after the key is destroyed)."""
+        with self._lock:
+            for worker in self._all:
+                worker.keys.pop(cache_key, None)
+
+    def stats(self) -> PoolStats:
+        """A snapshot of the pool's state."""
+        with self._lock:
+            return PoolStats(
+                healthy=self._healthy,
+                generation=self._generation,
+                sessions_open=len(self._all),
+                max_in_flight=self._max_in_flight,
+                recoveries=self._recoveries,
+            )
