@@ -171,6 +171,14 @@ class KeyStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def label_uri(self, label: str) -> str:
+        """The URI matching every object with this label, before its key id is known.
+
+        The agent records it before generating a key, so an interrupted create can be
+        cleaned up by label.
+        """
+
+    @abc.abstractmethod
     def public_key(self, uri: str) -> KeyInfo:
         """Return the public half of the key at `uri`.
 

@@ -299,6 +299,10 @@ class FileKeyStore(KeyStore):
             key_id=key_id,
         )
 
+    def label_uri(self, label: str) -> str:
+        """See `KeyStore.label_uri`: labels name keys in this backend, so it is the key's URI."""
+        return str(FileURI(self.path, label))
+
     def public_key(self, uri: str) -> KeyInfo:
         """See `KeyStore.public_key`."""
         label = self._label_of(uri)

@@ -149,6 +149,10 @@ class Pkcs11KeyStore(KeyStore):
         # Never retried: a second attempt could leave a second key behind.
         return self._pool.run(f"create key {request.label!r}", generate, retry=False)
 
+    def label_uri(self, label: str) -> str:
+        """See `KeyStore.label_uri`: ``pkcs11:token=…;object=<label>``."""
+        return str(Pkcs11URI(token=self.token_label, label=label))
+
     def public_key(self, uri: str) -> KeyInfo:
         """See `KeyStore.public_key`. Cached per URI."""
         cached = self._public.get(uri)

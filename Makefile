@@ -1,0 +1,62 @@
+# mcagent: make install | make run | make test | make proto | make bench
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SOFTHSM_MODULE ?= /usr/lib/softhsm/libsofthsm2.so
+SYSTEM_PACKAGES := softhsm2 opensc openssl
+DATA_DIR ?= $(HOME)/.local/share/mcagent
+PASSWORD_FILE ?= $(HOME)/.config/mcagent/keystore-password
+
+.PHONY: install run test proto system-deps bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# The daemon on its embedded defaults: SQLite and the file key store in the data directory,
+# Unix socket. The key store password comes from MCAGENT_KEYSTORE_PASSWORD or, for a first
+# try on a workstation, from a random one generated into $(PASSWORD_FILE) (mode 0600).
+run: install
+	@if [ -z "$$MCAGENT_KEYSTORE_PASSWORD" ] && [ ! -f "$(PASSWORD_FILE)" ]; then \
+	  mkdir -p "$$(dirname "$(PASSWORD_FILE)")"; \
+	  (umask 077; $(PY) -c 'import secrets; print(secrets.token_urlsafe(24) + "aA1!")' > "$(PASSWORD_FILE)"); \
+	  echo "generated a key store password in $(PASSWORD_FILE) (mode 0600)"; \
+	fi
+	@if [ -n "$$MCAGENT_KEYSTORE_PASSWORD" ]; then \
+	  exec $(VENV)/bin/mcagent serve --data-dir "$(DATA_DIR)"; \
+	else \
+	  exec $(VENV)/bin/mcagent serve --data-dir "$(DATA_DIR)" --keystore-password-file "$(PASSWORD_FILE)"; \
+	fi
+
+# Tools the tests drive: SoftHSM2 (softhsm2-util + module), pkcs11-tool, openssl.
+system-deps:
+	@missing=""; \
+	command -v softhsm2-util >/dev/null && [ -f $(SOFTHSM_MODULE) ] || missing="$$missing softhsm2"; \
+	command -v pkcs11-tool >/dev/null || missing="$$missing opensc"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing:$$missing. Run: sudo apt-get install -y$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+
+test: install system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+proto: install
+	$(PY) -m agent.api.generate
+
+bench: install system-deps
+	$(PY) -m bench.sign_bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

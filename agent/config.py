@@ -1,0 +1,121 @@
+"""Daemon configuration and the reading of its secrets.
+
+Secrets (the token PIN, the key store password) come from an environment variable or a
+file, never from the command line. A secret file readable by other users is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+
+from agent.api.defaults import KEYSTORE_NAME, default_data_dir, default_socket_path
+from agent.domain.model import Backend
+
+PIN_ENV = "MCAGENT_PKCS11_PIN"
+KEYSTORE_PASSWORD_ENV = "MCAGENT_KEYSTORE_PASSWORD"
+
+
+class ConfigError(Exception):
+    """The daemon cannot start as configured; the message says what to change."""
+
+
+def read_secret(env_name: str, file_path: str | None, what: str) -> str | None:
+    """The secret from `file_path` if given, else from the environment, else None.
+
+    Raises:
+        ConfigError: the file cannot be read, is open to other users, or is empty.
+    """
+    if file_path:
+        try:
+            mode = os.stat(file_path).st_mode
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise ConfigError(
+                    f"{what} file {file_path} is accessible to other users "
+                    f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {file_path}"
+                )
+            with open(file_path, encoding="utf-8") as fh:
+                secret = fh.read().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot read {what} file {file_path}: {exc.strerror}") from None
+        if not secret:
+            raise ConfigError(f"{what} file {file_path} is empty")
+        return secret
+    return os.environ.get(env_name) or None
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything `mcagent serve` needs.
+
+    Attributes:
+        data_dir: holds the database, the socket and the default key store file.
+        socket_path: the Unix socket clients connect to.
+        default_backend: backend for credentials that name none.
+        keystore_path: the pre-filled key store file path.
+        keystore_password: enables the file backend; None leaves it off.
+        pkcs11_module: PKCS#11 library; with a token label, enables the pkcs11 backend.
+        pkcs11_token: label of the token.
+        pkcs11_pin: the token's user PIN.
+    """
+
+    data_dir: str
+    socket_path: str
+    default_backend: Backend
+    keystore_path: str
+    keystore_password: str | None = None
+    pkcs11_module: str | None = None
+    pkcs11_token: str | None = None
+    pkcs11_pin: str | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        data_dir: str | None,
+        socket_path: str | None,
+        backend: str,
+        keystore_path: str | None,
+        keystore_password_file: str | None,
+        pkcs11_module: str | None,
+        pkcs11_token: str | None,
+        pkcs11_pin_file: str | None,
+    ) -> Config:
+        """Resolve defaults and secrets, and check the combination makes sense.
+
+        Raises:
+            ConfigError: a required secret or option is missing.
+        """
+        data_dir = os.path.abspath(data_dir or default_data_dir())
+        default_backend = Backend(backend)
+        password = read_secret(KEYSTORE_PASSWORD_ENV, keystore_password_file, "key store password")
+        pin = None
+        if pkcs11_module or pkcs11_token or default_backend is Backend.PKCS11:
+            if not (pkcs11_module and pkcs11_token):
+                raise ConfigError("the pkcs11 backend needs both --pkcs11-module PATH and --pkcs11-token LABEL")
+            pin = read_secret(PIN_ENV, pkcs11_pin_file, "PKCS#11 PIN")
+            if pin is None:
+                raise ConfigError(f"no PKCS#11 PIN: set {PIN_ENV} or pass --pkcs11-pin-file FILE")
+        if default_backend is Backend.FILE and password is None:
+            raise ConfigError(
+                f"no key store password: set {KEYSTORE_PASSWORD_ENV} or pass --keystore-password-file FILE"
+            )
+        return cls(
+            data_dir=data_dir,
+            socket_path=os.path.abspath(socket_path or default_socket_path(data_dir)),
+            default_backend=default_backend,
+            keystore_path=os.path.abspath(keystore_path or os.path.join(data_dir, KEYSTORE_NAME)),
+            keystore_password=password,
+            pkcs11_module=pkcs11_module,
+            pkcs11_token=pkcs11_token,
+            pkcs11_pin=pin,
+        )
+
+    def pkcs11_store_uri(self) -> str | None:
+        """The token's store URI, or None when PKCS#11 is off."""
+        if not (self.pkcs11_module and self.pkcs11_token):
+            return None
+        from hsm.uri import Pkcs11URI
+
+        return str(Pkcs11URI(token=self.pkcs11_token, module_path=os.path.abspath(self.pkcs11_module)))

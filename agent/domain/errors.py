@@ -1,0 +1,33 @@
+"""Domain errors. Each says what was wrong and, where it helps, what to do.
+
+The gRPC layer maps each class to one status code (agent/server/interceptors.py); domain
+code never imports grpc.
+"""
+
+
+class DomainError(Exception):
+    """Base of every error the agent reports to a caller."""
+
+
+class InvalidArgument(DomainError):
+    """The request itself is wrong (bad ABN, unknown algorithm, ...)."""
+
+
+class NotFound(DomainError):
+    """The business or credential named does not exist."""
+
+
+class AlreadyExists(DomainError):
+    """The thing to create exists already."""
+
+
+class PermissionDenied(DomainError):
+    """The caller may not do this."""
+
+
+class FailedPrecondition(DomainError):
+    """The request is well formed but the state does not allow it (terms not accepted, ...)."""
+
+
+class Unavailable(DomainError):
+    """A backend is down; the same request may succeed later."""

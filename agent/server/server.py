@@ -1,0 +1,138 @@
+"""The daemon: opens storage and key backends, serves gRPC on the Unix socket, stops on SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import stat
+import threading
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from agent.api.v1 import agent_pb2, agent_pb2_grpc
+from agent.config import Config, ConfigError
+from agent.domain.service import AgentService
+from agent.keys import KeyStores
+from agent.server.interceptors import ErrorInterceptor
+from agent.server.servicer import BusinessServicer, CredentialServicer
+from agent.storage import Storage
+from hsm.errors import KeyStoreError
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = [
+    agent_pb2.DESCRIPTOR.services_by_name["BusinessService"].full_name,
+    agent_pb2.DESCRIPTOR.services_by_name["CredentialService"].full_name,
+]
+STOP_GRACE_SECONDS = 5.0
+
+
+def _prepare_socket_path(path: str) -> None:
+    """Remove a stale socket left by a crash; refuse if another agent answers on it."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ConfigError(f"{path} exists and is not a socket; choose another --socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody listening: a leftover
+        return
+    finally:
+        probe.close()
+    raise ConfigError(f"another agent is already serving on {path}")
+
+
+class AgentServer:
+    """Owns start-up and graceful stop of everything the daemon runs."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._stopped = threading.Event()
+        self._storage: Storage | None = None
+        self._keys: KeyStores | None = None
+        self._server: grpc.Server | None = None
+        self._bound = False
+
+    def start(self) -> None:
+        """Open everything and start serving.
+
+        Raises:
+            ConfigError: the daemon cannot start; the message says why.
+        """
+        config = self.config
+        os.umask(0o077)  # every file and the socket are for the daemon's user only
+        os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
+        os.makedirs(os.path.dirname(config.socket_path), mode=0o700, exist_ok=True)
+        _prepare_socket_path(config.socket_path)
+        try:
+            self._keys = KeyStores(
+                default_backend=config.default_backend,
+                default_keystore_path=config.keystore_path,
+                keystore_password=config.keystore_password,
+                pkcs11_store_uri=config.pkcs11_store_uri(),
+                pkcs11_pin=config.pkcs11_pin,
+            )
+        except KeyStoreError as exc:
+            raise ConfigError(str(exc)) from None
+        self._storage = Storage(os.path.join(config.data_dir, "mcagent.db"))
+        service = AgentService(self._storage, self._keys)
+        service.finish_interrupted_creates()
+
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="rpc"),
+            interceptors=[ErrorInterceptor()],
+        )
+        agent_pb2_grpc.add_BusinessServiceServicer_to_server(BusinessServicer(service), server)
+        agent_pb2_grpc.add_CredentialServiceServicer_to_server(CredentialServicer(service), server)
+        health_servicer = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        for name in ["", *SERVICE_NAMES]:
+            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        reflection.enable_server_reflection([*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+        server.add_insecure_port(f"unix:{config.socket_path}")
+        server.start()
+        self._bound = True
+        os.chmod(config.socket_path, 0o600)
+        self._server = server
+        log.info("mcagent serving on unix:%s (default backend: %s)", config.socket_path, config.default_backend.value)
+
+    def stop(self) -> None:
+        """Finish requests in flight (up to the grace period), then close everything."""
+        if self._server is not None:
+            self._server.stop(STOP_GRACE_SECONDS).wait()
+            self._server = None
+        if self._keys is not None:
+            self._keys.close()
+            self._keys = None
+        if self._storage is not None:
+            self._storage.close()
+            self._storage = None
+        if self._bound and os.path.exists(self.config.socket_path):
+            os.unlink(self.config.socket_path)
+            self._bound = False
+        self._stopped.set()
+        log.info("mcagent stopped")
+
+    def run_until_signalled(self) -> None:
+        """Serve until SIGTERM or SIGINT, then stop cleanly."""
+        stop_requested = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop_requested.set())
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        while not stop_requested.wait(1.0):
+            pass
+        log.info("stop requested")
+        self.stop()
