@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from pkcs11 import MGF, Attribute, Mechanism, ObjectClass
+from pkcs11 import exceptions as p11e
 from pkcs11 import KeyType as P11KeyType
 from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
 
@@ -96,6 +97,12 @@ class Pkcs11KeyStore(KeyStore):
 
     def _find_one(self, session: Any, parsed: Pkcs11URI, object_class: ObjectClass) -> Any:
         found = list(session.get_objects(self._template(parsed, object_class)))
+        if not found and object_class is ObjectClass.PRIVATE_KEY:
+            # Private objects are invisible to a session that lost its login. Our keys come
+            # in pairs, so a public half without its private half means "logged out":
+            # recover (log in again) rather than report the key missing.
+            if list(session.get_objects(self._template(parsed, ObjectClass.PUBLIC_KEY))):
+                raise p11e.UserNotLoggedIn()
         if not found:
             raise KeyNotFound(f"no {object_class.name.lower().replace('_', ' ')} at {parsed}")
         if len(found) > 1:
@@ -209,8 +216,9 @@ class Pkcs11KeyStore(KeyStore):
             return len(found)
 
         count = self._pool.run(f"delete {uri}", destroy)
-        self._pool.forget_key(uri)
-        self._public.pop(uri, None)
+        # A label URI may match keys cached under their full URI: drop every cache.
+        self._pool.forget_keys()
+        self._public.clear()
         return count
 
     def list_keys(self) -> list[str]:

@@ -11,6 +11,7 @@ CKF_OS_LOCKING_OK. No session exists at that point, so nothing is lost.
 from __future__ import annotations
 
 import ctypes
+import threading
 
 CKR_OK = 0x000
 CKR_CRYPTOKI_NOT_INITIALIZED = 0x190
@@ -46,8 +47,22 @@ class ModuleInitializer:
     """Finalises and initialises one PKCS#11 module with OS locking.
 
     The module is opened by path; the dynamic loader hands back the same loaded copy that
-    python-pkcs11 uses, so both see one module state.
+    python-pkcs11 uses, so both see one module state. There is one initializer per module
+    path in a process (`for_module`): a module has one initialisation state, shared by
+    every key store that uses it.
     """
+
+    _instances: dict[str, ModuleInitializer] = {}
+    _instances_lock = threading.Lock()
+
+    @classmethod
+    def for_module(cls, module_path: str) -> ModuleInitializer:
+        """The process-wide initializer of the module at `module_path`."""
+        with cls._instances_lock:
+            instance = cls._instances.get(module_path)
+            if instance is None:
+                instance = cls._instances[module_path] = cls(module_path)
+            return instance
 
     def __init__(self, module_path: str) -> None:
         """Load the module's function list.
@@ -63,13 +78,26 @@ class ModuleInitializer:
         rv = get_function_list(ctypes.byref(self._functions))
         if rv != CKR_OK:
             raise OSError(f"C_GetFunctionList of {module_path} returned 0x{rv:x}")
+        self._lock = threading.Lock()
+        self._with_os_locking = False
+
+    def ensure_initialized(self) -> None:
+        """Initialise with OS locking unless this process has done so already."""
+        with self._lock:
+            if not self._with_os_locking:
+                self._reinitialize()
 
     def reinitialize(self) -> None:
-        """Finalise the module (if it was initialised) and initialise it with OS locking.
+        """Finalise and initialise again (recovery): every session of the module ends.
 
         Raises:
             OSError: the module refused to initialise.
         """
+        with self._lock:
+            self._reinitialize()
+
+    def _reinitialize(self) -> None:
+        self._with_os_locking = False
         functions = self._functions.contents
         rv = functions.C_Finalize(None)
         if rv not in (CKR_OK, CKR_CRYPTOKI_NOT_INITIALIZED):
@@ -78,3 +106,4 @@ class ModuleInitializer:
         rv = functions.C_Initialize(ctypes.cast(ctypes.byref(args), ctypes.c_void_p))
         if rv != CKR_OK:
             raise OSError(f"C_Initialize with CKF_OS_LOCKING_OK returned 0x{rv:x}")
+        self._with_os_locking = True

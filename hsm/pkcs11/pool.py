@@ -49,10 +49,10 @@ _TRANSIENT = (
     p11e.TokenNotRecognised,
     p11e.GeneralError,
     p11e.FunctionFailed,
-    p11e.KeyHandleInvalid,
-    p11e.ObjectHandleInvalid,
     p11e.NoSuchToken,
 )
+# A cached key object whose handle is gone (key destroyed elsewhere): drop caches, retry.
+_STALE_HANDLE = (p11e.KeyHandleInvalid, p11e.ObjectHandleInvalid)
 # PIN problems are permanent until an operator acts.
 _AUTH = (p11e.PinIncorrect, p11e.PinLocked, p11e.PinExpired, p11e.PinInvalid, p11e.PinLenRange)
 
@@ -176,18 +176,24 @@ class SessionPool:
         self._login_session: Any = None
         try:
             self._lib = pkcs11.lib(module_path)
-            self._initializer = ModuleInitializer(module_path)
+            self._initializer = ModuleInitializer.for_module(module_path)
         except (p11e.PKCS11Error, OSError) as exc:
             raise TokenUnavailable(f"cannot load PKCS#11 module {module_path}: {exc}") from exc
-        self._start()
+        self._start(recovering=False)
 
     # -- life cycle ---------------------------------------------------------------------
 
-    def _start(self) -> None:
-        """(Re)initialise the module, find the token, log in. Caller holds the gate alone."""
+    def _start(self, *, recovering: bool) -> None:
+        """Initialise the module (again when recovering), find the token, log in.
+
+        The caller holds the gate alone.
+        """
         what = f"PKCS#11 token {self._token_label!r}"
         try:
-            self._initializer.reinitialize()
+            if recovering:
+                self._initializer.reinitialize()
+            else:
+                self._initializer.ensure_initialized()
             self._token = self._lib.get_token(token_label=self._token_label)
         except p11e.NoSuchToken as exc:
             raise TokenUnavailable(f"{what} not found in module {self._module_path}") from exc
@@ -228,7 +234,7 @@ class SessionPool:
             log.warning("PKCS#11 token %r failed; re-initialising the module", self._token_label)
             self._discard_sessions()
             try:
-                self._start()
+                self._start(recovering=True)
             except KeyStoreError as exc:
                 self._next_attempt = time.monotonic() + self._retry_backoff
                 log.error("recovery of PKCS#11 token %r failed: %s", self._token_label, exc)
@@ -272,6 +278,10 @@ class SessionPool:
                         )
                     with self._borrow(what) as worker:
                         return operation(worker)
+            except _STALE_HANDLE as exc:
+                self.forget_keys()
+                if attempt == attempts:
+                    raise classify(exc, what) from exc
             except p11e.PKCS11Error as exc:
                 if not is_transient(exc):
                     raise classify(exc, what) from exc
@@ -315,11 +325,11 @@ class SessionPool:
             self._all.append(worker)
             return worker
 
-    def forget_key(self, cache_key: Any) -> None:
-        """Drop a key object from every session's cache (after the key is destroyed)."""
+    def forget_keys(self) -> None:
+        """Empty every session's key cache (after keys are destroyed)."""
         with self._lock:
             for worker in self._all:
-                worker.keys.pop(cache_key, None)
+                worker.keys.clear()
 
     def stats(self) -> PoolStats:
         """A snapshot of the pool's state."""

@@ -1,0 +1,86 @@
+"""One behavioural suite, run against every backend: SoftHSM2 and the key store file."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
+from hsm.base import CreateKeyRequest, KeyDeleter, KeyLister, KeyType, SignatureAlgorithm, SignRequest
+from hsm.errors import KeyExists, KeyNotFound, Unsupported
+from tests.verify import verify
+
+MESSAGE = b"<wst:RequestSecurityToken>sbr</wst:RequestSecurityToken>"
+
+
+@pytest.fixture(params=["pkcs11", "file"])
+def store(request):
+    return request.getfixturevalue(f"{request.param}_store")
+
+
+def _label() -> str:
+    return f"test-{uuid.uuid4()}"
+
+
+CASES = [(kt, alg) for kt in KeyType for alg in SignatureAlgorithm if alg.fits(kt)]
+
+
+@pytest.mark.parametrize(("key_type", "algorithm"), CASES, ids=lambda v: v.value if isinstance(v, KeyType) else v.algorithm_name)
+def test_signs_data_digest_with_every_fitting_algorithm(store, key_type, algorithm):
+    info = store.create_key(CreateKeyRequest(label=_label(), key_type=key_type))
+    signature = store.sign(
+        SignRequest(uri=info.uri, algorithm=algorithm, key_type=key_type, digest=algorithm.hash.digest(MESSAGE))
+    )
+    verify(info.public_key, algorithm, MESSAGE, signature)
+    with pytest.raises(InvalidSignature):
+        verify(info.public_key, algorithm, MESSAGE + b"!", signature)
+
+
+@pytest.mark.parametrize("key_type", list(KeyType), ids=lambda kt: kt.value)
+def test_key_id_is_sha1_of_public_key_and_public_key_reads_back(store, key_type):
+    info = store.create_key(CreateKeyRequest(label=_label(), key_type=key_type))
+    assert info.key_id == x509.SubjectKeyIdentifier.from_public_key(info.public_key).digest
+    again = store.public_key(info.uri)
+    assert again.public_key.public_numbers() == info.public_key.public_numbers()
+    assert again.key_type is key_type
+    if key_type.is_rsa:
+        assert info.public_key.key_size == key_type.rsa_bits
+
+
+def test_algorithm_that_does_not_fit_is_refused(store):
+    info = store.create_key(CreateKeyRequest(label=_label(), key_type=KeyType.EC_P256))
+    algorithm = SignatureAlgorithm.RSA_PSS_SHA256
+    with pytest.raises(Unsupported, match="does not fit a ec-p256 key"):
+        store.sign(SignRequest(uri=info.uri, algorithm=algorithm, key_type=KeyType.EC_P256, digest=bytes(32)))
+
+
+def test_digest_of_wrong_size_is_refused(store):
+    info = store.create_key(CreateKeyRequest(label=_label()))
+    algorithm = SignatureAlgorithm.RSA_PKCS1_SHA1
+    with pytest.raises(Unsupported, match="needs a 20-byte digest, got 32"):
+        store.sign(SignRequest(uri=info.uri, algorithm=algorithm, key_type=KeyType.RSA_2048, digest=bytes(32)))
+
+
+def test_label_is_unique(store):
+    label = _label()
+    store.create_key(CreateKeyRequest(label=label, key_type=KeyType.EC_P256))
+    with pytest.raises(KeyExists):
+        store.create_key(CreateKeyRequest(label=label, key_type=KeyType.EC_P256))
+
+
+def test_delete_by_label_uri_destroys_the_key(store):
+    assert isinstance(store, KeyDeleter) and isinstance(store, KeyLister)
+    label = _label()
+    info = store.create_key(CreateKeyRequest(label=label, key_type=KeyType.EC_P256))
+    assert info.uri in store.list_keys()
+    # Sign once so the key is cached, then make sure the cache does not outlive the key.
+    store.sign(SignRequest(uri=info.uri, algorithm=SignatureAlgorithm.ECDSA_SHA256, key_type=KeyType.EC_P256, digest=bytes(32)))
+    assert store.delete_key(store.label_uri(label)) >= 1
+    assert info.uri not in store.list_keys()
+    with pytest.raises(KeyNotFound):
+        store.sign(SignRequest(uri=info.uri, algorithm=SignatureAlgorithm.ECDSA_SHA256, key_type=KeyType.EC_P256, digest=bytes(32)))
+    with pytest.raises(KeyNotFound):
+        store.public_key(info.uri)
+    assert store.delete_key(info.uri) == 0

@@ -1,0 +1,166 @@
+"""PKCS#11 behaviour that only a real token shows: attributes, concurrency, recovery."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import pkcs11
+import pytest
+from pkcs11 import Attribute, ObjectClass
+
+from hsm.base import CreateKeyRequest, KeyType, SignatureAlgorithm, SignRequest
+from hsm.errors import TokenUnavailable
+from hsm.uri import Pkcs11URI
+from tests.conftest import REPO, require_tool
+from tests.verify import verify
+
+
+def _pkcs11_tool(softhsm, *args: str) -> subprocess.CompletedProcess:
+    tool = require_tool("pkcs11-tool", "opensc")
+    return subprocess.run(
+        [tool, "--module", softhsm.module, "--token-label", softhsm.token, "--login", "--pin", softhsm.pin, *args],
+        capture_output=True,
+        text=True,
+    )
+
+
+def _objects_by_label(listing: str, label: str) -> list[str]:
+    """Split `pkcs11-tool --list-objects` output into object blocks and keep those labelled `label`."""
+    blocks, current = [], []
+    for line in listing.splitlines():
+        if line and not line.startswith(" "):
+            if current:
+                blocks.append("\n".join(current))
+            current = [line]
+        elif current:
+            current.append(line)
+    if current:
+        blocks.append("\n".join(current))
+    return [b for b in blocks if f"label:      {label}\n" in b + "\n"]
+
+
+@pytest.mark.parametrize("key_type", [KeyType.RSA_2048, KeyType.EC_P256], ids=lambda k: k.value)
+def test_private_key_is_token_object_sensitive_never_extractable_sharing_id(softhsm, pkcs11_store, key_type):
+    label = f"attrs-{uuid.uuid4()}"
+    info = pkcs11_store.create_key(CreateKeyRequest(label=label, key_type=key_type))
+    listing = _pkcs11_tool(softhsm, "--list-objects")
+    assert listing.returncode == 0, listing.stderr
+    # Seen by another process at all: they are token objects, not session objects.
+    blocks = _objects_by_label(listing.stdout, label)
+    private = [b for b in blocks if b.startswith("Private Key Object")]
+    public = [b for b in blocks if b.startswith("Public Key Object")]
+    assert len(private) == 1 and len(public) == 1, listing.stdout
+    access = next(line for line in private[0].splitlines() if "Access:" in line)
+    assert "sensitive" in access and "never extractable" in access
+    usage = next(line for line in private[0].splitlines() if "Usage:" in line)
+    assert usage.split(":", 1)[1].strip() == "sign"
+    key_id_hex = info.key_id.hex()
+    assert f"ID:         {key_id_hex}" in private[0]
+    assert f"ID:         {key_id_hex}" in public[0]
+
+
+def test_private_key_value_cannot_be_read(softhsm, pkcs11_store):
+    label = f"secret-{uuid.uuid4()}"
+    info = pkcs11_store.create_key(CreateKeyRequest(label=label, key_type=KeyType.RSA_2048))
+    # C_GetAttributeValue on the secret parts is refused: the key is sensitive.
+    token = pkcs11.lib(softhsm.module).get_token(token_label=softhsm.token)
+    with token.open(rw=False) as session:  # shares the agent's login; no second login
+        key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=info.key_id)
+        for secret in (Attribute.PRIVATE_EXPONENT, Attribute.PRIME_1, Attribute.VALUE):
+            with pytest.raises((pkcs11.exceptions.AttributeSensitive, pkcs11.exceptions.AttributeTypeInvalid)):
+                key[secret]
+        with pytest.raises(pkcs11.exceptions.AttributeSensitive):
+            key[Attribute.PRIVATE_EXPONENT]
+        assert key[Attribute.SENSITIVE] is True
+        assert key[Attribute.EXTRACTABLE] is False
+        assert key[Attribute.TOKEN] is True
+
+
+def test_many_threads_sign_at_once_in_parallel_sessions(softhsm):
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.hsm.hammer", softhsm.store_uri],
+        cwd=REPO,
+        env={**os.environ, "HAMMER_PIN": softhsm.pin},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"hammer process exited with {result.returncode}: {result.stderr[-2000:]}"
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["failures"] == []
+    assert report["signed"] == 16 * 40
+    # Signs ran side by side on separate sessions, not one after another behind a lock.
+    assert report["max_in_flight"] > 1
+    assert report["sessions_open"] > 1
+
+
+def _sign(store, info, message=b"after recovery"):
+    algorithm = SignatureAlgorithm.RSA_PKCS1_SHA256
+    return store.sign(SignRequest(uri=info.uri, algorithm=algorithm, key_type=KeyType.RSA_2048,
+                                  digest=hashlib.sha256(message).digest()))
+
+
+def _break_sessions_closed(store, softhsm):
+    for worker in list(store._pool._all):  # white box: sessions die under the pool
+        worker.session.close()
+
+
+def _break_logged_out(store, softhsm):
+    # White box: C_Logout (python-pkcs11 calls it when the login session closes) ends the
+    # login of every session of the process.
+    store._pool._login_session.close()
+
+
+def _break_module_reinitialised(store, softhsm):
+    pkcs11.lib(softhsm.module).reinitialize()  # python-pkcs11's own re-init, without OS locking
+
+
+@pytest.mark.parametrize(
+    "breaker", [_break_sessions_closed, _break_logged_out, _break_module_reinitialised],
+    ids=["sessions-closed", "logged-out", "module-reinitialised"],
+)
+def test_sign_recovers_without_restart(softhsm, pkcs11_store, breaker):
+    info = pkcs11_store.create_key(CreateKeyRequest(label=f"recover-{uuid.uuid4()}", key_type=KeyType.RSA_2048))
+    _sign(pkcs11_store, info)  # warm the session and key caches
+    before = pkcs11_store.stats().recoveries
+    breaker(pkcs11_store, softhsm)
+    try:
+        _sign(pkcs11_store, info)  # may fail, but only with a clear "token unavailable"
+    except TokenUnavailable as exc:
+        assert "token unavailable" in str(exc) or "unavailable" in str(exc)
+    for n in range(3):
+        verify(info.public_key, SignatureAlgorithm.RSA_PKCS1_SHA256, b"after recovery", _sign(pkcs11_store, info))
+    stats = pkcs11_store.stats()
+    assert stats.healthy
+    assert stats.recoveries > before
+
+
+def test_wrong_pin_is_refused_without_showing_it(softhsm):
+    # A fresh process: within one process the token's login is shared by every session.
+    wrong = "99999999"
+    script = (
+        "import os, sys\n"
+        "from hsm import open_keystore\n"
+        "from hsm.errors import AuthFailed\n"
+        "try:\n"
+        "    open_keystore(sys.argv[1], os.environ['TRY_PIN'])\n"
+        "except AuthFailed as exc:\n"
+        "    print(exc); sys.exit(3)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, softhsm.store_uri], cwd=REPO,
+                            env={**os.environ, "TRY_PIN": wrong}, capture_output=True, text=True)
+    assert result.returncode == 3, result.stderr
+    assert "refused the PIN (PinIncorrect)" in result.stdout
+    assert wrong not in result.stdout + result.stderr
+
+
+def test_pin_in_uri_is_refused(softhsm):
+    from hsm.errors import InvalidURI
+
+    with pytest.raises(InvalidURI, match="must not carry a PIN"):
+        Pkcs11URI.parse(f"pkcs11:token={softhsm.token};pin-value=1234")
