@@ -26,26 +26,22 @@ class KeyStores:
         default_backend: Backend,
         default_keystore_path: str,
         keystore_password: str | None,
-        pkcs11_store_uri: str | None = None,
-        pkcs11_pin: str | None = None,
+        pkcs11: KeyStore | None = None,
     ) -> None:
-        """Open the configured backends now, so a wrong PIN or password stops start-up.
+        """Open the default key store file now, so a wrong password stops start-up.
 
         Args:
             default_backend: backend used when a request names none.
             default_keystore_path: the pre-filled key store file path.
             keystore_password: password of key store files; None disables the file backend.
-            pkcs11_store_uri: ``pkcs11:token=...?module-path=...``; None disables PKCS#11.
-            pkcs11_pin: the token's user PIN.
+            pkcs11: the opened token; None disables the pkcs11 backend.
         """
         self.default_backend = default_backend
         self.default_keystore_path = default_keystore_path
         self._password = keystore_password
         self._files: dict[str, KeyStore] = {}
         self._lock = threading.Lock()
-        self._pkcs11: KeyStore | None = None
-        if pkcs11_store_uri is not None:
-            self._pkcs11 = open_keystore(pkcs11_store_uri, pkcs11_pin or "")
+        self._pkcs11 = pkcs11
         if keystore_password is not None:
             self.file_store(default_keystore_path)
 

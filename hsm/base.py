@@ -82,19 +82,6 @@ class SignatureAlgorithm(enum.Enum):
         self.algorithm_name = name
         self.hash = hash_algorithm
 
-    @classmethod
-    def from_name(cls, name: str) -> SignatureAlgorithm:
-        """Look an algorithm up by its command-line name (e.g. ``rsa-pss-sha256``).
-
-        Raises:
-            ValueError: no algorithm has that name; the message lists the known ones.
-        """
-        for algorithm in cls:
-            if algorithm.algorithm_name == name:
-                return algorithm
-        known = ", ".join(a.algorithm_name for a in cls)
-        raise ValueError(f"unknown signature algorithm {name!r}; use one of: {known}")
-
     def fits(self, key_type: KeyType) -> bool:
         """True when this algorithm can sign with a key of `key_type`."""
         return (self is SignatureAlgorithm.ECDSA_SHA256) != key_type.is_rsa

@@ -21,6 +21,7 @@ from agent.keys import KeyStores
 from agent.server.interceptors import ErrorInterceptor
 from agent.server.servicer import BusinessServicer, CredentialServicer
 from agent.storage import Storage
+from hsm import open_keystore
 from hsm.errors import KeyStoreError
 
 log = logging.getLogger(__name__)
@@ -74,12 +75,12 @@ class AgentServer:
         os.makedirs(os.path.dirname(config.socket_path), mode=0o700, exist_ok=True)
         _prepare_socket_path(config.socket_path)
         try:
+            token_uri = config.pkcs11_store_uri()
             self._keys = KeyStores(
                 default_backend=config.default_backend,
                 default_keystore_path=config.keystore_path,
                 keystore_password=config.keystore_password,
-                pkcs11_store_uri=config.pkcs11_store_uri(),
-                pkcs11_pin=config.pkcs11_pin,
+                pkcs11=open_keystore(token_uri, config.pkcs11_pin or "") if token_uri else None,
             )
         except KeyStoreError as exc:
             raise ConfigError(str(exc)) from None

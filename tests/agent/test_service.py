@@ -1,0 +1,131 @@
+"""Credential creation keeps record and key together, on a real SQLite file and real backends."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from agent.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from agent.domain.model import Backend, CredentialStatus
+from agent.domain.service import AgentService, Caller
+from agent.domain.terms import CURRENT_TERMS
+from agent.keys import KeyStores
+from agent.storage import Storage
+from hsm.base import CreateKeyRequest, KeyType
+from hsm.errors import StoreCorrupted
+from tests.conftest import KEYSTORE_PASSWORD
+
+ABN = "51824753556"
+ADMIN = Caller("test-admin")
+
+
+@pytest.fixture
+def storage(tmp_path):
+    store = Storage(str(tmp_path / "agent.db"))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def service(tmp_path, storage, pkcs11_store):
+    keys = KeyStores(
+        default_backend=Backend.FILE,
+        default_keystore_path=str(tmp_path / "keys.mcks"),
+        keystore_password=KEYSTORE_PASSWORD,
+        pkcs11=pkcs11_store,
+    )
+    service = AgentService(storage, keys)
+    service.register_business(ADMIN, ABN, "Example Pty Ltd")
+    return service
+
+
+def _create(service, backend=Backend.PKCS11, **overrides):
+    options = dict(abn=ABN, name="server-1", key_type=KeyType.EC_P256, backend=backend,
+                   keystore_path=None, accepted_terms_version=CURRENT_TERMS.version)
+    options.update(overrides)
+    return service.create_credential(ADMIN, **options)
+
+
+def _token_labels(pkcs11_store) -> set[str]:
+    return {uri.split("object=")[1] for uri in pkcs11_store.list_keys()}
+
+
+def test_create_records_terms_acceptance_and_key(service, storage, pkcs11_store):
+    credential = _create(service)
+    assert credential.status is CredentialStatus.ACTIVE
+    assert credential.terms_version == CURRENT_TERMS.version
+    assert credential.id in _token_labels(pkcs11_store)
+    assert credential.key_uri.startswith("pkcs11:token=mcagent-test;id=%")
+    row = storage._conn.execute("SELECT accepted_by, version FROM terms_acceptance WHERE credential_id = ?",
+                                (credential.id,)).fetchone()
+    assert tuple(row) == ("test-admin", CURRENT_TERMS.version)
+
+
+@pytest.mark.parametrize(("overrides", "error", "message"), [
+    ({"accepted_terms_version": ""}, FailedPrecondition, "must be accepted"),
+    ({"accepted_terms_version": "1999-01-01"}, FailedPrecondition, "is not current"),
+    ({"abn": "12 345 678 901"}, InvalidArgument, "checksum"),
+    ({"abn": "53 004 085 616"}, NotFound, "not registered"),
+    ({"name": "  "}, InvalidArgument, "must not be empty"),
+    ({"name": "x" * 65}, InvalidArgument, "at most 64"),
+])
+def test_refused_create_leaves_nothing(service, storage, pkcs11_store, overrides, error, message):
+    keys_before = _token_labels(pkcs11_store)
+    with pytest.raises(error, match=message):
+        _create(service, **overrides)
+    assert storage.list_credentials() == []
+    assert _token_labels(pkcs11_store) == keys_before
+
+
+def test_key_that_cannot_be_made_leaves_no_record(service, storage, tmp_path):
+    _create(service, backend=Backend.FILE)  # the key store file now exists
+    (tmp_path / "keys.mcks").write_bytes(b"damaged")
+    with pytest.raises(StoreCorrupted):
+        _create(service, backend=Backend.FILE, name="server-2")
+    assert [c.name for c in storage.list_credentials()] == ["server-1"]
+
+
+def test_record_that_cannot_be_saved_destroys_the_key(service, storage, pkcs11_store):
+    keys_before = _token_labels(pkcs11_store)
+    # The database refuses the final write, as a full disk or a lost connection would.
+    storage._conn.execute(
+        "CREATE TRIGGER refuse BEFORE UPDATE ON credential BEGIN SELECT RAISE(ABORT, 'database refused'); END"
+    )
+    with pytest.raises(sqlite3.IntegrityError, match="database refused"):
+        _create(service)
+    assert storage.list_credentials() == []
+    assert _token_labels(pkcs11_store) == keys_before
+
+
+def test_create_interrupted_after_key_generation_is_cleaned_up_at_start(service, storage, pkcs11_store):
+    from agent.domain.model import Credential
+    from agent.clock import system_clock
+
+    # The state a crash between key generation and activation leaves behind.
+    label = "interrupted-0001"
+    storage.insert_credential(Credential(
+        id=label, abn=ABN, name="half", status=CredentialStatus.CREATING, key_type=KeyType.EC_P256,
+        backend=Backend.PKCS11, key_uri=pkcs11_store.label_uri(label), created_at=system_clock(),
+        created_by="test-admin", terms_version=CURRENT_TERMS.version,
+    ))
+    pkcs11_store.create_key(CreateKeyRequest(label=label, key_type=KeyType.EC_P256))
+    with pytest.raises(NotFound):
+        service.get_credential(label)  # never shown while being created
+    assert service.finish_interrupted_creates() == 1
+    assert label not in _token_labels(pkcs11_store)
+    assert storage.get_credential(label) is None
+
+
+def test_sign_refuses_bad_input_with_reasons(service):
+    credential = _create(service)
+    from hsm.base import SignatureAlgorithm
+
+    with pytest.raises(InvalidArgument, match="does not fit .* ec-p256 key; use one of: ecdsa-sha256"):
+        service.sign(ADMIN, credential.id, algorithm=SignatureAlgorithm.RSA_PKCS1_SHA256, data=b"x")
+    with pytest.raises(InvalidArgument, match="needs a 32-byte SHA256 digest, got 20 bytes"):
+        service.sign(ADMIN, credential.id, algorithm=None, digest=bytes(20))
+    with pytest.raises(InvalidArgument, match="either the data to sign or its digest"):
+        service.sign(ADMIN, credential.id, algorithm=None)
+    with pytest.raises(NotFound, match="no credential with id 'nope'"):
+        service.sign(ADMIN, "nope", algorithm=None, data=b"x")
