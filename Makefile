@@ -1,4 +1,4 @@
-# mcagent: make install | make run | make test | make proto | make bench
+# mcagent: make install | make run | make test | make proto
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +9,7 @@ SYSTEM_PACKAGES := softhsm2 opensc openssl
 DATA_DIR ?= $(HOME)/.local/share/mcagent
 PASSWORD_FILE ?= $(HOME)/.config/mcagent/keystore-password
 
-.PHONY: install run test proto system-deps bench clean
+.PHONY: install run test proto system-deps clean
 
 install: $(STAMP)
 
@@ -54,9 +54,6 @@ test: install system-deps
 
 proto: install
 	$(PY) -m agent.api.generate
-
-bench: install system-deps
-	$(PY) -m bench.sign_bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

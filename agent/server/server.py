@@ -57,7 +57,6 @@ class AgentServer:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._stopped = threading.Event()
         self._storage: Storage | None = None
         self._keys: KeyStores | None = None
         self._server: grpc.Server | None = None
@@ -108,6 +107,7 @@ class AgentServer:
 
     def stop(self) -> None:
         """Finish requests in flight (up to the grace period), then close everything."""
+        was_serving = self._server is not None
         if self._server is not None:
             self._server.stop(STOP_GRACE_SECONDS).wait()
             self._server = None
@@ -120,8 +120,8 @@ class AgentServer:
         if self._bound and os.path.exists(self.config.socket_path):
             os.unlink(self.config.socket_path)
             self._bound = False
-        self._stopped.set()
-        log.info("mcagent stopped")
+        if was_serving:
+            log.info("mcagent stopped")
 
     def run_until_signalled(self) -> None:
         """Serve until SIGTERM or SIGINT, then stop cleanly."""

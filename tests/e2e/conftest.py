@@ -1,0 +1,109 @@
+"""A real `mcagent serve` process and the real `mcagent` command against it."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import stat
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.conftest import KEYSTORE_PASSWORD, REPO
+
+MCAGENT = str(pathlib.Path(sys.executable).parent / "mcagent")
+START_TIMEOUT = 30.0
+
+
+@dataclass
+class Daemon:
+    """A running daemon; `cli` runs the command line against its socket."""
+
+    process: subprocess.Popen
+    socket: str
+    data_dir: pathlib.Path
+    log_path: pathlib.Path
+    secrets: list[str] = field(default_factory=list)
+
+    def cli(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [MCAGENT, *args], input=input, capture_output=True, timeout=60,
+            env={**os.environ, "MCAGENT_SOCKET": self.socket},
+        )
+
+    def ok(self, *args: str) -> str:
+        result = self.cli(*args)
+        assert result.returncode == 0, f"mcagent {' '.join(args)} failed: {result.stderr.decode()}"
+        return result.stdout.decode()
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+
+def wait_until_serving(process: subprocess.Popen, socket: str, log_path: pathlib.Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"daemon exited with {process.returncode}: {log_path.read_text()}")
+        if os.path.exists(socket):
+            with grpc.insecure_channel(f"unix:{socket}") as channel:
+                try:
+                    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+        time.sleep(0.1)
+    raise AssertionError(f"daemon did not serve within {START_TIMEOUT}s: {log_path.read_text()}")
+
+
+@pytest.fixture
+def start_daemon(tmp_path):
+    """Start daemons with given arguments and environment; stop each with SIGTERM at the end."""
+    started: list[Daemon] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, secrets: list[str] = ()) -> Daemon:
+        data_dir = tmp_path / f"data{len(started)}"
+        socket = str(data_dir / "mcagent.sock")
+        log_path = tmp_path / f"daemon{len(started)}.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [MCAGENT, "serve", "--data-dir", str(data_dir), *args],
+                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            )
+        daemon = Daemon(process, socket, data_dir, log_path, list(secrets))
+        started.append(daemon)
+        wait_until_serving(process, socket, log_path)
+        assert stat.S_IMODE(os.stat(socket).st_mode) == 0o600
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.process.poll() is None:
+            assert daemon.stop() == 0, daemon.log()
+        assert not os.path.exists(daemon.socket), "socket left behind after SIGTERM"
+        for secret in daemon.secrets:
+            assert secret not in daemon.log(), "a secret appeared in the daemon's log"
+
+
+@pytest.fixture
+def file_daemon(start_daemon):
+    return start_daemon(env={"MCAGENT_KEYSTORE_PASSWORD": KEYSTORE_PASSWORD}, secrets=[KEYSTORE_PASSWORD])
+
+
+@pytest.fixture
+def pkcs11_daemon(start_daemon, softhsm):
+    return start_daemon(
+        "--keystore-backend", "pkcs11", "--pkcs11-module", softhsm.module, "--pkcs11-token", softhsm.token,
+        env={"MCAGENT_PKCS11_PIN": softhsm.pin}, secrets=[softhsm.pin],
+    )
