@@ -6,7 +6,6 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SOFTHSM_MODULE ?= /usr/lib/softhsm/libsofthsm2.so
 SYSTEM_PACKAGES := softhsm2 opensc openssl
-DATA_DIR ?= $(HOME)/.local/share/mcagent
 PASSWORD_FILE ?= $(HOME)/.config/mcagent/keystore-password
 
 .PHONY: install run test proto system-deps clean
@@ -29,9 +28,9 @@ run: install
 	  echo "generated a key store password in $(PASSWORD_FILE) (mode 0600)"; \
 	fi
 	@if [ -n "$$MCAGENT_KEYSTORE_PASSWORD" ]; then \
-	  exec $(VENV)/bin/mcagent serve --data-dir "$(DATA_DIR)"; \
+	  exec $(VENV)/bin/mcagent serve $(SERVE_ARGS); \
 	else \
-	  exec $(VENV)/bin/mcagent serve --data-dir "$(DATA_DIR)" --keystore-password-file "$(PASSWORD_FILE)"; \
+	  exec $(VENV)/bin/mcagent serve --keystore-password-file "$(PASSWORD_FILE)" $(SERVE_ARGS); \
 	fi
 
 # Tools the tests drive: SoftHSM2 (softhsm2-util + module), pkcs11-tool, openssl.

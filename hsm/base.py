@@ -19,6 +19,8 @@ from typing import Protocol, runtime_checkable
 
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
+from hsm.errors import Unsupported
+
 
 class KeyType(enum.Enum):
     """Key pair types the agent creates. RSA-2048 is what RAM machine credentials use."""
@@ -122,6 +124,21 @@ class SignRequest:
     algorithm: SignatureAlgorithm
     key_type: KeyType
     digest: bytes
+
+    def check(self) -> None:
+        """Refuse an algorithm that does not fit the key, or a digest of the wrong size.
+
+        Raises:
+            Unsupported: with what was expected.
+        """
+        algorithm = self.algorithm
+        if not algorithm.fits(self.key_type):
+            raise Unsupported(f"{algorithm.algorithm_name} does not fit a {self.key_type.value} key")
+        if len(self.digest) != algorithm.hash.digest_size:
+            raise Unsupported(
+                f"{algorithm.algorithm_name} needs a {algorithm.hash.digest_size}-byte digest, "
+                f"got {len(self.digest)} bytes"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -37,7 +37,8 @@ def openssl_verify(
 ) -> subprocess.CompletedProcess:
     """Run `openssl dgst -verify`; returns the completed process (returncode 0 = verified)."""
     return subprocess.run(
-        ["openssl", "dgst", *OPENSSL_OPTIONS[algorithm], "-verify", str(public_pem), "-signature", str(signature), str(data)],
+        ["openssl", "dgst", *OPENSSL_OPTIONS[algorithm], "-verify", str(public_pem),
+         "-signature", str(signature), str(data)],
         capture_output=True,
         text=True,
     )

@@ -46,7 +46,6 @@ from hsm.errors import (
     KeyNotFound,
     StoreCorrupted,
     StoreLocked,
-    Unsupported,
 )
 from hsm.uri import FileURI
 
@@ -310,14 +309,8 @@ class FileKeyStore(KeyStore):
 
     def sign(self, request: SignRequest) -> bytes:
         """See `KeyStore.sign`."""
+        request.check()
         algorithm = request.algorithm
-        if not algorithm.fits(request.key_type):
-            raise Unsupported(f"{algorithm.algorithm_name} does not fit a {request.key_type.value} key")
-        if len(request.digest) != algorithm.hash.digest_size:
-            raise Unsupported(
-                f"{algorithm.algorithm_name} needs a {algorithm.hash.digest_size}-byte digest, "
-                f"got {len(request.digest)} bytes"
-            )
         key = self._private_key(self._label_of(request.uri))
         prehashed = utils.Prehashed(_hash_object(algorithm))
         if isinstance(key, ec.EllipticCurvePrivateKey):

@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from pkcs11 import MGF, Attribute, Mechanism, ObjectClass
-from pkcs11 import exceptions as p11e
 from pkcs11 import KeyType as P11KeyType
+from pkcs11 import exceptions as p11e
 from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
 
 from hsm.base import CreateKeyRequest, KeyInfo, KeyStore, KeyType, SignatureAlgorithm, SignRequest
@@ -180,14 +180,8 @@ class Pkcs11KeyStore(KeyStore):
 
     def sign(self, request: SignRequest) -> bytes:
         """See `KeyStore.sign`. Signs the digest with a raw mechanism (no hashing in the token)."""
+        request.check()
         algorithm = request.algorithm
-        if not algorithm.fits(request.key_type):
-            raise Unsupported(f"{algorithm.algorithm_name} does not fit a {request.key_type.value} key")
-        if len(request.digest) != algorithm.hash.digest_size:
-            raise Unsupported(
-                f"{algorithm.algorithm_name} needs a {algorithm.hash.digest_size}-byte digest, "
-                f"got {len(request.digest)} bytes"
-            )
         mechanism, param = _mechanism(algorithm)
         payload = request.digest
         if mechanism is Mechanism.RSA_PKCS:

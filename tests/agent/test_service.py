@@ -99,8 +99,8 @@ def test_record_that_cannot_be_saved_destroys_the_key(service, storage, pkcs11_s
 
 
 def test_create_interrupted_after_key_generation_is_cleaned_up_at_start(service, storage, pkcs11_store):
-    from agent.domain.model import Credential
     from agent.clock import system_clock
+    from agent.domain.model import Credential
 
     # The state a crash between key generation and activation leaves behind.
     label = "interrupted-0001"

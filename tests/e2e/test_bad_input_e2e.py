@@ -96,7 +96,8 @@ def test_serve_without_pin_refuses_to_start(tmp_path, softhsm):
 
 def test_serve_with_wrong_pin_refuses_without_showing_it(tmp_path, softhsm):
     result = _serve(tmp_path, "--keystore-backend", "pkcs11", "--pkcs11-module", softhsm.module,
-                    "--pkcs11-token", softhsm.token, env={"SOFTHSM2_CONF": softhsm.conf, "MCAGENT_PKCS11_PIN": "11112222"})
+                    "--pkcs11-token", softhsm.token,
+                    env={"SOFTHSM2_CONF": softhsm.conf, "MCAGENT_PKCS11_PIN": "11112222"})
     _one_line_error(result, "refused the PIN")
     assert b"11112222" not in result.stderr + result.stdout
 

@@ -6,8 +6,6 @@ import hashlib
 import json
 import subprocess
 
-import pytest
-
 from hsm.base import KeyType, SignatureAlgorithm
 from tests.conftest import require_tool
 from tests.verify import openssl_verify

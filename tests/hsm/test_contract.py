@@ -27,7 +27,11 @@ def _label() -> str:
 CASES = [(kt, alg) for kt in KeyType for alg in SignatureAlgorithm if alg.fits(kt)]
 
 
-@pytest.mark.parametrize(("key_type", "algorithm"), CASES, ids=lambda v: v.value if isinstance(v, KeyType) else v.algorithm_name)
+def _case_id(value):
+    return value.value if isinstance(value, KeyType) else value.algorithm_name
+
+
+@pytest.mark.parametrize(("key_type", "algorithm"), CASES, ids=_case_id)
 def test_signs_data_digest_with_every_fitting_algorithm(store, key_type, algorithm):
     info = store.create_key(CreateKeyRequest(label=_label(), key_type=key_type))
     signature = store.sign(
@@ -76,11 +80,13 @@ def test_delete_by_label_uri_destroys_the_key(store):
     info = store.create_key(CreateKeyRequest(label=label, key_type=KeyType.EC_P256))
     assert info.uri in store.list_keys()
     # Sign once so the key is cached, then make sure the cache does not outlive the key.
-    store.sign(SignRequest(uri=info.uri, algorithm=SignatureAlgorithm.ECDSA_SHA256, key_type=KeyType.EC_P256, digest=bytes(32)))
+    ecdsa = SignRequest(uri=info.uri, algorithm=SignatureAlgorithm.ECDSA_SHA256, key_type=KeyType.EC_P256,
+                        digest=bytes(32))
+    store.sign(ecdsa)
     assert store.delete_key(store.label_uri(label)) >= 1
     assert info.uri not in store.list_keys()
     with pytest.raises(KeyNotFound):
-        store.sign(SignRequest(uri=info.uri, algorithm=SignatureAlgorithm.ECDSA_SHA256, key_type=KeyType.EC_P256, digest=bytes(32)))
+        store.sign(ecdsa)
     with pytest.raises(KeyNotFound):
         store.public_key(info.uri)
     assert store.delete_key(info.uri) == 0

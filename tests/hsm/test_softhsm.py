@@ -133,7 +133,7 @@ def test_sign_recovers_without_restart(softhsm, pkcs11_store, breaker):
         _sign(pkcs11_store, info)  # may fail, but only with a clear "token unavailable"
     except TokenUnavailable as exc:
         assert "token unavailable" in str(exc) or "unavailable" in str(exc)
-    for n in range(3):
+    for _ in range(3):
         verify(info.public_key, SignatureAlgorithm.RSA_PKCS1_SHA256, b"after recovery", _sign(pkcs11_store, info))
     stats = pkcs11_store.stats()
     assert stats.healthy

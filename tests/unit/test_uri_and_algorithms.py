@@ -46,7 +46,8 @@ def test_algorithm_fit():
 def test_digest_info_prefixes_match_asn1():
     from asn1crypto.algos import DigestAlgorithm, DigestInfo
 
-    for algorithm, name in ((SignatureAlgorithm.RSA_PKCS1_SHA256, "sha256"), (SignatureAlgorithm.RSA_PKCS1_SHA1, "sha1")):
+    pairs = ((SignatureAlgorithm.RSA_PKCS1_SHA256, "sha256"), (SignatureAlgorithm.RSA_PKCS1_SHA1, "sha1"))
+    for algorithm, name in pairs:
         digest = algorithm.hash.digest(b"x")
         info = DigestInfo({"digest_algorithm": DigestAlgorithm({"algorithm": name}), "digest": digest}).dump()
         assert algorithm.hash.digest_info_prefix + digest == info
