@@ -45,6 +45,16 @@ def read_secret(env_name: str, file_path: str | None, what: str) -> str | None:
     return os.environ.get(env_name) or None
 
 
+def _read_file(path: str | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything `mcagent serve` needs.
@@ -58,6 +68,11 @@ class Config:
         pkcs11_module: PKCS#11 library; with a token label, enables the pkcs11 backend.
         pkcs11_token: label of the token.
         pkcs11_pin: the token's user PIN.
+        socket_mode: permissions of the Unix socket (0600: only the daemon's user).
+        admin_uids: Unix-socket uids that are the local administrator (always the daemon's own).
+        listen: HOST:PORT for the mutual-TLS listener, or None.
+        tls_cert, tls_key, client_ca: PEM for that listener; client certificates must chain to client_ca.
+        insecure_listen: HOST:PORT for a plain TCP listener (development only), or None.
     """
 
     data_dir: str
@@ -68,6 +83,13 @@ class Config:
     pkcs11_module: str | None = None
     pkcs11_token: str | None = None
     pkcs11_pin: str | None = None
+    socket_mode: int = 0o600
+    admin_uids: frozenset[int] = frozenset()
+    listen: str | None = None
+    tls_cert: bytes | None = None
+    tls_key: bytes | None = None
+    client_ca: bytes | None = None
+    insecure_listen: str | None = None
 
     @classmethod
     def build(
@@ -81,6 +103,13 @@ class Config:
         pkcs11_module: str | None,
         pkcs11_token: str | None,
         pkcs11_pin_file: str | None,
+        socket_mode: str = "0600",
+        admin_uids: list[int] | None = None,
+        listen: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        client_ca: str | None = None,
+        insecure_listen: str | None = None,
     ) -> Config:
         """Resolve defaults and secrets, and check the combination makes sense.
 
@@ -97,6 +126,22 @@ class Config:
             pin = read_secret(PIN_ENV, pkcs11_pin_file, "PKCS#11 PIN")
             if pin is None:
                 raise ConfigError(f"no PKCS#11 PIN: set {PIN_ENV} or pass --pkcs11-pin-file FILE")
+        try:
+            mode = int(socket_mode, 8)
+        except ValueError:
+            raise ConfigError(f"--socket-mode {socket_mode!r} is not an octal mode such as 0600 or 0660") from None
+        if mode & ~0o777:
+            raise ConfigError(f"--socket-mode {socket_mode} has bits outside 0777")
+        tls = [tls_cert, tls_key, client_ca]
+        if listen and not all(tls):
+            raise ConfigError(
+                f"refusing plain TCP on {listen}: give --tls-cert, --tls-key and --client-ca for mutual TLS "
+                "(or --insecure-listen for development only)"
+            )
+        if any(tls) and not listen:
+            raise ConfigError("--tls-cert, --tls-key and --client-ca go with --listen HOST:PORT")
+        tls_material = [_read_file(path, what) for path, what in
+                        ((tls_cert, "TLS certificate"), (tls_key, "TLS key"), (client_ca, "client CA"))]
         if default_backend is Backend.FILE and password is None:
             raise ConfigError(
                 f"no key store password: set {KEYSTORE_PASSWORD_ENV} or pass --keystore-password-file FILE"
@@ -110,6 +155,13 @@ class Config:
             pkcs11_module=pkcs11_module,
             pkcs11_token=pkcs11_token,
             pkcs11_pin=pin,
+            socket_mode=mode,
+            admin_uids=frozenset({os.getuid(), *(admin_uids or [])}),
+            listen=listen,
+            tls_cert=tls_material[0],
+            tls_key=tls_material[1],
+            client_ca=tls_material[2],
+            insecure_listen=insecure_listen,
         )
 
     def pkcs11_store_uri(self) -> str | None:

@@ -2,18 +2,26 @@
 
 Migrations are plain SQL, applied in order and counted in ``PRAGMA user_version``; each
 runs in its own transaction. (A migration library comes with the PostgreSQL backend.)
+
+Mutating methods must run inside `transaction()`, so that a change and its audit entry
+commit together or not at all. Reads may run anywhere.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from agent.domain.model import Backend, Business, Credential, CredentialStatus
+from agent.domain.audit import GENESIS, AuditEntry, entry_hash
+from agent.domain.credential import CredentialStatus
+from agent.domain.model import Backend, Business, Credential, Principal, Reminder, RoleGrant
+from agent.domain.policy import Role
 from hsm.base import KeyType
 
 MIGRATIONS = [
@@ -44,18 +52,90 @@ MIGRATIONS = [
         credential_id TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE principal (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        uid INTEGER UNIQUE,
+        certificate_subject TEXT UNIQUE,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    CREATE TABLE role_grant (
+        abn TEXT NOT NULL REFERENCES business(abn),
+        principal_id TEXT NOT NULL REFERENCES principal(id),
+        role TEXT NOT NULL,
+        granted_at TEXT NOT NULL,
+        granted_by TEXT NOT NULL,
+        PRIMARY KEY (abn, principal_id, role)
+    );
+    CREATE INDEX role_by_principal ON role_grant(principal_id);
+    ALTER TABLE credential ADD COLUMN holder_id TEXT REFERENCES principal(id);
+    ALTER TABLE credential ADD COLUMN unassigned_at TEXT;
+    ALTER TABLE credential ADD COLUMN revoked_at TEXT;
+    ALTER TABLE credential ADD COLUMN revoked_by TEXT;
+    ALTER TABLE credential ADD COLUMN key_destroyed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE credential ADD COLUMN first_used_at TEXT;
+    ALTER TABLE credential ADD COLUMN permissions TEXT;
+    CREATE INDEX credential_by_holder ON credential(holder_id);
+    CREATE TABLE reminder (
+        credential_id TEXT NOT NULL REFERENCES credential(id),
+        day INTEGER NOT NULL,
+        recorded_at TEXT NOT NULL,
+        recipients TEXT NOT NULL,
+        PRIMARY KEY (credential_id, day)
+    );
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        abn TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_abn ON audit(abn, seq);
+    CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    """,
 ]
 
 
-def _ts(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
+def _ts(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
-def _dt(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text)
+def _dt(text: str | None) -> dt.datetime | None:
+    return None if text is None else dt.datetime.fromisoformat(text)
+
+
+def _split_statements(script: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies (BEGIN ... END;) whole."""
+    statements, current = [], []
+    for line in script.strip().splitlines():
+        current.append(line)
+        text = "\n".join(current).strip()
+        if text.endswith(";") and (" BEGIN" not in text or text.endswith("END;")):
+            statements.append(text)
+            current = []
+    if "\n".join(current).strip():
+        statements.append("\n".join(current).strip())
+    return statements
+
+
+_CREDENTIAL_SELECT = (
+    "SELECT c.*, p.name AS holder_name FROM credential c LEFT JOIN principal p ON p.id = c.holder_id"
+)
 
 
 def _credential(row: sqlite3.Row) -> Credential:
+    permissions = row["permissions"]
     return Credential(
         id=row["id"],
         abn=row["abn"],
@@ -67,6 +147,26 @@ def _credential(row: sqlite3.Row) -> Credential:
         created_at=_dt(row["created_at"]),
         created_by=row["created_by"],
         terms_version=row["terms_version"],
+        holder_id=row["holder_id"],
+        holder_name=row["holder_name"],
+        unassigned_at=_dt(row["unassigned_at"]),
+        revoked_at=_dt(row["revoked_at"]),
+        revoked_by=row["revoked_by"],
+        key_destroyed=bool(row["key_destroyed"]),
+        first_used_at=_dt(row["first_used_at"]),
+        permissions=None if permissions is None else tuple(json.loads(permissions)),
+    )
+
+
+def _principal(row: sqlite3.Row) -> Principal:
+    return Principal(row["id"], row["name"], row["uid"], row["certificate_subject"], _dt(row["created_at"]))
+
+
+def _audit(row: sqlite3.Row) -> AuditEntry:
+    return AuditEntry(
+        seq=row["seq"], at=_dt(row["at"]), actor=row["actor"], action=row["action"], outcome=row["outcome"],
+        abn=row["abn"], target=row["target"], detail=json.loads(row["detail"]),
+        prev_hash=row["prev_hash"], hash=row["hash"],
     )
 
 
@@ -94,7 +194,7 @@ class Storage:
             )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             with self.transaction() as conn:
-                for statement in filter(str.strip, script.split(";")):
+                for statement in _split_statements(script):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number}")
 
@@ -110,6 +210,14 @@ class Storage:
                 raise
             self._conn.execute("COMMIT")
 
+    def _one(self, query: str, params: tuple = ()) -> sqlite3.Row | None:
+        with self._lock:
+            return self._conn.execute(query, params).fetchone()
+
+    def _all(self, query: str, params: tuple | list = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(query, params).fetchall()
+
     def close(self) -> None:
         """Close the database."""
         with self._lock:
@@ -119,72 +227,198 @@ class Storage:
 
     def insert_business(self, business: Business) -> bool:
         """Insert a business; False when the ABN is already registered."""
-        with self.transaction() as conn:
-            cursor = conn.execute(
-                "INSERT OR IGNORE INTO business (abn, name, registered_at) VALUES (?, ?, ?)",
-                (business.abn, business.name, _ts(business.registered_at)),
-            )
-            return cursor.rowcount == 1
+        cursor = self._conn.execute(
+            "INSERT OR IGNORE INTO business (abn, name, registered_at) VALUES (?, ?, ?)",
+            (business.abn, business.name, _ts(business.registered_at)),
+        )
+        return cursor.rowcount == 1
 
     def get_business(self, abn: str) -> Business | None:
         """The business with this ABN, or None."""
-        with self._lock:
-            row = self._conn.execute("SELECT * FROM business WHERE abn = ?", (abn,)).fetchone()
-        if row is None:
-            return None
-        return Business(row["abn"], row["name"], _dt(row["registered_at"]))
+        row = self._one("SELECT * FROM business WHERE abn = ?", (abn,))
+        return None if row is None else Business(row["abn"], row["name"], _dt(row["registered_at"]))
+
+    # -- principals and roles -------------------------------------------------------------
+
+    def insert_principal(self, principal: Principal, token_hash: str, created_by: str) -> None:
+        """Insert a principal with the hash of its bearer token."""
+        self._conn.execute(
+            "INSERT INTO principal (id, name, uid, certificate_subject, token_hash, created_at, created_by)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (principal.id, principal.name, principal.uid, principal.certificate_subject, token_hash,
+             _ts(principal.created_at), created_by),
+        )
+
+    def principal_where(self, column: str, value: Any) -> Principal | None:
+        """The principal whose `column` (name, uid, certificate_subject, token_hash, id) is `value`."""
+        if column not in ("id", "name", "uid", "certificate_subject", "token_hash"):
+            raise ValueError(column)
+        row = self._one(f"SELECT * FROM principal WHERE {column} = ?", (value,))
+        return None if row is None else _principal(row)
+
+    def list_principals(self) -> list[Principal]:
+        """Every principal, by name."""
+        return [_principal(r) for r in self._all("SELECT * FROM principal ORDER BY name")]
+
+    def grant_role(self, abn: str, principal_id: str, role: Role, at: dt.datetime, by: str) -> bool:
+        """Grant a role; False if it was held already."""
+        cursor = self._conn.execute(
+            "INSERT OR IGNORE INTO role_grant (abn, principal_id, role, granted_at, granted_by) VALUES (?, ?, ?, ?, ?)",
+            (abn, principal_id, role.value, _ts(at), by),
+        )
+        return cursor.rowcount == 1
+
+    def remove_role(self, abn: str, principal_id: str, role: Role) -> bool:
+        """Remove a role; False if it was not held."""
+        cursor = self._conn.execute(
+            "DELETE FROM role_grant WHERE abn = ? AND principal_id = ? AND role = ?", (abn, principal_id, role.value)
+        )
+        return cursor.rowcount == 1
+
+    def roles_of(self, abn: str, principal_id: str) -> set[Role]:
+        """The roles `principal_id` holds in `abn`."""
+        rows = self._all("SELECT role FROM role_grant WHERE abn = ? AND principal_id = ?", (abn, principal_id))
+        return {Role(r["role"]) for r in rows}
+
+    def role_grants(self, abn: str | None = None, principal_id: str | None = None) -> list[RoleGrant]:
+        """Role grants of a business and/or a principal."""
+        query = ("SELECT g.*, p.name AS principal_name FROM role_grant g JOIN principal p ON p.id = g.principal_id"
+                 " WHERE 1=1")
+        params: list[Any] = []
+        if abn is not None:
+            query += " AND g.abn = ?"
+            params.append(abn)
+        if principal_id is not None:
+            query += " AND g.principal_id = ?"
+            params.append(principal_id)
+        rows = self._all(query + " ORDER BY g.abn, g.role, p.name", params)
+        return [RoleGrant(r["abn"], r["principal_id"], r["principal_name"], Role(r["role"]), _dt(r["granted_at"]),
+                          r["granted_by"]) for r in rows]
 
     # -- credentials --------------------------------------------------------------------
 
     def insert_credential(self, credential: Credential) -> None:
         """Insert a credential record and the terms acceptance it was created under."""
-        with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO credential (id, abn, name, status, key_type, backend, key_uri,"
-                " created_at, created_by, terms_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    credential.id, credential.abn, credential.name, credential.status.value,
-                    credential.key_type.value, credential.backend.value, credential.key_uri,
-                    _ts(credential.created_at), credential.created_by, credential.terms_version,
-                ),
-            )
-            conn.execute(
-                "INSERT INTO terms_acceptance (accepted_by, version, accepted_at, credential_id)"
-                " VALUES (?, ?, ?, ?)",
-                (credential.created_by, credential.terms_version, _ts(credential.created_at), credential.id),
-            )
+        self._conn.execute(
+            "INSERT INTO credential (id, abn, name, status, key_type, backend, key_uri, created_at, created_by,"
+            " terms_version, holder_id, permissions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                credential.id, credential.abn, credential.name, credential.status.value,
+                credential.key_type.value, credential.backend.value, credential.key_uri,
+                _ts(credential.created_at), credential.created_by, credential.terms_version,
+                credential.holder_id,
+                None if credential.permissions is None else json.dumps(list(credential.permissions)),
+            ),
+        )
+        self._conn.execute(
+            "INSERT INTO terms_acceptance (accepted_by, version, accepted_at, credential_id) VALUES (?, ?, ?, ?)",
+            (credential.created_by, credential.terms_version, _ts(credential.created_at), credential.id),
+        )
 
-    def activate_credential(self, credential_id: str, key_uri: str) -> None:
-        """Record the key's URI and make a ``creating`` credential ``active``."""
-        with self.transaction() as conn:
-            cursor = conn.execute(
-                "UPDATE credential SET status = ?, key_uri = ? WHERE id = ? AND status = ?",
-                (CredentialStatus.ACTIVE.value, key_uri, credential_id, CredentialStatus.CREATING.value),
-            )
-            if cursor.rowcount != 1:
-                raise RuntimeError(f"credential {credential_id} is not being created")
+    def update_credential(self, credential_id: str, expected_status: CredentialStatus, **fields: Any) -> None:
+        """Change fields of a credential that is still in `expected_status`.
+
+        Raises:
+            RuntimeError: the credential is not (or no longer) in that status: a concurrent change.
+        """
+        encoded = {}
+        for name, value in fields.items():
+            if isinstance(value, dt.datetime):
+                value = _ts(value)
+            elif isinstance(value, CredentialStatus):
+                value = value.value
+            elif name == "permissions" and value is not None:
+                value = json.dumps(list(value))
+            encoded[name] = value
+        assignments = ", ".join(f"{name} = ?" for name in encoded)
+        cursor = self._conn.execute(
+            f"UPDATE credential SET {assignments} WHERE id = ? AND status = ?",
+            (*encoded.values(), credential_id, expected_status.value),
+        )
+        if cursor.rowcount != 1:
+            raise RuntimeError(f"credential {credential_id} changed while being updated")
 
     def delete_credential(self, credential_id: str) -> None:
         """Remove a credential record (only used to undo a create that failed)."""
-        with self.transaction() as conn:
-            conn.execute("DELETE FROM terms_acceptance WHERE credential_id = ?", (credential_id,))
-            conn.execute("DELETE FROM credential WHERE id = ?", (credential_id,))
+        self._conn.execute("DELETE FROM terms_acceptance WHERE credential_id = ?", (credential_id,))
+        self._conn.execute("DELETE FROM credential WHERE id = ?", (credential_id,))
 
     def get_credential(self, credential_id: str) -> Credential | None:
         """The credential with this id, or None."""
-        with self._lock:
-            row = self._conn.execute("SELECT * FROM credential WHERE id = ?", (credential_id,)).fetchone()
+        row = self._one(_CREDENTIAL_SELECT + " WHERE c.id = ?", (credential_id,))
         return None if row is None else _credential(row)
 
-    def list_credentials(self, abn: str | None = None, status: CredentialStatus | None = None) -> list[Credential]:
-        """Credentials, oldest first, optionally of one business and one status."""
-        query, params = "SELECT * FROM credential WHERE 1=1", []
-        if abn is not None:
-            query += " AND abn = ?"
-            params.append(abn)
-        if status is not None:
-            query += " AND status = ?"
-            params.append(status.value)
-        with self._lock:
-            rows = self._conn.execute(query + " ORDER BY created_at, id", params).fetchall()
+    def list_credentials(
+        self,
+        abn: str | None = None,
+        status: CredentialStatus | None = None,
+        holder_id: str | None = None,
+        abns: list[str] | None = None,
+        name: str | None = None,
+    ) -> list[Credential]:
+        """Credentials, oldest first, filtered by whichever arguments are given."""
+        query, params = _CREDENTIAL_SELECT + " WHERE 1=1", []
+        for column, value in (("c.abn", abn), ("c.status", status.value if status else None),
+                              ("c.holder_id", holder_id), ("c.name", name)):
+            if value is not None:
+                query += f" AND {column} = ?"
+                params.append(value)
+        if abns is not None:
+            query += f" AND c.abn IN ({', '.join('?' * len(abns))})"
+            params.extend(abns)
+        rows = self._all(query + " ORDER BY c.created_at, c.id", params)
         return [_credential(row) for row in rows]
+
+    def insert_reminder(self, reminder: Reminder) -> bool:
+        """Record a reminder once; False if that day's reminder was already recorded."""
+        cursor = self._conn.execute(
+            "INSERT OR IGNORE INTO reminder (credential_id, day, recorded_at, recipients) VALUES (?, ?, ?, ?)",
+            (reminder.credential_id, reminder.day, _ts(reminder.recorded_at), json.dumps(list(reminder.recipients))),
+        )
+        return cursor.rowcount == 1
+
+    def reminders(self, credential_id: str) -> list[Reminder]:
+        """Reminders recorded for a credential, by day."""
+        rows = self._all("SELECT * FROM reminder WHERE credential_id = ? ORDER BY day", (credential_id,))
+        return [Reminder(r["credential_id"], r["day"], _dt(r["recorded_at"]), tuple(json.loads(r["recipients"])))
+                for r in rows]
+
+    def delete_reminders(self, credential_id: str) -> None:
+        """Forget reminders (a claimed credential starts afresh if unassigned again)."""
+        self._conn.execute("DELETE FROM reminder WHERE credential_id = ?", (credential_id,))
+
+    # -- audit --------------------------------------------------------------------------
+
+    def append_audit(self, *, at: dt.datetime, actor: str, action: str, outcome: str, abn: str = "",
+                     target: str = "", detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Append an entry chained to the newest one (inside the caller's transaction)."""
+        last = self._conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev_hash = (last["seq"] + 1, last["hash"]) if last else (1, GENESIS)
+        entry = AuditEntry(seq=seq, at=at, actor=actor, action=action, outcome=outcome, abn=abn, target=target,
+                           detail=detail or {}, prev_hash=prev_hash)
+        entry = AuditEntry(**{**entry.__dict__, "hash": entry_hash(entry)})
+        self._conn.execute(
+            "INSERT INTO audit (seq, at, actor, action, outcome, abn, target, detail, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.seq, _ts(entry.at), entry.actor, entry.action, entry.outcome, entry.abn, entry.target,
+             json.dumps(entry.detail, sort_keys=True), entry.prev_hash, entry.hash),
+        )
+        return entry
+
+    def audit_page(self, *, abn: str | None, after: int, limit: int) -> list[AuditEntry]:
+        """Entries after sequence number `after`, oldest first, at most `limit`."""
+        if abn is None:
+            rows = self._all("SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
+        else:
+            rows = self._all("SELECT * FROM audit WHERE abn = ? AND seq > ? ORDER BY seq LIMIT ?", (abn, after, limit))
+        return [_audit(r) for r in rows]
+
+    def audit_entries(self) -> Iterator[AuditEntry]:
+        """Every entry in sequence order, read in batches."""
+        after = 0
+        while True:
+            batch = self.audit_page(abn=None, after=after, limit=5000)
+            yield from batch
+            if len(batch) < 5000:
+                return
+            after = batch[-1].seq

@@ -17,12 +17,14 @@ from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.json_format import MessageToDict
+from tabulate import tabulate
 
 from agent.api.defaults import default_socket_path
 from agent.api.v1 import agent_pb2 as pb
 from agent.api.v1 import agent_pb2_grpc as pb_grpc
 
 SOCKET_ENV = "MCAGENT_SOCKET"
+TOKEN_ENV = "MCAGENT_TOKEN"
 
 
 class UsageError(Exception):
@@ -45,6 +47,8 @@ def _enum_names(enum: Any, prefix: str) -> dict[str, int]:
 KEY_TYPES = _enum_names(pb.KeyType, "KEY_TYPE_")
 ALGORITHMS = _enum_names(pb.SignatureAlgorithm, "SIGNATURE_ALGORITHM_")
 BACKENDS = _enum_names(pb.Backend, "BACKEND_")
+ROLES = _enum_names(pb.Role, "ROLE_")
+GRANTABLE_ROLES = [r for r in ROLES if r != "principal-authority"]
 
 
 def _spelling(table: dict[str, int], number: int) -> str:
@@ -61,18 +65,62 @@ class Parser(argparse.ArgumentParser):
 # -- client plumbing ------------------------------------------------------------------------
 
 
-class Client:
-    """Stubs on a channel to the daemon's Unix socket."""
+def _read_file(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise CommandFailed(f"cannot read {what} {path}: {exc.strerror}") from None
 
-    def __init__(self, socket_path: str) -> None:
-        self.target = f"unix:{socket_path}"
-        self.channel = grpc.insecure_channel(self.target)
-        self.businesses = pb_grpc.BusinessServiceStub(self.channel)
-        self.credentials = pb_grpc.CredentialServiceStub(self.channel)
+
+class _Stub:
+    """A service stub whose calls carry the caller's bearer token, if any."""
+
+    def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._stub = stub
+        self._metadata = metadata
+
+    def __getattr__(self, name: str) -> Callable[[Any], Any]:
+        method = getattr(self._stub, name)
+        return lambda request: method(request, metadata=self._metadata, timeout=120)
+
+
+class Client:
+    """Stubs on a channel to the daemon: its Unix socket, or TCP with mutual TLS."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        if args.address:
+            if not (args.tls_cert and args.tls_key and args.tls_ca):
+                raise UsageError("mcagent: error: --address needs --tls-cert, --tls-key and --tls-ca (mutual TLS)")
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_read_file(args.tls_ca, "--tls-ca"),
+                private_key=_read_file(args.tls_key, "--tls-key"),
+                certificate_chain=_read_file(args.tls_cert, "--tls-cert"),
+            )
+            self.target = args.address
+            channel = grpc.secure_channel(args.address, credentials)
+        else:
+            self.target = f"unix:{args.socket or os.environ.get(SOCKET_ENV) or default_socket_path()}"
+            channel = grpc.insecure_channel(self.target)
+        token = _token(args)
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.businesses = _Stub(pb_grpc.BusinessServiceStub(channel), metadata)
+        self.credentials = _Stub(pb_grpc.CredentialServiceStub(channel), metadata)
+        self.principals = _Stub(pb_grpc.PrincipalServiceStub(channel), metadata)
+        self.audit = _Stub(pb_grpc.AuditServiceStub(channel), metadata)
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    if args.token_file:
+        token = _read_file(args.token_file, "--token-file").decode("utf-8").strip()
+        if not token:
+            raise CommandFailed(f"--token-file {args.token_file} is empty")
+        return token
+    return os.environ.get(TOKEN_ENV) or None
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(args.socket or os.environ.get(SOCKET_ENV) or default_socket_path())
+    return Client(args)
 
 
 def _emit(args: argparse.Namespace, message: Any, text: str) -> None:
@@ -82,19 +130,37 @@ def _emit(args: argparse.Namespace, message: Any, text: str) -> None:
         print(text)
 
 
+def _when(stamp: Any) -> str:
+    return stamp.ToDatetime().isoformat(timespec="seconds") + "Z"
+
+
+def _reminders_text(c: pb.Credential) -> str:
+    return "; ".join(f"day {r.day} reminder recorded {_when(r.recorded_at)} to {', '.join(r.recipients)}"
+                     for r in c.reminders)
+
+
 def _credential_lines(c: pb.Credential) -> str:
     rows = [
         ("id", c.id),
         ("abn", c.abn),
         ("name", c.name),
-        ("status", c.status),
+        ("status", c.display_status or c.status),
+        ("holder", c.holder or "(unassigned)"),
         ("key type", _spelling(KEY_TYPES, c.key_type)),
         ("backend", _spelling(BACKENDS, c.backend)),
         ("key uri", c.key_uri),
-        ("created", c.created_at.ToDatetime().isoformat(timespec="seconds") + "Z"),
+        ("created", _when(c.created_at)),
         ("created by", c.created_by),
         ("terms accepted", c.terms_version),
+        ("first used", _when(c.first_used_at) if c.HasField("first_used_at") else "not yet (full permissions)"),
+        ("permissions", ", ".join(c.permissions.permissions) if c.HasField("permissions") else "all"),
     ]
+    if c.HasField("unassigned_at"):
+        rows += [("unassigned", _when(c.unassigned_at)), ("works until", _when(c.window_ends_at))]
+    if c.reminders:
+        rows.append(("reminders", _reminders_text(c)))
+    if c.HasField("revoked_at"):
+        rows.append(("revoked", f"{_when(c.revoked_at)} by {c.revoked_by}"))
     return "\n".join(f"{label + ':':16}{value}" for label, value in rows)
 
 
@@ -102,7 +168,9 @@ def _credential_lines(c: pb.Credential) -> str:
 
 
 def cmd_business_register(args: argparse.Namespace) -> None:
-    business = _client(args).businesses.RegisterBusiness(pb.RegisterBusinessRequest(abn=args.abn, name=args.name))
+    business = _client(args).businesses.RegisterBusiness(
+        pb.RegisterBusinessRequest(abn=args.abn, name=args.name, principal_authority=args.principal_authority)
+    )
     _emit(args, business, f"registered business {business.abn} ({business.name})")
 
 
@@ -122,7 +190,7 @@ def cmd_credential_create(args: argparse.Namespace) -> None:
     if args.accept_terms:
         accepted = client.credentials.GetMachineTerms(pb.GetMachineTermsRequest()).version
     keystore = os.path.abspath(args.keystore) if args.keystore else ""
-    credential = client.credentials.CreateCredential(
+    created = client.credentials.CreateCredential(
         pb.CreateCredentialRequest(
             abn=args.abn,
             name=args.name,
@@ -132,18 +200,26 @@ def cmd_credential_create(args: argparse.Namespace) -> None:
             accepted_terms_version=accepted,
         )
     )
-    _emit(args, credential, credential.id)
+    if args.json:
+        document = MessageToDict(created.credential, preserving_proto_field_name=True)
+        if created.notice:
+            document.update(notice=created.notice, replaces_id=created.replaces_id)
+        print(json.dumps(document, indent=2))
+        return
+    print(created.credential.id)
+    if created.notice:
+        print(f"note: {created.notice}", file=sys.stderr)
 
 
 def cmd_credential_list(args: argparse.Namespace) -> None:
-    from tabulate import tabulate
-
     response = _client(args).credentials.ListCredentials(pb.ListCredentialsRequest(abn=args.abn or ""))
     rows = [
-        (c.id, c.abn, c.name, c.status, _spelling(KEY_TYPES, c.key_type), _spelling(BACKENDS, c.backend))
+        (c.id, c.abn, c.name, c.display_status or c.status, c.holder or "-", _spelling(KEY_TYPES, c.key_type),
+         _spelling(BACKENDS, c.backend), _reminders_text(c) or "-")
         for c in response.credentials
     ]
-    _emit(args, response, tabulate(rows, headers=["ID", "ABN", "NAME", "STATUS", "KEY TYPE", "BACKEND"]))
+    headers = ["ID", "ABN", "NAME", "STATUS", "HOLDER", "KEY TYPE", "BACKEND", "REMINDERS"]
+    _emit(args, response, tabulate(rows, headers=headers))
 
 
 def cmd_credential_show(args: argparse.Namespace) -> None:
@@ -168,7 +244,8 @@ def _read_input(path: str) -> bytes:
 
 def cmd_credential_sign(args: argparse.Namespace) -> None:
     payload = _read_input(args.input)
-    request = pb.SignRequest(credential_id=args.id, algorithm=ALGORITHMS[args.algorithm] if args.algorithm else 0)
+    request = pb.SignRequest(credential_id=args.id, algorithm=ALGORITHMS[args.algorithm] if args.algorithm else 0,
+                             permission=args.permission or "")
     if args.digest:
         request.digest = payload
     else:
@@ -186,6 +263,94 @@ def cmd_credential_sign(args: argparse.Namespace) -> None:
     else:
         sys.stdout.buffer.write(response.signature)
         sys.stdout.buffer.flush()
+
+
+def cmd_credential_revoke(args: argparse.Namespace) -> None:
+    credential = _client(args).credentials.RevokeCredential(pb.RevokeCredentialRequest(id=args.id, confirm=args.yes))
+    _emit(args, credential, f"revoked credential {credential.id} ({credential.name})")
+
+
+def cmd_credential_claim(args: argparse.Namespace) -> None:
+    credential = _client(args).credentials.ClaimCredential(pb.ClaimCredentialRequest(id=args.id))
+    _emit(args, credential, f"claimed credential {credential.id} ({credential.name}); status {credential.status}")
+
+
+def cmd_credential_permissions(args: argparse.Namespace) -> None:
+    request = pb.PermissionsRequest(id=args.id)
+    if args.set is not None:
+        request.set.permissions.extend(p.strip() for p in args.set.split(",") if p.strip())
+    response = _client(args).credentials.Permissions(request)
+    rows = [("yes" if p.granted else "no", p.id, p.agency, p.service) for p in response.permissions]
+    header = "" if response.first_used else "not used yet: full permissions until its first use\n"
+    _emit(args, response, header + tabulate(rows, headers=["GRANTED", "PERMISSION", "AGENCY", "SERVICE"]))
+
+
+def cmd_principal_create(args: argparse.Namespace) -> None:
+    response = _client(args).principals.CreatePrincipal(pb.CreatePrincipalRequest(
+        name=args.name, uid=-1 if args.uid is None else args.uid, certificate_subject=args.certificate_subject or "",
+    ))
+    if args.json:
+        print(json.dumps(MessageToDict(response, preserving_proto_field_name=True), indent=2))
+        return
+    print(response.token)
+    print(f"created principal {response.principal.name}; the token above is shown only once", file=sys.stderr)
+
+
+def cmd_principal_list(args: argparse.Namespace) -> None:
+    response = _client(args).principals.ListPrincipals(pb.ListPrincipalsRequest())
+    rows = [(p.name, "-" if p.uid < 0 else p.uid, p.certificate_subject or "-") for p in response.principals]
+    _emit(args, response, tabulate(rows, headers=["NAME", "UID", "CERTIFICATE SUBJECT"]))
+
+
+def cmd_whoami(args: argparse.Namespace) -> None:
+    response = _client(args).principals.WhoAmI(pb.WhoAmIRequest())
+    _emit(args, response, response.name + (" (local administrator)" if response.local_administrator else ""))
+
+
+def _role_request(args: argparse.Namespace) -> pb.RoleRequest:
+    return pb.RoleRequest(abn=args.abn, principal=args.principal, role=ROLES[args.role])
+
+
+def cmd_role_grant(args: argparse.Namespace) -> None:
+    grant = _client(args).businesses.GrantRole(_role_request(args))
+    _emit(args, grant, f"granted {args.role} in {grant.abn} to {grant.principal}")
+
+
+def cmd_role_remove(args: argparse.Namespace) -> None:
+    response = _client(args).businesses.RemoveRole(_role_request(args))
+    text = f"removed {args.role} in {args.abn} from {args.principal}"
+    for credential_id in response.unassigned_credential_ids:
+        text += f"\ncredential {credential_id} is now unassigned (suspended); it works for 60 days unless claimed"
+    _emit(args, response, text)
+
+
+def cmd_role_list(args: argparse.Namespace) -> None:
+    response = _client(args).businesses.ListRoles(pb.ListRolesRequest(abn=args.abn))
+    rows = [(_spelling(ROLES, g.role), g.principal, _when(g.granted_at), g.granted_by) for g in response.roles]
+    _emit(args, response, tabulate(rows, headers=["ROLE", "PRINCIPAL", "GRANTED", "BY"]))
+
+
+def cmd_audit_list(args: argparse.Namespace) -> None:
+    response = _client(args).audit.ListAudit(
+        pb.ListAuditRequest(abn=args.abn or "", limit=args.limit, after=args.after)
+    )
+    rows = [(e.seq, _when(e.at), e.actor, e.action, e.outcome, e.abn or "-", e.target or "-",
+             json.loads(e.detail_json).get("reason", "")) for e in response.entries]
+    text = tabulate(rows, headers=["SEQ", "AT", "ACTOR", "ACTION", "OUTCOME", "ABN", "TARGET", "REASON"])
+    if response.next_after:
+        text += f"\nmore: --after {response.next_after}"
+    _emit(args, response, text)
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> None:
+    result = _client(args).audit.VerifyAudit(pb.VerifyAuditRequest())
+    if result.ok:
+        _emit(args, result, f"audit log intact: {result.entries} entries, head {result.head_hash}")
+        return
+    if args.json:
+        print(json.dumps(MessageToDict(result, preserving_proto_field_name=True), indent=2))
+    raise CommandFailed(f"audit log broken at entry {result.bad_seq}: {result.problem} "
+                        f"({result.entries} entries before it are intact)")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -207,6 +372,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
             pkcs11_module=args.pkcs11_module,
             pkcs11_token=args.pkcs11_token,
             pkcs11_pin_file=args.pkcs11_pin_file,
+            socket_mode=args.socket_mode,
+            admin_uids=args.admin_uid,
+            listen=args.listen,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            client_ca=args.client_ca,
+            insecure_listen=args.insecure_listen,
         )
         AgentServer(config).run_until_signalled()
     except ConfigError as exc:
@@ -218,13 +390,19 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def build_parser() -> Parser:
     """The whole command tree."""
-    common = Parser(add_help=False)
-    common.add_argument("--socket", default=argparse.SUPPRESS, help=f"daemon socket (env {SOCKET_ENV})")
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    def client_options(p: argparse.ArgumentParser, default: Any) -> None:
+        p.add_argument("--socket", default=default, help=f"daemon socket (env {SOCKET_ENV})")
+        p.add_argument("--address", default=default, help="HOST:PORT of the agent's mutual-TLS listener")
+        p.add_argument("--tls-cert", default=default, help="client certificate (PEM) for --address")
+        p.add_argument("--tls-key", default=default, help="client key (PEM) for --address")
+        p.add_argument("--tls-ca", default=default, help="CA that signed the agent's certificate (PEM)")
+        p.add_argument("--token-file", default=default, help=f"file holding a bearer token (else env {TOKEN_ENV})")
+        p.add_argument("--json", action="store_true", default=default or False, help="machine-readable output")
 
+    common = Parser(add_help=False)
+    client_options(common, argparse.SUPPRESS)
     parser = Parser(prog="mcagent", description="Machine-credential agent for SBR software.")
-    parser.add_argument("--socket", default=None, help=f"daemon socket (env {SOCKET_ENV})")
-    parser.add_argument("--json", action="store_true", default=False, help="machine-readable output")
+    client_options(parser, None)
     groups = parser.add_subparsers(dest="group", required=True, parser_class=Parser)
 
     def leaf(sub: Any, name: str, func: Callable[[argparse.Namespace], None], help_text: str) -> Parser:
@@ -243,6 +421,13 @@ def build_parser() -> Parser:
     serve.add_argument("--pkcs11-module", help="PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so")
     serve.add_argument("--pkcs11-token", help="label of the token holding the keys")
     serve.add_argument("--pkcs11-pin-file", help="file holding the token's user PIN (else env MCAGENT_PKCS11_PIN)")
+    serve.add_argument("--socket-mode", default="0600", help="Unix socket permissions, octal (default 0600)")
+    serve.add_argument("--admin-uid", type=int, action="append", help="another uid that is the local administrator")
+    serve.add_argument("--listen", help="HOST:PORT for TCP with mutual TLS (needs --tls-cert, --tls-key, --client-ca)")
+    serve.add_argument("--tls-cert", default=argparse.SUPPRESS, help="server certificate chain (PEM)")
+    serve.add_argument("--tls-key", default=argparse.SUPPRESS, help="server private key (PEM)")
+    serve.add_argument("--client-ca", help="CA whose client certificates are accepted (PEM)")
+    serve.add_argument("--insecure-listen", help="HOST:PORT for plain TCP without TLS: development only")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
     business = groups.add_parser("business", help="businesses").add_subparsers(
@@ -251,6 +436,7 @@ def build_parser() -> Parser:
     p = leaf(business, "register", cmd_business_register, "register a business by ABN")
     p.add_argument("--abn", required=True, help="11 digits; spaces allowed")
     p.add_argument("--name", required=True, help="legal name")
+    p.add_argument("--principal-authority", required=True, metavar="PRINCIPAL", help="its principal authority")
     p = leaf(business, "show", cmd_business_show, "show a registered business")
     p.add_argument("--abn", required=True)
 
@@ -281,14 +467,53 @@ def build_parser() -> Parser:
     p.add_argument("--out", help="write the signature here (default: stdout)")
     p.add_argument("--algorithm", choices=list(ALGORITHMS), help="default: rsa-pkcs1-sha256 or ecdsa-sha256")
     p.add_argument("--digest", action="store_true", help="the input is already a digest")
+    p.add_argument("--permission", help="the permission the signature is used for (refused if not granted)")
+    p = leaf(credential, "revoke", cmd_credential_revoke, "revoke a credential for good (destroys its key)")
+    p.add_argument("id")
+    p.add_argument("--yes", action="store_true", help="confirm: revoking cannot be undone")
+    p = leaf(credential, "claim", cmd_credential_claim, "claim an unassigned credential (an MCA of its business)")
+    p.add_argument("id")
+    p = leaf(credential, "permissions", cmd_credential_permissions, "show or amend a credential's permissions")
+    p.add_argument("id")
+    p.add_argument("--set", metavar="P1,P2,...", help="grant exactly these (PA or AA, after first use)")
+
+    principal = groups.add_parser("principal", help="principals (local administrator)").add_subparsers(
+        dest="verb", required=True, parser_class=Parser
+    )
+    p = leaf(principal, "create", cmd_principal_create, "create a principal; prints its bearer token once")
+    p.add_argument("name")
+    p.add_argument("--uid", type=int, help="Unix uid that identifies it on the socket")
+    p.add_argument("--certificate-subject", metavar="DN", help="TLS client certificate subject (RFC 4514)")
+    leaf(principal, "list", cmd_principal_list, "list principals")
+    leaf(groups, "whoami", cmd_whoami, "who the agent takes you for")
+
+    role = groups.add_parser("role", help="roles in a business").add_subparsers(
+        dest="verb", required=True, parser_class=Parser
+    )
+    for verb, func, text in (("grant", cmd_role_grant, "grant a role"), ("remove", cmd_role_remove, "remove a role")):
+        p = leaf(role, verb, func, text)
+        p.add_argument("--abn", required=True)
+        p.add_argument("--principal", required=True)
+        p.add_argument("--role", required=True, choices=GRANTABLE_ROLES)
+    p = leaf(role, "list", cmd_role_list, "who holds which role in a business")
+    p.add_argument("--abn", required=True)
+
+    audit = groups.add_parser("audit", help="the audit log").add_subparsers(
+        dest="verb", required=True, parser_class=Parser
+    )
+    p = leaf(audit, "list", cmd_audit_list, "page through the audit log, oldest first")
+    p.add_argument("--abn", help="one business (required unless you are the local administrator)")
+    p.add_argument("--limit", type=int, default=100, help="entries per page, at most 1000")
+    p.add_argument("--after", type=int, default=0, metavar="CURSOR", help="continue after this entry")
+    leaf(audit, "verify", cmd_audit_verify, "check the audit log's hash chain")
     return parser
 
 
 def _describe_rpc_error(error: grpc.RpcError, args: argparse.Namespace) -> str:
     code, details = error.code(), error.details() or ""
     if code is grpc.StatusCode.UNAVAILABLE and ("connect" in details.lower() or "No such file" in details):
-        target = args.socket or os.environ.get(SOCKET_ENV) or default_socket_path()
-        return f"cannot reach the agent at unix:{target}: is `mcagent serve` running?"
+        target = args.address or f"unix:{args.socket or os.environ.get(SOCKET_ENV) or default_socket_path()}"
+        return f"cannot reach the agent at {target}: is `mcagent serve` running? ({details})"
     return f"{code.name}: {details}"
 
 

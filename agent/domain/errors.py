@@ -31,3 +31,7 @@ class FailedPrecondition(DomainError):
 
 class Unavailable(DomainError):
     """A backend is down; the same request may succeed later."""
+
+
+class Unauthenticated(DomainError):
+    """The caller could not be identified."""

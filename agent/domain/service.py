@@ -1,40 +1,77 @@
-"""The agent's operations on businesses and machine credentials.
+"""The agent's operations: principals, businesses, roles, machine credentials, audit.
 
-Transport-free: the gRPC servicer converts requests into these calls and maps the
-errors they raise (agent.domain.errors, hsm.errors) to status codes.
+Transport-free: the gRPC servicer authenticates the caller, converts requests into these
+calls and maps the errors they raise (agent.domain.errors, hsm.errors) to status codes.
+
+Every state change commits together with its audit entry; every refusal is audited in a
+transaction of its own; a sign whose audit entry cannot be written returns no signature.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import hashlib
 import logging
+import re
+import secrets
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from agent.clock import Clock, system_clock
+from agent.domain import credential as lifecycle
 from agent.domain.abn import normalise_abn
-from agent.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from agent.domain.model import Backend, Business, Credential, CredentialStatus
+from agent.domain.audit import MAX_PAGE, AuditEntry, VerifyResult, verify_chain
+from agent.domain.credential import CredentialStatus, Transition
+from agent.domain.errors import (
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
+from agent.domain.model import Backend, Business, Credential, Principal, Reminder, RoleGrant
+from agent.domain.permissions import ALL_PERMISSIONS, CATALOGUE, Permission, check_permissions
+from agent.domain.policy import ALLOWED, MANAGES, MCA, PA, Action, Role, may, may_manage
 from agent.domain.terms import CURRENT_TERMS, MachineTerms
 from agent.keys import KeyStores
 from agent.storage import Storage
 from hsm import base as keys_base
 from hsm.base import CreateKeyRequest, KeyType, SignatureAlgorithm
 from hsm.base import SignRequest as KeySignRequest
+from hsm.errors import KeyStoreError
 
 log = logging.getLogger(__name__)
 
 # The certificate's CN holds the credential name: X.520 allows at most 64 characters.
 MAX_CREDENTIAL_NAME = 64
 MAX_BUSINESS_NAME = 200
+PRINCIPAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+TOKEN_PREFIX = "mcat_"
+SYSTEM_ACTOR = "mcagent"
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is asking (for records; the rules that use it come with roles)."""
+    """Who is asking.
+
+    Attributes:
+        name: for messages and the audit log.
+        principal_id: the principal, or None for the local administrator.
+        is_admin: the local administrator (registers businesses, creates principals).
+    """
 
     name: str
+    principal_id: str | None = None
+    is_admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -44,6 +81,34 @@ class Signature:
     signature: bytes
     algorithm: SignatureAlgorithm
     certificate_chain: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True)
+class CredentialView:
+    """A credential as callers see it: the record plus what is derived from the clock."""
+
+    credential: Credential
+    display_status: str
+    window_ends_at: dt.datetime | None
+    reminders: tuple[Reminder, ...]
+
+
+@dataclass(frozen=True)
+class Created:
+    """The answer to a create: the credential and, on renewal, what to do about the old one."""
+
+    view: CredentialView
+    notice: str = ""
+    replaces_id: str = ""
+
+
+@dataclass
+class _AuditContext:
+    """What a refusal entry should name; filled in as the operation learns it."""
+
+    abn: str = ""
+    target: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 def _check_name(kind: str, name: str, limit: int) -> str:
@@ -57,8 +122,34 @@ def _check_name(kind: str, name: str, limit: int) -> str:
     return name
 
 
+def token_hash(token: str) -> str:
+    """How bearer tokens are stored: SHA-256 (the tokens are 256-bit random, so no KDF is needed)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def normalise_subject(subject: str) -> str:
+    """An RFC 4514 distinguished name in the form certificates are compared in.
+
+    Raises:
+        InvalidArgument: not a distinguished name.
+    """
+    try:
+        return x509.Name.from_rfc4514_string(subject).rfc4514_string()
+    except ValueError as exc:
+        raise InvalidArgument(f"certificate subject {subject!r} is not an RFC 4514 name: {exc}") from None
+
+
+def _roles_text(roles: frozenset[Role] | set[Role]) -> str:
+    """'the principal authority, an authorisation administrator or a machine credential administrator'."""
+    names = [("the " if r is PA else "a ") + r.title + (" principal" if r is Role.SOFTWARE else "")
+             for r in Role if r in roles]
+    if len(names) <= 1:
+        return names[0] if names else "no role"
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
 class AgentService:
-    """Businesses, machine credentials and signing."""
+    """Everything the agent does, with the RAM rules applied."""
 
     def __init__(self, storage: Storage, keys: KeyStores, clock: Clock = system_clock) -> None:
         """Wire the service to its storage, key backends and clock."""
@@ -66,41 +157,163 @@ class AgentService:
         self._keys = keys
         self._clock = clock
 
-    # -- start-up -----------------------------------------------------------------------
+    # -- audit plumbing -------------------------------------------------------------------
 
-    def finish_interrupted_creates(self) -> int:
-        """Remove credentials whose creation was interrupted, and any key they left.
+    def _audit(self, caller: Caller | str, action: str, *, abn: str = "", target: str = "",
+               detail: dict[str, Any] | None = None, outcome: str = "allowed") -> AuditEntry:
+        """Append an audit entry; call inside a storage transaction."""
+        actor = caller if isinstance(caller, str) else caller.name
+        return self._storage.append_audit(at=self._clock(), actor=actor, action=action, outcome=outcome,
+                                          abn=abn, target=target, detail=detail)
 
-        Returns:
-            How many were removed.
-        """
-        interrupted = self._storage.list_credentials(status=CredentialStatus.CREATING)
-        for credential in interrupted:
-            removed = self._keys.delete_key(credential.key_uri)
-            self._storage.delete_credential(credential.id)
-            log.warning(
-                "removed credential %s whose creation was interrupted (%d key objects destroyed)",
-                credential.id, removed,
+    @contextlib.contextmanager
+    def _audited(self, caller: Caller | str, action: str, abn: str = "", target: str = "") -> Iterator[_AuditContext]:
+        """Audit a refusal of `action` if the block raises a domain or key custody error."""
+        context = _AuditContext(abn=abn, target=target)
+        try:
+            yield context
+        except (DomainError, KeyStoreError) as exc:
+            detail = {**context.detail, "reason": str(exc)}
+            try:
+                with self._storage.transaction():
+                    self._audit(caller, action, abn=context.abn, target=context.target, detail=detail,
+                                outcome="refused")
+            except Exception:
+                log.exception("could not audit the refusal of %s", action)
+                raise Unavailable("the audit log cannot be written; the request was refused") from exc
+            raise
+
+    # -- who may do what --------------------------------------------------------------------
+
+    @staticmethod
+    def _require_admin(caller: Caller, what: str) -> None:
+        if not caller.is_admin:
+            raise PermissionDenied(
+                f"only the local administrator may {what}; {caller.name} is a principal"
             )
-        return len(interrupted)
 
-    # -- businesses ---------------------------------------------------------------------
+    def _roles(self, caller: Caller, abn: str) -> set[Role]:
+        return set() if caller.principal_id is None else self._storage.roles_of(abn, caller.principal_id)
 
-    def register_business(self, caller: Caller, abn: str, name: str) -> Business:
-        """Register a business by ABN.
+    def _require(self, caller: Caller, abn: str, action: Action) -> set[Role]:
+        """The caller's roles in `abn`, if they allow `action`."""
+        roles = self._roles(caller, abn)
+        if not may(roles, action):
+            held = "holds no role there" if not roles else f"holds {_roles_text(roles)}"
+            raise PermissionDenied(
+                f"{caller.name} may not {action.value} for business {abn}: that needs "
+                f"{_roles_text(ALLOWED[action])}, and {caller.name} {held}"
+            )
+        return roles
+
+    def _may_view(self, caller: Caller, abn: str) -> None:
+        if not caller.is_admin:
+            self._require(caller, abn, Action.VIEW)
+
+    # -- authentication ---------------------------------------------------------------------
+
+    def authenticate_token(self, token: str) -> Caller:
+        """The principal holding bearer token `token`."""
+        with self._audited("unknown caller", "auth.token"):
+            principal = self._storage.principal_where("token_hash", token_hash(token))
+            if principal is None:
+                raise Unauthenticated("the bearer token is not known to this agent")
+            return Caller(principal.name, principal.id)
+
+    def authenticate_uid(self, uid: int, admin_uids: frozenset[int]) -> Caller:
+        """The caller behind a Unix-socket peer with `uid`."""
+        if uid in admin_uids:
+            return Caller(f"local-administrator(uid={uid})", is_admin=True)
+        with self._audited(f"uid {uid}", "auth.uid"):
+            principal = self._storage.principal_where("uid", uid)
+            if principal is None:
+                raise Unauthenticated(
+                    f"uid {uid} is not a principal of this agent; ask the administrator to run "
+                    f"`mcagent principal create NAME --uid {uid}`, or pass a token"
+                )
+            return Caller(principal.name, principal.id)
+
+    def authenticate_subject(self, subject: str) -> Caller:
+        """The principal mapped to TLS client certificate subject `subject`."""
+        with self._audited(f"certificate {subject}", "auth.certificate"):
+            principal = self._storage.principal_where("certificate_subject", subject)
+            if principal is None:
+                raise Unauthenticated(f"client certificate subject {subject!r} is not mapped to a principal")
+            return Caller(principal.name, principal.id)
+
+    # -- principals ---------------------------------------------------------------------------
+
+    def create_principal(self, caller: Caller, name: str, uid: int | None,
+                         certificate_subject: str | None) -> tuple[Principal, str]:
+        """Create a principal and its bearer token (returned once, stored as a hash).
 
         Raises:
-            InvalidArgument: bad ABN or name.
+            PermissionDenied: the caller is not the local administrator.
+            InvalidArgument: bad name, uid or subject.
+            AlreadyExists: the name, uid or subject is taken.
+        """
+        with self._audited(caller, "principal.create", target=name):
+            self._require_admin(caller, "create principals")
+            if not PRINCIPAL_NAME.match(name):
+                raise InvalidArgument(
+                    f"principal name {name!r} must be 1-64 letters, digits, '.', '_', '@' or '-', "
+                    "starting with a letter or digit"
+                )
+            if uid is not None and uid < 0:
+                raise InvalidArgument(f"uid {uid} is not a valid uid")
+            subject = normalise_subject(certificate_subject) if certificate_subject else None
+            for column, value, what in (("name", name, "name"), ("uid", uid, "uid"),
+                                        ("certificate_subject", subject, "certificate subject")):
+                if value is not None and self._storage.principal_where(column, value) is not None:
+                    raise AlreadyExists(f"a principal with {what} {value!r} already exists")
+            principal = Principal(str(uuid.uuid4()), name, uid, subject, self._clock())
+            token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+            with self._storage.transaction():
+                self._storage.insert_principal(principal, token_hash(token), caller.name)
+                self._audit(caller, "principal.create", target=name,
+                            detail={"uid": uid, "certificate_subject": subject})
+            return principal, token
+
+    def list_principals(self, caller: Caller) -> list[Principal]:
+        """Every principal (local administrator only)."""
+        self._require_admin(caller, "list principals")
+        return self._storage.list_principals()
+
+    def _principal_named(self, name: str) -> Principal:
+        principal = self._storage.principal_where("name", name)
+        if principal is None:
+            raise NotFound(f"no principal named {name!r}; create it with `mcagent principal create {name}`")
+        return principal
+
+    # -- businesses ---------------------------------------------------------------------------
+
+    def register_business(self, caller: Caller, abn: str, name: str, principal_authority: str) -> Business:
+        """Register a business by ABN with its principal authority.
+
+        Raises:
+            PermissionDenied: the caller is not the local administrator.
+            InvalidArgument: bad ABN or name, or no principal authority named.
+            NotFound: the principal authority does not exist.
             AlreadyExists: the ABN is registered already.
         """
-        business = Business(normalise_abn(abn), _check_name("business name", name, MAX_BUSINESS_NAME), self._clock())
-        if not self._storage.insert_business(business):
-            raise AlreadyExists(f"business {business.abn} is already registered")
-        log.info("business %s registered by %s", business.abn, caller.name)
-        return business
+        with self._audited(caller, "business.register", abn=abn) as ctx:
+            self._require_admin(caller, "register businesses")
+            abn = ctx.abn = normalise_abn(abn)
+            name = _check_name("business name", name, MAX_BUSINESS_NAME)
+            if not principal_authority:
+                raise InvalidArgument("a business needs its principal authority (--principal-authority PRINCIPAL)")
+            pa = self._principal_named(principal_authority)
+            business = Business(abn, name, self._clock())
+            with self._storage.transaction():
+                if not self._storage.insert_business(business):
+                    raise AlreadyExists(f"business {abn} is already registered")
+                self._storage.grant_role(abn, pa.id, PA, business.registered_at, caller.name)
+                self._audit(caller, "business.register", abn=abn, target=pa.name,
+                            detail={"name": name, "principal_authority": pa.name})
+            return business
 
     def get_business(self, abn: str) -> Business:
-        """The business with this ABN.
+        """The business with this ABN (any authenticated caller may look one up).
 
         Raises:
             InvalidArgument: bad ABN.
@@ -109,15 +322,100 @@ class AgentService:
         abn = normalise_abn(abn)
         business = self._storage.get_business(abn)
         if business is None:
-            raise NotFound(f"business {abn} is not registered; register it first")
+            raise NotFound(f"business {abn} is not registered")
         return business
 
-    # -- credentials --------------------------------------------------------------------
+    # -- roles ----------------------------------------------------------------------------------
+
+    def _role_change_checks(self, caller: Caller, abn: str, principal_name: str, role: Role,
+                            verb: str) -> tuple[str, Principal]:
+        abn = normalise_abn(abn)
+        self.get_business(abn)
+        if role is PA:
+            raise InvalidArgument(
+                f"the principal authority is set when the business is registered; it cannot be "
+                f"{'granted' if verb == 'grant' else 'removed'}"
+            )
+        roles = self._roles(caller, abn)
+        if not may_manage(roles, role):
+            managers = {holder for holder, managed in MANAGES.items() if role in managed}
+            held = f"holds {_roles_text(roles)}" if roles else "holds no role there"
+            raise PermissionDenied(
+                f"{caller.name} may not {verb} the {role.title} role in business "
+                f"{abn}: that needs {_roles_text(managers)}, and {caller.name} {held}"
+            )
+        return abn, self._principal_named(principal_name)
+
+    def grant_role(self, caller: Caller, abn: str, principal_name: str, role: Role) -> RoleGrant:
+        """Grant `role` in `abn` to a principal. PA: every role; AA: MCA and software."""
+        with self._audited(caller, "role.grant", abn=abn, target=f"{principal_name}:{role.value}") as ctx:
+            abn, principal = self._role_change_checks(caller, abn, principal_name, role, "grant")
+            ctx.abn = abn
+            now = self._clock()
+            with self._storage.transaction():
+                if not self._storage.grant_role(abn, principal.id, role, now, caller.name):
+                    raise AlreadyExists(f"{principal.name} already holds the {role.title} role in business {abn}")
+                self._audit(caller, "role.grant", abn=abn, target=principal.name, detail={"role": role.value})
+            return RoleGrant(abn, principal.id, principal.name, role, now, caller.name)
+
+    def remove_role(self, caller: Caller, abn: str, principal_name: str, role: Role) -> list[str]:
+        """Remove `role` from a principal. Removing the MCA role unassigns the credentials
+        they hold (unless they are the PA): each keeps working for the grace period.
+
+        Returns:
+            The ids of the credentials that became unassigned.
+        """
+        with self._audited(caller, "role.remove", abn=abn, target=f"{principal_name}:{role.value}") as ctx:
+            abn, principal = self._role_change_checks(caller, abn, principal_name, role, "remove")
+            ctx.abn = abn
+            now = self._clock()
+            unassigned: list[str] = []
+            with self._storage.transaction():
+                if not self._storage.remove_role(abn, principal.id, role):
+                    raise NotFound(f"{principal.name} does not hold the {role.title} role in business {abn}")
+                self._audit(caller, "role.remove", abn=abn, target=principal.name, detail={"role": role.value})
+                if not self._storage.roles_of(abn, principal.id) & {PA, MCA}:
+                    for credential in self._storage.list_credentials(abn=abn, holder_id=principal.id,
+                                                                     status=CredentialStatus.ACTIVE):
+                        status = lifecycle.next_status(credential.id, credential.status, Transition.UNASSIGN)
+                        self._storage.update_credential(credential.id, credential.status, status=status,
+                                                        holder_id=None, unassigned_at=now)
+                        self._audit(caller, "credential.unassign", abn=abn, target=credential.id,
+                                    detail={"former_holder": principal.name,
+                                            "works_until": lifecycle.window_end(now).isoformat()})
+                        unassigned.append(credential.id)
+            return unassigned
+
+    def list_roles(self, caller: Caller, abn: str) -> list[RoleGrant]:
+        """Who holds which role in a business (its role holders and the administrator may see)."""
+        abn = normalise_abn(abn)
+        self.get_business(abn)
+        if not caller.is_admin and not self._roles(caller, abn):
+            raise PermissionDenied(f"{caller.name} holds no role in business {abn}")
+        return self._storage.role_grants(abn=abn)
+
+    # -- credentials ------------------------------------------------------------------------
 
     @staticmethod
     def machine_terms() -> MachineTerms:
         """The machine terms of use a creator must accept now."""
         return CURRENT_TERMS
+
+    def _view(self, credential: Credential) -> CredentialView:
+        now = self._clock()
+        window = lifecycle.window_end(credential.unassigned_at) if credential.unassigned_at else None
+        return CredentialView(
+            credential=credential,
+            display_status=lifecycle.display_status(credential.status, credential.unassigned_at, now),
+            window_ends_at=window,
+            reminders=tuple(self._storage.reminders(credential.id)),
+        )
+
+    def _credential(self, credential_id: str) -> Credential:
+        credential = self._storage.get_credential(credential_id)
+        if credential is None or credential.status is CredentialStatus.CREATING:
+            raise NotFound(f"no credential with id {credential_id!r}")
+        return credential
 
     def create_credential(
         self,
@@ -129,81 +427,113 @@ class AgentService:
         backend: Backend | None,
         keystore_path: str | None,
         accepted_terms_version: str,
-    ) -> Credential:
+    ) -> Created:
         """Create a machine credential with a new key pair in the chosen backend.
 
         The record and the key exist together or not at all: the record is written first as
         ``creating`` (naming where the key will be), the key is generated, then the record
-        becomes ``active``. If generation fails the record is removed; if activation fails the
-        key is destroyed; if the agent stops in between, start-up removes both.
+        becomes ``active`` with its audit entry. If generation fails the record is removed;
+        if activation fails the key is destroyed; if the agent stops in between, start-up
+        removes both. A credential with the name of a live one of the same business renews
+        it: the new one takes over its permissions.
 
         Raises:
+            PermissionDenied: the caller is not the business's PA or one of its MCAs.
             FailedPrecondition: terms not accepted, or the backend is not enabled.
             InvalidArgument: bad ABN, name or key store path.
             NotFound: the business is not registered.
         """
-        if not accepted_terms_version:
-            raise FailedPrecondition(
-                f"the machine terms of use (version {CURRENT_TERMS.version}) must be accepted "
-                "to create a credential (--accept-terms)"
+        with self._audited(caller, "credential.create", abn=abn, target=name) as ctx:
+            business = self.get_business(abn)
+            ctx.abn = business.abn
+            self._require(caller, business.abn, Action.CREATE_CREDENTIAL)
+            if not accepted_terms_version:
+                raise FailedPrecondition(
+                    f"the machine terms of use (version {CURRENT_TERMS.version}) must be accepted "
+                    "to create a credential (--accept-terms; read them with `mcagent terms show`)"
+                )
+            if accepted_terms_version != CURRENT_TERMS.version:
+                raise FailedPrecondition(
+                    f"terms version {accepted_terms_version!r} is not current; accept version {CURRENT_TERMS.version}"
+                )
+            name = _check_name("credential name", name, MAX_CREDENTIAL_NAME)
+            replaced = [c for c in self._storage.list_credentials(abn=business.abn, name=name)
+                        if c.status in (CredentialStatus.ACTIVE, CredentialStatus.UNASSIGNED)]
+            previous = replaced[-1] if replaced else None
+            backend, store = self._keys.for_new_key(backend, keystore_path)
+            credential_id = str(uuid.uuid4())
+            ctx.target = credential_id
+            credential = Credential(
+                id=credential_id,
+                abn=business.abn,
+                name=name,
+                status=CredentialStatus.CREATING,
+                key_type=key_type or keys_base.DEFAULT_KEY_TYPE,
+                backend=backend,
+                key_uri=store.label_uri(credential_id),
+                created_at=self._clock(),
+                created_by=caller.name,
+                terms_version=accepted_terms_version,
+                holder_id=caller.principal_id,
+                permissions=previous.permissions if previous else None,
             )
-        if accepted_terms_version != CURRENT_TERMS.version:
-            raise FailedPrecondition(
-                f"terms version {accepted_terms_version!r} is not current; accept version "
-                f"{CURRENT_TERMS.version}"
-            )
-        business = self.get_business(abn)
-        name = _check_name("credential name", name, MAX_CREDENTIAL_NAME)
-        backend, store = self._keys.for_new_key(backend, keystore_path)
-        credential_id = str(uuid.uuid4())
-        credential = Credential(
-            id=credential_id,
-            abn=business.abn,
-            name=name,
-            status=CredentialStatus.CREATING,
-            key_type=key_type or keys_base.DEFAULT_KEY_TYPE,
-            backend=backend,
-            key_uri=store.label_uri(credential_id),
-            created_at=self._clock(),
-            created_by=caller.name,
-            terms_version=accepted_terms_version,
-        )
-        self._storage.insert_credential(credential)
-        try:
-            key = store.create_key(CreateKeyRequest(label=credential_id, key_type=credential.key_type))
-        except BaseException:
-            self._storage.delete_credential(credential_id)
-            raise
-        try:
-            self._storage.activate_credential(credential_id, key.uri)
-        except BaseException:
-            self._keys.delete_key(key.uri)
-            self._storage.delete_credential(credential_id)
-            raise
-        log.info("credential %s (%s) created for %s by %s", credential_id, name, business.abn, caller.name)
-        return self.get_credential(credential_id)
+            with self._storage.transaction():
+                self._storage.insert_credential(credential)
+            try:
+                key = store.create_key(CreateKeyRequest(label=credential_id, key_type=credential.key_type))
+            except BaseException:
+                with self._storage.transaction():
+                    self._storage.delete_credential(credential_id)
+                raise
+            try:
+                with self._storage.transaction():
+                    self._storage.update_credential(credential_id, CredentialStatus.CREATING,
+                                                    status=CredentialStatus.ACTIVE, key_uri=key.uri)
+                    self._audit(caller, "credential.create", abn=business.abn, target=credential_id, detail={
+                        "name": name, "key_type": credential.key_type.value, "backend": backend.value,
+                        "terms_version": accepted_terms_version, "replaces": previous.id if previous else None,
+                    })
+            except BaseException:
+                self._keys.delete_key(key.uri)
+                with self._storage.transaction():
+                    self._storage.delete_credential(credential_id)
+                raise
+            log.info("credential %s (%s) created for %s by %s", credential_id, name, business.abn, caller.name)
+            notice = ""
+            if previous is not None:
+                notice = (f"this credential renews {previous.id} ({name}) and takes over its permissions; "
+                          f"revoke {previous.id} (`mcagent credential revoke {previous.id} --yes`) "
+                          "if it has not expired")
+            return Created(self._view(self._credential(credential_id)), notice, previous.id if previous else "")
 
-    def get_credential(self, credential_id: str) -> Credential:
-        """A credential by id.
+    def get_credential(self, caller: Caller, credential_id: str) -> CredentialView:
+        """A credential by id, for the administrator or a role holder of its business."""
+        self.record_due_reminders()
+        credential = self._credential(credential_id)
+        self._may_view(caller, credential.abn)
+        return self._view(credential)
 
-        Raises:
-            NotFound: no such credential.
-        """
-        credential = self._storage.get_credential(credential_id)
-        if credential is None or credential.status is CredentialStatus.CREATING:
-            raise NotFound(f"no credential with id {credential_id!r}")
-        return credential
+    def list_credentials(self, caller: Caller, abn: str | None) -> list[CredentialView]:
+        """Credentials of one business, or of every business the caller may see."""
+        self.record_due_reminders()
+        if abn:
+            abn = normalise_abn(abn)
+            self._may_view(caller, abn)
+            credentials = self._storage.list_credentials(abn=abn)
+        elif caller.is_admin:
+            credentials = self._storage.list_credentials()
+        else:
+            visible = sorted({g.abn for g in self._storage.role_grants(principal_id=caller.principal_id)
+                              if may({g.role}, Action.VIEW)})
+            credentials = self._storage.list_credentials(abns=visible)
+        return [self._view(c) for c in credentials if c.status is not CredentialStatus.CREATING]
 
-    def list_credentials(self, abn: str | None) -> list[Credential]:
-        """Credentials of one business (or all), oldest first."""
-        abn = normalise_abn(abn) if abn else None
-        return [
-            c for c in self._storage.list_credentials(abn=abn) if c.status is not CredentialStatus.CREATING
-        ]
-
-    def public_key_pem(self, credential_id: str) -> str:
+    def public_key_pem(self, caller: Caller, credential_id: str) -> str:
         """The credential's public key, PEM SubjectPublicKeyInfo."""
-        credential = self.get_credential(credential_id)
+        credential = self._credential(credential_id)
+        self._may_view(caller, credential.abn)
+        if credential.status is CredentialStatus.REVOKED:
+            raise FailedPrecondition(f"credential {credential_id} is revoked; its key was destroyed")
         info = self._keys.for_uri(credential.key_uri).public_key(credential.key_uri)
         return info.public_key.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -217,33 +547,231 @@ class AgentService:
         algorithm: SignatureAlgorithm | None,
         data: bytes | None = None,
         digest: bytes | None = None,
+        permission: str = "",
     ) -> Signature:
         """Sign data (hashed here) or a precomputed digest with the credential's key.
 
+        The first use of a credential makes it visible with all permissions; from then on a
+        sign that names a permission must have it granted.
+
         Raises:
+            PermissionDenied: the caller holds no signing role in the business, or the
+                permission named is not granted.
+            FailedPrecondition: revoked, or unassigned and past its window.
             InvalidArgument: neither or both of data and digest, a digest of the wrong size,
-                or an algorithm that does not fit the key.
+                an unknown permission, or an algorithm that does not fit the key.
             NotFound: no such credential.
+            Unavailable: the audit entry could not be written (no signature is returned).
         """
-        if (data is None) == (digest is None):
-            raise InvalidArgument("give either the data to sign or its digest, not both")
-        credential = self.get_credential(credential_id)
-        algorithm = algorithm or SignatureAlgorithm.default_for(credential.key_type)
-        if not algorithm.fits(credential.key_type):
-            fitting = ", ".join(a.algorithm_name for a in SignatureAlgorithm if a.fits(credential.key_type))
-            raise InvalidArgument(
-                f"algorithm {algorithm.algorithm_name} does not fit credential {credential_id}'s "
-                f"{credential.key_type.value} key; use one of: {fitting}"
-            )
-        if digest is None:
-            digest = algorithm.hash.digest(data or b"")
-        elif len(digest) != algorithm.hash.digest_size:
-            raise InvalidArgument(
-                f"{algorithm.algorithm_name} needs a {algorithm.hash.digest_size}-byte "
-                f"{algorithm.hash.hashlib_name.upper()} digest, got {len(digest)} bytes"
-            )
-        store = self._keys.for_uri(credential.key_uri)
-        signature = store.sign(
-            KeySignRequest(uri=credential.key_uri, algorithm=algorithm, key_type=credential.key_type, digest=digest)
-        )
-        return Signature(signature=signature, algorithm=algorithm)
+        with self._audited(caller, "credential.sign", target=credential_id) as ctx:
+            if (data is None) == (digest is None):
+                raise InvalidArgument("give either the data to sign or its digest, not both")
+            credential = self._credential(credential_id)
+            ctx.abn = credential.abn
+            self._require(caller, credential.abn, Action.SIGN)
+            lifecycle.check_usable(credential.id, credential.status, credential.unassigned_at, self._clock())
+            if permission:
+                check_permissions([permission])
+                ctx.detail["permission"] = permission
+                if credential.permissions is not None and permission not in credential.permissions:
+                    granted = ", ".join(credential.permissions) or "none"
+                    raise PermissionDenied(
+                        f"credential {credential_id} is not granted permission {permission} (granted: {granted}); "
+                        "its principal authority or an authorisation administrator can amend that"
+                    )
+            algorithm = algorithm or SignatureAlgorithm.default_for(credential.key_type)
+            if not algorithm.fits(credential.key_type):
+                fitting = ", ".join(a.algorithm_name for a in SignatureAlgorithm if a.fits(credential.key_type))
+                raise InvalidArgument(
+                    f"algorithm {algorithm.algorithm_name} does not fit credential {credential_id}'s "
+                    f"{credential.key_type.value} key; use one of: {fitting}"
+                )
+            if digest is None:
+                digest = algorithm.hash.digest(data or b"")
+            elif len(digest) != algorithm.hash.digest_size:
+                raise InvalidArgument(
+                    f"{algorithm.algorithm_name} needs a {algorithm.hash.digest_size}-byte "
+                    f"{algorithm.hash.hashlib_name.upper()} digest, got {len(digest)} bytes"
+                )
+            store = self._keys.for_uri(credential.key_uri)
+            signature = store.sign(KeySignRequest(uri=credential.key_uri, algorithm=algorithm,
+                                                  key_type=credential.key_type, digest=digest))
+            try:
+                with self._storage.transaction():
+                    if credential.first_used_at is None:
+                        self._storage.update_credential(credential.id, credential.status,
+                                                        first_used_at=self._clock(), permissions=ALL_PERMISSIONS)
+                        self._audit(caller, "credential.first-use", abn=credential.abn, target=credential.id,
+                                    detail={"permissions": list(ALL_PERMISSIONS)})
+                    self._audit(caller, "credential.sign", abn=credential.abn, target=credential.id, detail={
+                        "algorithm": algorithm.algorithm_name, "permission": permission,
+                        "digest_sha256": hashlib.sha256(digest).hexdigest(),
+                    })
+            except Exception as exc:
+                log.exception("sign with %s: audit entry not written", credential_id)
+                raise Unavailable("the signature was withheld: its audit entry could not be written") from exc
+            return Signature(signature=signature, algorithm=algorithm)
+
+    def revoke_credential(self, caller: Caller, credential_id: str, *, confirm: bool) -> CredentialView:
+        """Revoke a credential for good and destroy its key.
+
+        The record becomes ``revoked`` first, so nothing can use it from that moment; then the
+        key is destroyed in its backend. If the backend fails, the destruction is retried at
+        start-up (the record says whether it is done).
+
+        Raises:
+            PermissionDenied: the caller is not the PA, an AA or an MCA of the business.
+            FailedPrecondition: not confirmed, or already revoked.
+        """
+        with self._audited(caller, "credential.revoke", target=credential_id) as ctx:
+            credential = self._credential(credential_id)
+            ctx.abn = credential.abn
+            self._require(caller, credential.abn, Action.REVOKE_CREDENTIAL)
+            status = lifecycle.next_status(credential.id, credential.status, Transition.REVOKE)
+            if not confirm:
+                raise FailedPrecondition(
+                    f"revoking credential {credential_id} cannot be undone: the key is destroyed and the "
+                    "credential can never be used or reinstated; confirm with --yes"
+                )
+            with self._storage.transaction():
+                self._storage.update_credential(credential.id, credential.status, status=status,
+                                                revoked_at=self._clock(), revoked_by=caller.name)
+                self._audit(caller, "credential.revoke", abn=credential.abn, target=credential.id)
+        self._destroy_revoked_key(self._credential(credential_id))
+        return self._view(self._credential(credential_id))
+
+    def _destroy_revoked_key(self, credential: Credential) -> None:
+        try:
+            destroyed = self._keys.delete_key(credential.key_uri)
+            with self._storage.transaction():
+                self._storage.update_credential(credential.id, CredentialStatus.REVOKED, key_destroyed=1)
+                self._audit(SYSTEM_ACTOR, "credential.key-destroyed", abn=credential.abn, target=credential.id,
+                            detail={"objects": destroyed, "backend": credential.backend.value})
+        except (KeyStoreError, DomainError) as exc:
+            log.error("credential %s is revoked but its key could not be destroyed yet: %s", credential.id, exc)
+
+    def claim_credential(self, caller: Caller, credential_id: str) -> CredentialView:
+        """An MCA of the business takes over an unassigned credential within its window.
+
+        Raises:
+            PermissionDenied: the caller is not an MCA of the business.
+            FailedPrecondition: not unassigned, revoked, or the window is over.
+        """
+        with self._audited(caller, "credential.claim", target=credential_id) as ctx:
+            credential = self._credential(credential_id)
+            ctx.abn = credential.abn
+            self._require(caller, credential.abn, Action.CLAIM_CREDENTIAL)
+            if credential.status is CredentialStatus.ACTIVE:
+                raise FailedPrecondition(
+                    f"credential {credential_id} is not unassigned; it is held by {credential.holder_name}"
+                )
+            status = lifecycle.next_status(credential.id, credential.status, Transition.CLAIM)
+            now = self._clock()
+            end = lifecycle.window_end(credential.unassigned_at)
+            if now >= end:
+                raise FailedPrecondition(
+                    f"the claim window for credential {credential_id} ended on {end.date().isoformat()} "
+                    f"({lifecycle.GRACE_PERIOD.days} days after it was unassigned on "
+                    f"{credential.unassigned_at.date().isoformat()}); it can no longer be claimed"
+                )
+            with self._storage.transaction():
+                self._storage.update_credential(credential.id, credential.status, status=status,
+                                                holder_id=caller.principal_id, unassigned_at=None)
+                self._storage.delete_reminders(credential.id)
+                self._audit(caller, "credential.claim", abn=credential.abn, target=credential.id)
+            return self._view(self._credential(credential_id))
+
+    def permissions(self, caller: Caller, credential_id: str,
+                    new: list[str] | None) -> tuple[Credential, list[tuple[Permission, bool]]]:
+        """Show a credential's permissions, or (PA or AA, after first use) set them.
+
+        Returns:
+            The credential and every catalogue entry with whether it is granted.
+        """
+        action = "credential.permissions" if new is not None else "credential.permissions-view"
+        with self._audited(caller, action, target=credential_id) as ctx:
+            credential = self._credential(credential_id)
+            ctx.abn = credential.abn
+            if new is None:
+                self._may_view(caller, credential.abn)
+            else:
+                self._require(caller, credential.abn, Action.SET_PERMISSIONS)
+                if credential.first_used_at is None:
+                    raise FailedPrecondition(
+                        f"credential {credential_id} has not been used yet: it works with full permissions and "
+                        "appears in the access manager view after its first use; amend them then"
+                    )
+                if credential.status is CredentialStatus.REVOKED:
+                    raise FailedPrecondition(f"credential {credential_id} is revoked")
+                chosen = tuple(check_permissions(new))
+                with self._storage.transaction():
+                    self._storage.update_credential(credential.id, credential.status, permissions=chosen)
+                    self._audit(caller, "credential.permissions", abn=credential.abn, target=credential.id,
+                                detail={"before": list(credential.permissions or ALL_PERMISSIONS),
+                                        "after": list(chosen)})
+                credential = self._credential(credential_id)
+        granted = set(credential.permissions) if credential.permissions is not None else set(ALL_PERMISSIONS)
+        return credential, [(CATALOGUE[p], p in granted) for p in ALL_PERMISSIONS]
+
+    def record_due_reminders(self) -> int:
+        """Record the 30- and 53-day reminders to claim unassigned credentials that are due.
+
+        Recipients are the business's MCAs, else its PA. Returns how many were recorded.
+        """
+        now = self._clock()
+        recorded = 0
+        for credential in self._storage.list_credentials(status=CredentialStatus.UNASSIGNED):
+            if credential.unassigned_at is None or now >= lifecycle.window_end(credential.unassigned_at):
+                continue
+            already = {r.day for r in self._storage.reminders(credential.id)}
+            for day in lifecycle.reminders_due(credential.unassigned_at, now):
+                if day in already:
+                    continue
+                grants = self._storage.role_grants(abn=credential.abn)
+                recipients = sorted({g.principal_name for g in grants if g.role is MCA}) or sorted(
+                    {g.principal_name for g in grants if g.role is PA})
+                with self._storage.transaction():
+                    if self._storage.insert_reminder(Reminder(credential.id, day, now, tuple(recipients))):
+                        self._audit(SYSTEM_ACTOR, "credential.reminder", abn=credential.abn, target=credential.id,
+                                    detail={"day": day, "recipients": recipients})
+                        recorded += 1
+        return recorded
+
+    # -- audit --------------------------------------------------------------------------------
+
+    def list_audit(self, caller: Caller, abn: str | None, limit: int, after: int) -> tuple[list[AuditEntry], int]:
+        """A page of the audit log, oldest first; returns the entries and the next cursor (0: no more)."""
+        limit = limit or 100
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidArgument(f"--limit must be between 1 and {MAX_PAGE} (RAM exports at most {MAX_PAGE:,} "
+                                  "records at a time)")
+        if after < 0:
+            raise InvalidArgument("--after must be a cursor printed by a previous page")
+        if abn:
+            abn = normalise_abn(abn)
+            if not caller.is_admin:
+                self._require(caller, abn, Action.VIEW_AUDIT)
+        elif not caller.is_admin:
+            raise PermissionDenied("only the local administrator may list every business's audit log; give --abn")
+        entries = self._storage.audit_page(abn=abn or None, after=after, limit=limit)
+        return entries, entries[-1].seq if len(entries) == limit else 0
+
+    def verify_audit(self, caller: Caller) -> VerifyResult:
+        """Check the whole hash chain (local administrator only)."""
+        self._require_admin(caller, "verify the audit log")
+        return verify_chain(self._storage.audit_entries())
+
+    # -- start-up -----------------------------------------------------------------------------
+
+    def finish_interrupted_work(self) -> None:
+        """Remove credentials whose creation was interrupted (and their keys), and destroy
+        the keys of revoked credentials whose destruction did not complete."""
+        for credential in self._storage.list_credentials(status=CredentialStatus.CREATING):
+            removed = self._keys.delete_key(credential.key_uri)
+            with self._storage.transaction():
+                self._storage.delete_credential(credential.id)
+            log.warning("removed credential %s whose creation was interrupted (%d key objects destroyed)",
+                        credential.id, removed)
+        for credential in self._storage.list_credentials(status=CredentialStatus.REVOKED):
+            if not credential.key_destroyed:
+                self._destroy_revoked_key(credential)

@@ -1,18 +1,55 @@
-"""Who is calling.
+"""Who is calling: a bearer token, the uid of a Unix-socket peer, or a TLS client certificate.
 
-Today the only listener is the Unix socket, created 0600 in a 0700 directory owned by the
-daemon's user: the operating system lets only that user (and root) connect, so every
-caller is the local administrator. Per-caller identities (SO_PEERCRED uid, bearer tokens,
-TLS client certificates) come with roles and the TCP listener.
+- A bearer token (``authorization: Bearer <token>`` metadata) identifies its principal on
+  any listener, except that over mutual TLS it must name the certificate's own principal.
+- On the Unix socket, a peer whose uid is the daemon's own (or an --admin-uid) is the local
+  administrator; another uid is the principal created with that uid.
+- Over mutual TLS, the client certificate's subject names the principal.
 """
 
+from __future__ import annotations
+
 import grpc
+from cryptography import x509
 
-from agent.domain.service import Caller
+from agent.domain.errors import Unauthenticated
+from agent.domain.service import AgentService, Caller
+from agent.server.unix_front import peer_uid
 
-LOCAL_ADMINISTRATOR = Caller(name="local-administrator")
 
+class Authenticator:
+    """Turns a request's transport facts into a `Caller`."""
 
-def caller_of(context: grpc.ServicerContext) -> Caller:
-    """The caller behind a request."""
-    return LOCAL_ADMINISTRATOR
+    def __init__(self, service: AgentService, admin_uids: frozenset[int], private_dir: str) -> None:
+        self._service = service
+        self._admin_uids = admin_uids
+        self._private_dir = private_dir
+
+    def caller(self, context: grpc.ServicerContext) -> Caller:
+        """The caller behind a request.
+
+        Raises:
+            Unauthenticated: nothing identifies the caller, or the facts disagree.
+        """
+        token = None
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                scheme, _, token = str(value).partition(" ")
+                if scheme != "Bearer" or not token:
+                    raise Unauthenticated("the authorization metadata must be 'Bearer <token>'")
+        auth = context.auth_context() or {}
+        if auth.get("transport_security_type") == [b"ssl"]:
+            pem = (auth.get("x509_pem_cert") or [b""])[0]
+            if not pem:
+                raise Unauthenticated("a client certificate is required")
+            subject = x509.load_pem_x509_certificate(pem).subject.rfc4514_string()
+            caller = self._service.authenticate_subject(subject)
+            if token is not None and self._service.authenticate_token(token).principal_id != caller.principal_id:
+                raise Unauthenticated("the bearer token and the client certificate name different principals")
+            return caller
+        if token is not None:
+            return self._service.authenticate_token(token)
+        uid = peer_uid(context.peer(), self._private_dir)
+        if uid is not None:
+            return self._service.authenticate_uid(uid, self._admin_uids)
+        raise Unauthenticated("no credentials: pass a bearer token (MCAGENT_TOKEN or --token-file)")

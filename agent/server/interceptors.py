@@ -24,6 +24,7 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (domain.NotFound, grpc.StatusCode.NOT_FOUND),
     (domain.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (domain.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (domain.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (domain.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (domain.Unavailable, grpc.StatusCode.UNAVAILABLE),
     (keys.TokenUnavailable, grpc.StatusCode.UNAVAILABLE),

@@ -1,4 +1,8 @@
-"""The daemon: opens storage and key backends, serves gRPC on the Unix socket, stops on SIGTERM."""
+"""The daemon: opens storage and key backends, serves gRPC, stops cleanly on SIGTERM.
+
+Listeners: the Unix socket (always; through `UnixFront`, which identifies each peer's uid),
+TCP with mutual TLS (--listen), and plain TCP for development only (--insecure-listen).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import logging
 import os
 import signal
 import socket
+import shutil
 import stat
+import tempfile
 import threading
 from concurrent import futures
 
@@ -18,19 +24,19 @@ from agent.api.v1 import agent_pb2, agent_pb2_grpc
 from agent.config import Config, ConfigError
 from agent.domain.service import AgentService
 from agent.keys import KeyStores
+from agent.server.auth import Authenticator
 from agent.server.interceptors import ErrorInterceptor
-from agent.server.servicer import BusinessServicer, CredentialServicer
+from agent.server.servicer import AuditServicer, BusinessServicer, CredentialServicer, PrincipalServicer
+from agent.server.unix_front import UnixFront
 from agent.storage import Storage
 from hsm import open_keystore
 from hsm.errors import KeyStoreError
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = [
-    agent_pb2.DESCRIPTOR.services_by_name["BusinessService"].full_name,
-    agent_pb2.DESCRIPTOR.services_by_name["CredentialService"].full_name,
-]
+SERVICE_NAMES = [service.full_name for service in agent_pb2.DESCRIPTOR.services_by_name.values()]
 STOP_GRACE_SECONDS = 5.0
+REMINDER_INTERVAL_SECONDS = 60.0
 
 
 def _prepare_socket_path(path: str) -> None:
@@ -60,7 +66,9 @@ class AgentServer:
         self._storage: Storage | None = None
         self._keys: KeyStores | None = None
         self._server: grpc.Server | None = None
-        self._bound = False
+        self._front: UnixFront | None = None
+        self._private_dir: str | None = None
+        self._stopping = threading.Event()
 
     def start(self) -> None:
         """Open everything and start serving.
@@ -85,41 +93,77 @@ class AgentServer:
             raise ConfigError(str(exc)) from None
         self._storage = Storage(os.path.join(config.data_dir, "mcagent.db"))
         service = AgentService(self._storage, self._keys)
-        service.finish_interrupted_creates()
+        service.finish_interrupted_work()
+        service.record_due_reminders()
 
+        # The gRPC server's own socket lives in a private directory (short path: AF_UNIX
+        # names are limited to 108 bytes); UnixFront relays the public socket to it.
+        self._private_dir = tempfile.mkdtemp(prefix="mcagent-")
+        grpc_path = os.path.join(self._private_dir, "grpc.sock")
+        authenticator = Authenticator(service, config.admin_uids, self._private_dir)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="rpc"),
             interceptors=[ErrorInterceptor()],
         )
-        agent_pb2_grpc.add_BusinessServiceServicer_to_server(BusinessServicer(service), server)
-        agent_pb2_grpc.add_CredentialServiceServicer_to_server(CredentialServicer(service), server)
+        agent_pb2_grpc.add_BusinessServiceServicer_to_server(BusinessServicer(service, authenticator), server)
+        agent_pb2_grpc.add_CredentialServiceServicer_to_server(CredentialServicer(service, authenticator), server)
+        agent_pb2_grpc.add_PrincipalServiceServicer_to_server(PrincipalServicer(service, authenticator), server)
+        agent_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(service, authenticator), server)
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         for name in ["", *SERVICE_NAMES]:
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         reflection.enable_server_reflection([*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-        server.add_insecure_port(f"unix:{config.socket_path}")
+        server.add_insecure_port(f"unix:{grpc_path}")
+        if config.listen:
+            credentials = grpc.ssl_server_credentials(
+                [(config.tls_key, config.tls_cert)], root_certificates=config.client_ca, require_client_auth=True
+            )
+            if server.add_secure_port(config.listen, credentials) == 0:
+                raise ConfigError(f"cannot listen on {config.listen}")
+        if config.insecure_listen:
+            if server.add_insecure_port(config.insecure_listen) == 0:
+                raise ConfigError(f"cannot listen on {config.insecure_listen}")
+            log.warning("!" * 72)
+            log.warning("PLAIN TCP WITHOUT TLS on %s: bearer tokens and signatures cross the network "
+                        "unprotected. For development only; use --listen with mutual TLS.", config.insecure_listen)
+            log.warning("!" * 72)
         server.start()
-        self._bound = True
-        os.chmod(config.socket_path, 0o600)
         self._server = server
-        log.info("mcagent serving on unix:%s (default backend: %s)", config.socket_path, config.default_backend.value)
+        self._front = UnixFront(config.socket_path, config.socket_mode, self._private_dir, grpc_path)
+        self._front.start()
+        threading.Thread(target=self._remind, args=(service,), name="reminders", daemon=True).start()
+        listeners = [f"unix:{config.socket_path}"] + [f"mtls:{config.listen}"] * bool(config.listen)
+        listeners += [f"insecure:{config.insecure_listen}"] * bool(config.insecure_listen)
+        log.info("mcagent serving on %s (default backend: %s)", ", ".join(listeners), config.default_backend.value)
+
+    def _remind(self, service: AgentService) -> None:
+        """Record due reminders to claim unassigned credentials, once a minute."""
+        while not self._stopping.wait(REMINDER_INTERVAL_SECONDS):
+            try:
+                service.record_due_reminders()
+            except Exception:
+                log.exception("recording reminders failed; retrying in a minute")
 
     def stop(self) -> None:
         """Finish requests in flight (up to the grace period), then close everything."""
+        self._stopping.set()
         was_serving = self._server is not None
+        if self._front is not None:
+            self._front.stop()
+            self._front = None
         if self._server is not None:
             self._server.stop(STOP_GRACE_SECONDS).wait()
             self._server = None
+        if self._private_dir is not None:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
+            self._private_dir = None
         if self._keys is not None:
             self._keys.close()
             self._keys = None
         if self._storage is not None:
             self._storage.close()
             self._storage = None
-        if self._bound and os.path.exists(self.config.socket_path):
-            os.unlink(self.config.socket_path)
-            self._bound = False
         if was_serving:
             log.info("mcagent stopped")
 

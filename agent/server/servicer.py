@@ -5,6 +5,8 @@ No rule lives here; errors are mapped to status codes by interceptors.ErrorInter
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from typing import Any
 
 import grpc
@@ -13,9 +15,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from agent.api.v1 import agent_pb2 as pb
 from agent.api.v1 import agent_pb2_grpc as pb_grpc
 from agent.domain.errors import InvalidArgument
-from agent.domain.model import Backend, Business, Credential
-from agent.domain.service import AgentService, Caller
-from agent.server.auth import caller_of
+from agent.domain.model import Backend, Business, Principal, RoleGrant
+from agent.domain.policy import Role
+from agent.domain.service import AgentService, CredentialView
+from agent.server.auth import Authenticator
 from hsm.base import KeyType, SignatureAlgorithm
 
 KEY_TYPES = {
@@ -29,6 +32,12 @@ ALGORITHMS = {
     pb.SIGNATURE_ALGORITHM_RSA_PKCS1_SHA1: SignatureAlgorithm.RSA_PKCS1_SHA1,
     pb.SIGNATURE_ALGORITHM_RSA_PSS_SHA256: SignatureAlgorithm.RSA_PSS_SHA256,
     pb.SIGNATURE_ALGORITHM_ECDSA_SHA256: SignatureAlgorithm.ECDSA_SHA256,
+}
+ROLES = {
+    pb.ROLE_PRINCIPAL_AUTHORITY: Role.PRINCIPAL_AUTHORITY,
+    pb.ROLE_AUTHORISATION_ADMINISTRATOR: Role.AUTHORISATION_ADMINISTRATOR,
+    pb.ROLE_MACHINE_CREDENTIAL_ADMINISTRATOR: Role.MACHINE_CREDENTIAL_ADMINISTRATOR,
+    pb.ROLE_SOFTWARE: Role.SOFTWARE,
 }
 
 
@@ -46,7 +55,9 @@ def _to_proto(table: dict[int, Any], value: Any) -> int:
     return next(number for number, member in table.items() if member is value)
 
 
-def _timestamp(value: Any) -> Timestamp:
+def _timestamp(value: dt.datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
     stamp = Timestamp()
     stamp.FromDatetime(value)
     return stamp
@@ -56,46 +67,109 @@ def business_message(business: Business) -> pb.Business:
     return pb.Business(abn=business.abn, name=business.name, registered_at=_timestamp(business.registered_at))
 
 
-def credential_message(credential: Credential) -> pb.Credential:
-    return pb.Credential(
-        id=credential.id,
-        abn=credential.abn,
-        name=credential.name,
-        status=credential.status.value,
-        key_type=_to_proto(KEY_TYPES, credential.key_type),
-        backend=_to_proto(BACKENDS, credential.backend),
-        key_uri=credential.key_uri,
-        created_at=_timestamp(credential.created_at),
-        created_by=credential.created_by,
-        terms_version=credential.terms_version,
+def principal_message(principal: Principal) -> pb.Principal:
+    return pb.Principal(
+        name=principal.name,
+        uid=-1 if principal.uid is None else principal.uid,
+        certificate_subject=principal.certificate_subject or "",
+        created_at=_timestamp(principal.created_at),
     )
 
 
-class BusinessServicer(pb_grpc.BusinessServiceServicer):
-    def __init__(self, service: AgentService) -> None:
+def role_message(grant: RoleGrant) -> pb.RoleGrant:
+    return pb.RoleGrant(abn=grant.abn, principal=grant.principal_name, role=_to_proto(ROLES, grant.role),
+                        granted_at=_timestamp(grant.granted_at), granted_by=grant.granted_by)
+
+
+def credential_message(view: CredentialView) -> pb.Credential:
+    c = view.credential
+    return pb.Credential(
+        id=c.id,
+        abn=c.abn,
+        name=c.name,
+        status=c.status.value,
+        key_type=_to_proto(KEY_TYPES, c.key_type),
+        backend=_to_proto(BACKENDS, c.backend),
+        key_uri=c.key_uri,
+        created_at=_timestamp(c.created_at),
+        created_by=c.created_by,
+        terms_version=c.terms_version,
+        display_status=view.display_status,
+        holder=c.holder_name or "",
+        unassigned_at=_timestamp(c.unassigned_at),
+        window_ends_at=_timestamp(view.window_ends_at),
+        reminders=[pb.Reminder(day=r.day, recorded_at=_timestamp(r.recorded_at), recipients=list(r.recipients))
+                   for r in view.reminders],
+        first_used_at=_timestamp(c.first_used_at),
+        permissions=None if c.permissions is None else pb.PermissionSet(permissions=list(c.permissions)),
+        revoked_at=_timestamp(c.revoked_at),
+        revoked_by=c.revoked_by or "",
+    )
+
+
+class _Servicer:
+    def __init__(self, service: AgentService, authenticator: Authenticator) -> None:
         self._service = service
+        self._auth = authenticator
 
-    def RegisterBusiness(self, request: pb.RegisterBusinessRequest, context: grpc.ServicerContext) -> pb.Business:
-        caller: Caller = caller_of(context)
-        return business_message(self._service.register_business(caller, request.abn, request.name))
 
-    def GetBusiness(self, request: pb.GetBusinessRequest, context: grpc.ServicerContext) -> pb.Business:
-        caller_of(context)
+class PrincipalServicer(_Servicer, pb_grpc.PrincipalServiceServicer):
+    def CreatePrincipal(self, request: pb.CreatePrincipalRequest, context: grpc.ServicerContext) -> Any:
+        principal, token = self._service.create_principal(
+            self._auth.caller(context), request.name, None if request.uid < 0 else request.uid,
+            request.certificate_subject or None,
+        )
+        return pb.CreatePrincipalResponse(principal=principal_message(principal), token=token)
+
+    def ListPrincipals(self, request: pb.ListPrincipalsRequest, context: grpc.ServicerContext) -> Any:
+        principals = self._service.list_principals(self._auth.caller(context))
+        return pb.ListPrincipalsResponse(principals=[principal_message(p) for p in principals])
+
+    def WhoAmI(self, request: pb.WhoAmIRequest, context: grpc.ServicerContext) -> Any:
+        caller = self._auth.caller(context)
+        return pb.WhoAmIResponse(name=caller.name, local_administrator=caller.is_admin)
+
+
+class BusinessServicer(_Servicer, pb_grpc.BusinessServiceServicer):
+    def RegisterBusiness(self, request: pb.RegisterBusinessRequest, context: grpc.ServicerContext) -> Any:
+        business = self._service.register_business(
+            self._auth.caller(context), request.abn, request.name, request.principal_authority
+        )
+        return business_message(business)
+
+    def GetBusiness(self, request: pb.GetBusinessRequest, context: grpc.ServicerContext) -> Any:
+        self._auth.caller(context)
         return business_message(self._service.get_business(request.abn))
 
+    def _role(self, request: pb.RoleRequest) -> Role:
+        role = _from_proto(ROLES, request.role, "role")
+        if role is None:
+            raise InvalidArgument("name the role (--role)")
+        return role
 
-class CredentialServicer(pb_grpc.CredentialServiceServicer):
-    def __init__(self, service: AgentService) -> None:
-        self._service = service
+    def GrantRole(self, request: pb.RoleRequest, context: grpc.ServicerContext) -> Any:
+        grant = self._service.grant_role(self._auth.caller(context), request.abn, request.principal,
+                                         self._role(request))
+        return role_message(grant)
 
-    def GetMachineTerms(self, request: pb.GetMachineTermsRequest, context: grpc.ServicerContext) -> pb.MachineTerms:
+    def RemoveRole(self, request: pb.RoleRequest, context: grpc.ServicerContext) -> Any:
+        unassigned = self._service.remove_role(self._auth.caller(context), request.abn, request.principal,
+                                               self._role(request))
+        return pb.RemoveRoleResponse(unassigned_credential_ids=unassigned)
+
+    def ListRoles(self, request: pb.ListRolesRequest, context: grpc.ServicerContext) -> Any:
+        grants = self._service.list_roles(self._auth.caller(context), request.abn)
+        return pb.ListRolesResponse(roles=[role_message(g) for g in grants])
+
+
+class CredentialServicer(_Servicer, pb_grpc.CredentialServiceServicer):
+    def GetMachineTerms(self, request: pb.GetMachineTermsRequest, context: grpc.ServicerContext) -> Any:
         terms = self._service.machine_terms()
         return pb.MachineTerms(version=terms.version, text=terms.text)
 
-    def CreateCredential(self, request: pb.CreateCredentialRequest, context: grpc.ServicerContext) -> pb.Credential:
-        caller = caller_of(context)
-        credential = self._service.create_credential(
-            caller,
+    def CreateCredential(self, request: pb.CreateCredentialRequest, context: grpc.ServicerContext) -> Any:
+        created = self._service.create_credential(
+            self._auth.caller(context),
             abn=request.abn,
             name=request.name,
             key_type=_from_proto(KEY_TYPES, request.key_type, "key type"),
@@ -103,25 +177,21 @@ class CredentialServicer(pb_grpc.CredentialServiceServicer):
             keystore_path=request.keystore_path or None,
             accepted_terms_version=request.accepted_terms_version,
         )
-        return credential_message(credential)
+        return pb.CreateCredentialResponse(credential=credential_message(created.view), notice=created.notice,
+                                           replaces_id=created.replaces_id)
 
-    def GetCredential(self, request: pb.GetCredentialRequest, context: grpc.ServicerContext) -> pb.Credential:
-        caller_of(context)
-        return credential_message(self._service.get_credential(request.id))
+    def GetCredential(self, request: pb.GetCredentialRequest, context: grpc.ServicerContext) -> Any:
+        return credential_message(self._service.get_credential(self._auth.caller(context), request.id))
 
-    def ListCredentials(
-        self, request: pb.ListCredentialsRequest, context: grpc.ServicerContext
-    ) -> pb.ListCredentialsResponse:
-        caller_of(context)
-        credentials = self._service.list_credentials(request.abn or None)
-        return pb.ListCredentialsResponse(credentials=[credential_message(c) for c in credentials])
+    def ListCredentials(self, request: pb.ListCredentialsRequest, context: grpc.ServicerContext) -> Any:
+        views = self._service.list_credentials(self._auth.caller(context), request.abn or None)
+        return pb.ListCredentialsResponse(credentials=[credential_message(v) for v in views])
 
-    def GetPublicKey(self, request: pb.GetPublicKeyRequest, context: grpc.ServicerContext) -> pb.PublicKey:
-        caller_of(context)
-        return pb.PublicKey(pem=self._service.public_key_pem(request.id))
+    def GetPublicKey(self, request: pb.GetPublicKeyRequest, context: grpc.ServicerContext) -> Any:
+        return pb.PublicKey(pem=self._service.public_key_pem(self._auth.caller(context), request.id))
 
-    def Sign(self, request: pb.SignRequest, context: grpc.ServicerContext) -> pb.SignResponse:
-        caller = caller_of(context)
+    def Sign(self, request: pb.SignRequest, context: grpc.ServicerContext) -> Any:
+        caller = self._auth.caller(context)
         which = request.WhichOneof("input")
         result = self._service.sign(
             caller,
@@ -129,9 +199,45 @@ class CredentialServicer(pb_grpc.CredentialServiceServicer):
             algorithm=_from_proto(ALGORITHMS, request.algorithm, "signature algorithm"),
             data=request.data if which == "data" else None,
             digest=request.digest if which == "digest" else None,
+            permission=request.permission,
         )
         return pb.SignResponse(
             signature=result.signature,
             algorithm=_to_proto(ALGORITHMS, result.algorithm),
             certificate_chain=list(result.certificate_chain),
         )
+
+    def RevokeCredential(self, request: pb.RevokeCredentialRequest, context: grpc.ServicerContext) -> Any:
+        view = self._service.revoke_credential(self._auth.caller(context), request.id, confirm=request.confirm)
+        return credential_message(view)
+
+    def ClaimCredential(self, request: pb.ClaimCredentialRequest, context: grpc.ServicerContext) -> Any:
+        return credential_message(self._service.claim_credential(self._auth.caller(context), request.id))
+
+    def Permissions(self, request: pb.PermissionsRequest, context: grpc.ServicerContext) -> Any:
+        new = list(request.set.permissions) if request.HasField("set") else None
+        credential, entries = self._service.permissions(self._auth.caller(context), request.id, new)
+        return pb.PermissionsResponse(
+            credential_id=credential.id,
+            first_used=credential.first_used_at is not None,
+            permissions=[pb.PermissionEntry(id=p.id, agency=p.agency, service=p.service, granted=granted)
+                         for p, granted in entries],
+        )
+
+
+class AuditServicer(_Servicer, pb_grpc.AuditServiceServicer):
+    def ListAudit(self, request: pb.ListAuditRequest, context: grpc.ServicerContext) -> Any:
+        entries, next_after = self._service.list_audit(self._auth.caller(context), request.abn or None,
+                                                       request.limit, request.after)
+        return pb.ListAuditResponse(
+            entries=[pb.AuditEntry(seq=e.seq, at=_timestamp(e.at), actor=e.actor, action=e.action,
+                                   outcome=e.outcome, abn=e.abn, target=e.target,
+                                   detail_json=json.dumps(e.detail, sort_keys=True),
+                                   prev_hash=e.prev_hash, hash=e.hash) for e in entries],
+            next_after=next_after,
+        )
+
+    def VerifyAudit(self, request: pb.VerifyAuditRequest, context: grpc.ServicerContext) -> Any:
+        result = self._service.verify_audit(self._auth.caller(context))
+        return pb.VerifyAuditResponse(ok=result.ok, entries=result.entries, head_hash=result.head_hash,
+                                      problem=result.problem, bad_seq=result.bad_seq)

@@ -7,7 +7,8 @@ import sqlite3
 import pytest
 
 from agent.domain.errors import FailedPrecondition, InvalidArgument, NotFound
-from agent.domain.model import Backend, CredentialStatus
+from agent.domain.credential import CredentialStatus
+from agent.domain.model import Backend
 from agent.domain.service import AgentService, Caller
 from agent.domain.terms import CURRENT_TERMS
 from agent.keys import KeyStores
@@ -17,7 +18,7 @@ from hsm.errors import StoreCorrupted
 from tests.conftest import KEYSTORE_PASSWORD
 
 ABN = "51824753556"
-ADMIN = Caller("test-admin")
+ADMIN = Caller("test-admin", is_admin=True)
 
 
 @pytest.fixture
@@ -36,7 +37,9 @@ def service(tmp_path, storage, pkcs11_store):
         pkcs11=pkcs11_store,
     )
     service = AgentService(storage, keys)
-    service.register_business(ADMIN, ABN, "Example Pty Ltd")
+    principal, _ = service.create_principal(ADMIN, "pa", None, None)
+    service.register_business(ADMIN, ABN, "Example Pty Ltd", "pa")
+    service.test_pa = Caller("pa", principal.id)
     return service
 
 
@@ -44,7 +47,7 @@ def _create(service, backend=Backend.PKCS11, **overrides):
     options = dict(abn=ABN, name="server-1", key_type=KeyType.EC_P256, backend=backend,
                    keystore_path=None, accepted_terms_version=CURRENT_TERMS.version)
     options.update(overrides)
-    return service.create_credential(ADMIN, **options)
+    return service.create_credential(service.test_pa, **options).view.credential
 
 
 def _token_labels(pkcs11_store) -> set[str]:
@@ -59,7 +62,7 @@ def test_create_records_terms_acceptance_and_key(service, storage, pkcs11_store)
     assert credential.key_uri.startswith("pkcs11:token=mcagent-test;id=%")
     row = storage._conn.execute("SELECT accepted_by, version FROM terms_acceptance WHERE credential_id = ?",
                                 (credential.id,)).fetchone()
-    assert tuple(row) == ("test-admin", CURRENT_TERMS.version)
+    assert tuple(row) == ("pa", CURRENT_TERMS.version)
 
 
 @pytest.mark.parametrize(("overrides", "error", "message"), [
@@ -104,15 +107,16 @@ def test_create_interrupted_after_key_generation_is_cleaned_up_at_start(service,
 
     # The state a crash between key generation and activation leaves behind.
     label = "interrupted-0001"
-    storage.insert_credential(Credential(
-        id=label, abn=ABN, name="half", status=CredentialStatus.CREATING, key_type=KeyType.EC_P256,
-        backend=Backend.PKCS11, key_uri=pkcs11_store.label_uri(label), created_at=system_clock(),
-        created_by="test-admin", terms_version=CURRENT_TERMS.version,
-    ))
+    with storage.transaction():
+        storage.insert_credential(Credential(
+            id=label, abn=ABN, name="half", status=CredentialStatus.CREATING, key_type=KeyType.EC_P256,
+            backend=Backend.PKCS11, key_uri=pkcs11_store.label_uri(label), created_at=system_clock(),
+            created_by="pa", terms_version=CURRENT_TERMS.version,
+        ))
     pkcs11_store.create_key(CreateKeyRequest(label=label, key_type=KeyType.EC_P256))
     with pytest.raises(NotFound):
-        service.get_credential(label)  # never shown while being created
-    assert service.finish_interrupted_creates() == 1
+        service.get_credential(ADMIN, label)  # never shown while being created
+    service.finish_interrupted_work()
     assert label not in _token_labels(pkcs11_store)
     assert storage.get_credential(label) is None
 
@@ -122,10 +126,10 @@ def test_sign_refuses_bad_input_with_reasons(service):
     from hsm.base import SignatureAlgorithm
 
     with pytest.raises(InvalidArgument, match="does not fit .* ec-p256 key; use one of: ecdsa-sha256"):
-        service.sign(ADMIN, credential.id, algorithm=SignatureAlgorithm.RSA_PKCS1_SHA256, data=b"x")
+        service.sign(service.test_pa, credential.id, algorithm=SignatureAlgorithm.RSA_PKCS1_SHA256, data=b"x")
     with pytest.raises(InvalidArgument, match="needs a 32-byte SHA256 digest, got 20 bytes"):
-        service.sign(ADMIN, credential.id, algorithm=None, digest=bytes(20))
+        service.sign(service.test_pa, credential.id, algorithm=None, digest=bytes(20))
     with pytest.raises(InvalidArgument, match="either the data to sign or its digest"):
-        service.sign(ADMIN, credential.id, algorithm=None)
+        service.sign(service.test_pa, credential.id, algorithm=None)
     with pytest.raises(NotFound, match="no credential with id 'nope'"):
-        service.sign(ADMIN, "nope", algorithm=None, data=b"x")
+        service.sign(service.test_pa, "nope", algorithm=None, data=b"x")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import signal
@@ -31,16 +32,38 @@ class Daemon:
     log_path: pathlib.Path
     secrets: list[str] = field(default_factory=list)
 
-    def cli(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [MCAGENT, *args], input=input, capture_output=True, timeout=60,
-            env={**os.environ, "MCAGENT_SOCKET": self.socket},
-        )
+    token: str | None = None
+
+    def cli(self, *args: str, input: bytes | None = None, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess:
+        environment = {k: v for k, v in os.environ.items() if k != "MCAGENT_TOKEN"}
+        environment["MCAGENT_SOCKET"] = self.socket
+        if self.token:
+            environment["MCAGENT_TOKEN"] = self.token
+        return subprocess.run([MCAGENT, *args], input=input, capture_output=True, timeout=60,
+                              env={**environment, **(env or {})})
 
     def ok(self, *args: str) -> str:
         result = self.cli(*args)
         assert result.returncode == 0, f"mcagent {' '.join(args)} failed: {result.stderr.decode()}"
         return result.stdout.decode()
+
+    def as_principal(self, token: str) -> Daemon:
+        """The same daemon, with the command line acting as the principal holding `token`."""
+        return dataclasses.replace(self, token=token)
+
+    def new_principal(self, name: str, *extra: str) -> Daemon:
+        """Create a principal (as the local administrator) and act as it."""
+        token = self.as_principal(None).ok("principal", "create", name, *extra).strip()
+        self.secrets.append(token)
+        return self.as_principal(token)
+
+    def new_business(self, abn: str, pa_name: str, name: str = "Example Pty Ltd") -> Daemon:
+        """Register a business with a new principal as its PA; returns the daemon acting as that PA."""
+        pa = self.new_principal(pa_name)
+        self.as_principal(None).ok("business", "register", "--abn", abn, "--name", name,
+                                   "--principal-authority", pa_name)
+        return pa
 
     def log(self) -> str:
         return self.log_path.read_text()

@@ -25,12 +25,12 @@ def _one_line_error(result: subprocess.CompletedProcess, *expected: str) -> str:
 
 @pytest.fixture
 def daemon_with_credential(file_daemon, tmp_path):
-    file_daemon.ok("business", "register", "--abn", ABN, "--name", "Example Pty Ltd")
-    credential_id = file_daemon.ok("credential", "create", "--abn", ABN, "--name", "ec", "--key-type", "ec-p256",
-                                   "--accept-terms").strip()
+    pa = file_daemon.new_business(ABN, "pa")
+    credential_id = pa.ok("credential", "create", "--abn", ABN, "--name", "ec", "--key-type", "ec-p256",
+                          "--accept-terms").strip()
     message = tmp_path / "message"
     message.write_bytes(b"data")
-    return file_daemon, credential_id, str(message)
+    return pa, credential_id, str(message)
 
 
 def _state(daemon) -> tuple:
@@ -39,14 +39,15 @@ def _state(daemon) -> tuple:
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    (["business", "register", "--abn", "12 345 678 901", "--name", "Bad"],
-     ["INVALID_ARGUMENT", "ABN '12 345 678 901' is not valid"]),
+    (["business", "register", "--abn", "12 345 678 901", "--name", "Bad", "--principal-authority", "pa"],
+     ["PERMISSION_DENIED", "only the local administrator may register businesses"]),
     (["credential", "create", "--abn", "12 345 678 901", "--name", "x", "--accept-terms"],
      ["INVALID_ARGUMENT", "checksum"]),
     (["credential", "create", "--abn", ABN, "--name", "no-terms"],
      ["FAILED_PRECONDITION", "terms of use", "--accept-terms"]),
     (["credential", "create", "--abn", "53 004 085 616", "--name", "x", "--accept-terms"],
      ["NOT_FOUND", "53004085616 is not registered"]),
+    (["credential", "create", "--abn", ABN, "--name", "x", "--accept-terms"], None),
     (["credential", "create", "--abn", ABN, "--name", "x", "--key-type", "rsa-1024", "--accept-terms"],
      ["invalid choice: 'rsa-1024'"]),
     (["credential", "create", "--abn", ABN, "--name", "x", "--backend", "pkcs11", "--accept-terms"],
@@ -65,8 +66,19 @@ def test_bad_input_gives_one_line_and_creates_nothing(daemon_with_credential, ar
     daemon, credential_id, message = daemon_with_credential
     before = _state(daemon)
     args = [a.replace("{id}", credential_id).replace("{message}", message) for a in args]
+    if expected is None:  # a valid request, to show the state check can see a change
+        daemon.ok(*args)
+        assert _state(daemon) != before
+        return
     _one_line_error(daemon.cli(*args), *expected)
     assert _state(daemon) == before
+
+
+def test_invalid_abn_is_refused_at_registration(file_daemon):
+    file_daemon.new_principal("someone")
+    _one_line_error(file_daemon.cli("business", "register", "--abn", "12 345 678 901", "--name", "Bad",
+                                    "--principal-authority", "someone"),
+                    "INVALID_ARGUMENT", "ABN '12 345 678 901' is not valid: its checksum does not match")
 
 
 def test_unreachable_agent_says_so(tmp_path):
@@ -104,8 +116,8 @@ def test_serve_with_wrong_pin_refuses_without_showing_it(tmp_path, softhsm):
 
 def test_serve_with_wrong_keystore_password_refuses(tmp_path, start_daemon):
     daemon = start_daemon(env={"MCAGENT_KEYSTORE_PASSWORD": KEYSTORE_PASSWORD})
-    daemon.ok("business", "register", "--abn", ABN, "--name", "Example Pty Ltd")
-    daemon.ok("credential", "create", "--abn", ABN, "--name", "x", "--key-type", "ec-p256", "--accept-terms")
+    daemon.new_business(ABN, "pa").ok("credential", "create", "--abn", ABN, "--name", "x", "--key-type", "ec-p256",
+                                      "--accept-terms")
     assert daemon.stop() == 0
     result = subprocess.run([MCAGENT, "serve", "--data-dir", str(daemon.data_dir)], capture_output=True, timeout=60,
                             env={**os.environ, "MCAGENT_KEYSTORE_PASSWORD": "Wrong-password-9"})

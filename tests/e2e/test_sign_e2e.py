@@ -16,7 +16,7 @@ PAYLOAD = b'<wst:RequestSecurityToken xmlns:wst="http://docs.oasis-open.org/ws-s
 
 def _exercise_every_key_type_and_algorithm(daemon, tmp_path, backend: str) -> None:
     require_tool("openssl", "openssl")
-    daemon.ok("business", "register", "--abn", ABN, "--name", "Example Pty Ltd")
+    daemon = daemon.new_business(ABN, "pa")
     message = tmp_path / "request.xml"
     message.write_bytes(PAYLOAD)
     for key_type in KeyType:
@@ -75,8 +75,8 @@ def test_file_backend_signs_with_every_key_type_and_algorithm(file_daemon, tmp_p
 def test_credential_in_a_chosen_key_store_file(file_daemon, tmp_path):
     chosen = tmp_path / "elsewhere" / "my-store.mcks"
     chosen.parent.mkdir()
-    file_daemon.ok("business", "register", "--abn", ABN, "--name", "Example Pty Ltd")
-    created = json.loads(file_daemon.ok("credential", "create", "--abn", ABN, "--name", "desk", "--backend", "file",
+    pa = file_daemon.new_business(ABN, "pa")
+    created = json.loads(pa.ok("credential", "create", "--abn", ABN, "--name", "desk", "--backend", "file",
                                         "--keystore", str(chosen), "--accept-terms", "--json"))
     assert created["key_uri"].startswith(f"file://{chosen}#")
     assert chosen.exists() and chosen.stat().st_mode & 0o777 == 0o600
@@ -89,9 +89,9 @@ def test_both_backends_in_one_daemon(start_daemon, softhsm, tmp_path):
         "--pkcs11-module", softhsm.module, "--pkcs11-token", softhsm.token,
         env={"MCAGENT_PKCS11_PIN": softhsm.pin, "MCAGENT_KEYSTORE_PASSWORD": KEYSTORE_PASSWORD},
     )
-    daemon.ok("business", "register", "--abn", ABN, "--name", "Example Pty Ltd")
+    pa = daemon.new_business(ABN, "pa")
     for backend in ("pkcs11", "file"):
-        created = json.loads(daemon.ok("credential", "create", "--abn", ABN, "--name", backend,
+        created = json.loads(pa.ok("credential", "create", "--abn", ABN, "--name", backend,
                                        "--backend", backend, "--accept-terms", "--json"))
         assert created["key_uri"].startswith(f"{backend}:")
 
@@ -102,4 +102,5 @@ def test_health_and_reflection_are_served(file_daemon):
 
     with grpc.insecure_channel(f"unix:{file_daemon.socket}") as channel:
         services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
-    assert {"mcagent.v1.CredentialService", "mcagent.v1.BusinessService", "grpc.health.v1.Health"} <= services
+    assert {"mcagent.v1.CredentialService", "mcagent.v1.BusinessService", "mcagent.v1.PrincipalService",
+            "mcagent.v1.AuditService", "grpc.health.v1.Health"} <= services

@@ -30,6 +30,14 @@ class Backend(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BACKEND_UNSPECIFIED: _ClassVar[Backend]
     BACKEND_PKCS11: _ClassVar[Backend]
     BACKEND_FILE: _ClassVar[Backend]
+
+class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLE_UNSPECIFIED: _ClassVar[Role]
+    ROLE_PRINCIPAL_AUTHORITY: _ClassVar[Role]
+    ROLE_AUTHORISATION_ADMINISTRATOR: _ClassVar[Role]
+    ROLE_MACHINE_CREDENTIAL_ADMINISTRATOR: _ClassVar[Role]
+    ROLE_SOFTWARE: _ClassVar[Role]
 KEY_TYPE_UNSPECIFIED: KeyType
 KEY_TYPE_RSA_2048: KeyType
 KEY_TYPE_RSA_3072: KeyType
@@ -42,6 +50,11 @@ SIGNATURE_ALGORITHM_ECDSA_SHA256: SignatureAlgorithm
 BACKEND_UNSPECIFIED: Backend
 BACKEND_PKCS11: Backend
 BACKEND_FILE: Backend
+ROLE_UNSPECIFIED: Role
+ROLE_PRINCIPAL_AUTHORITY: Role
+ROLE_AUTHORISATION_ADMINISTRATOR: Role
+ROLE_MACHINE_CREDENTIAL_ADMINISTRATOR: Role
+ROLE_SOFTWARE: Role
 
 class Business(_message.Message):
     __slots__ = ("abn", "name", "registered_at")
@@ -54,18 +67,114 @@ class Business(_message.Message):
     def __init__(self, abn: _Optional[str] = ..., name: _Optional[str] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RegisterBusinessRequest(_message.Message):
-    __slots__ = ("abn", "name")
+    __slots__ = ("abn", "name", "principal_authority")
     ABN_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_AUTHORITY_FIELD_NUMBER: _ClassVar[int]
     abn: str
     name: str
-    def __init__(self, abn: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    principal_authority: str
+    def __init__(self, abn: _Optional[str] = ..., name: _Optional[str] = ..., principal_authority: _Optional[str] = ...) -> None: ...
 
 class GetBusinessRequest(_message.Message):
     __slots__ = ("abn",)
     ABN_FIELD_NUMBER: _ClassVar[int]
     abn: str
     def __init__(self, abn: _Optional[str] = ...) -> None: ...
+
+class RoleRequest(_message.Message):
+    __slots__ = ("abn", "principal", "role")
+    ABN_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    abn: str
+    principal: str
+    role: Role
+    def __init__(self, abn: _Optional[str] = ..., principal: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ...) -> None: ...
+
+class RoleGrant(_message.Message):
+    __slots__ = ("abn", "principal", "role", "granted_at", "granted_by")
+    ABN_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_AT_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_BY_FIELD_NUMBER: _ClassVar[int]
+    abn: str
+    principal: str
+    role: Role
+    granted_at: _timestamp_pb2.Timestamp
+    granted_by: str
+    def __init__(self, abn: _Optional[str] = ..., principal: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., granted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., granted_by: _Optional[str] = ...) -> None: ...
+
+class RemoveRoleResponse(_message.Message):
+    __slots__ = ("unassigned_credential_ids",)
+    UNASSIGNED_CREDENTIAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    unassigned_credential_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, unassigned_credential_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListRolesRequest(_message.Message):
+    __slots__ = ("abn",)
+    ABN_FIELD_NUMBER: _ClassVar[int]
+    abn: str
+    def __init__(self, abn: _Optional[str] = ...) -> None: ...
+
+class ListRolesResponse(_message.Message):
+    __slots__ = ("roles",)
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    roles: _containers.RepeatedCompositeFieldContainer[RoleGrant]
+    def __init__(self, roles: _Optional[_Iterable[_Union[RoleGrant, _Mapping]]] = ...) -> None: ...
+
+class Principal(_message.Message):
+    __slots__ = ("name", "uid", "certificate_subject", "created_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    uid: int
+    certificate_subject: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., uid: _Optional[int] = ..., certificate_subject: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreatePrincipalRequest(_message.Message):
+    __slots__ = ("name", "uid", "certificate_subject")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    uid: int
+    certificate_subject: str
+    def __init__(self, name: _Optional[str] = ..., uid: _Optional[int] = ..., certificate_subject: _Optional[str] = ...) -> None: ...
+
+class CreatePrincipalResponse(_message.Message):
+    __slots__ = ("principal", "token")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    principal: Principal
+    token: str
+    def __init__(self, principal: _Optional[_Union[Principal, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+
+class ListPrincipalsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPrincipalsResponse(_message.Message):
+    __slots__ = ("principals",)
+    PRINCIPALS_FIELD_NUMBER: _ClassVar[int]
+    principals: _containers.RepeatedCompositeFieldContainer[Principal]
+    def __init__(self, principals: _Optional[_Iterable[_Union[Principal, _Mapping]]] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("name", "local_administrator")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_ADMINISTRATOR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    local_administrator: bool
+    def __init__(self, name: _Optional[str] = ..., local_administrator: _Optional[bool] = ...) -> None: ...
 
 class MachineTerms(_message.Message):
     __slots__ = ("version", "text")
@@ -79,8 +188,18 @@ class GetMachineTermsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class Reminder(_message.Message):
+    __slots__ = ("day", "recorded_at", "recipients")
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENTS_FIELD_NUMBER: _ClassVar[int]
+    day: int
+    recorded_at: _timestamp_pb2.Timestamp
+    recipients: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, day: _Optional[int] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recipients: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class Credential(_message.Message):
-    __slots__ = ("id", "abn", "name", "status", "key_type", "backend", "key_uri", "created_at", "created_by", "terms_version")
+    __slots__ = ("id", "abn", "name", "status", "key_type", "backend", "key_uri", "created_at", "created_by", "terms_version", "display_status", "holder", "unassigned_at", "window_ends_at", "reminders", "first_used_at", "permissions", "revoked_at", "revoked_by")
     ID_FIELD_NUMBER: _ClassVar[int]
     ABN_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +210,15 @@ class Credential(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     TERMS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_STATUS_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    UNASSIGNED_AT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_ENDS_AT_FIELD_NUMBER: _ClassVar[int]
+    REMINDERS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_USED_AT_FIELD_NUMBER: _ClassVar[int]
+    PERMISSIONS_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_BY_FIELD_NUMBER: _ClassVar[int]
     id: str
     abn: str
     name: str
@@ -101,7 +229,32 @@ class Credential(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     created_by: str
     terms_version: str
-    def __init__(self, id: _Optional[str] = ..., abn: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., backend: _Optional[_Union[Backend, str]] = ..., key_uri: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[str] = ..., terms_version: _Optional[str] = ...) -> None: ...
+    display_status: str
+    holder: str
+    unassigned_at: _timestamp_pb2.Timestamp
+    window_ends_at: _timestamp_pb2.Timestamp
+    reminders: _containers.RepeatedCompositeFieldContainer[Reminder]
+    first_used_at: _timestamp_pb2.Timestamp
+    permissions: PermissionSet
+    revoked_at: _timestamp_pb2.Timestamp
+    revoked_by: str
+    def __init__(self, id: _Optional[str] = ..., abn: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., backend: _Optional[_Union[Backend, str]] = ..., key_uri: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[str] = ..., terms_version: _Optional[str] = ..., display_status: _Optional[str] = ..., holder: _Optional[str] = ..., unassigned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_ends_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reminders: _Optional[_Iterable[_Union[Reminder, _Mapping]]] = ..., first_used_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., permissions: _Optional[_Union[PermissionSet, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_by: _Optional[str] = ...) -> None: ...
+
+class PermissionSet(_message.Message):
+    __slots__ = ("permissions",)
+    PERMISSIONS_FIELD_NUMBER: _ClassVar[int]
+    permissions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, permissions: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateCredentialResponse(_message.Message):
+    __slots__ = ("credential", "notice", "replaces_id")
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
+    REPLACES_ID_FIELD_NUMBER: _ClassVar[int]
+    credential: Credential
+    notice: str
+    replaces_id: str
+    def __init__(self, credential: _Optional[_Union[Credential, _Mapping]] = ..., notice: _Optional[str] = ..., replaces_id: _Optional[str] = ...) -> None: ...
 
 class CreateCredentialRequest(_message.Message):
     __slots__ = ("abn", "name", "key_type", "backend", "keystore_path", "accepted_terms_version")
@@ -150,16 +303,18 @@ class PublicKey(_message.Message):
     def __init__(self, pem: _Optional[str] = ...) -> None: ...
 
 class SignRequest(_message.Message):
-    __slots__ = ("credential_id", "algorithm", "data", "digest")
+    __slots__ = ("credential_id", "algorithm", "data", "digest", "permission")
     CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
     credential_id: str
     algorithm: SignatureAlgorithm
     data: bytes
     digest: bytes
-    def __init__(self, credential_id: _Optional[str] = ..., algorithm: _Optional[_Union[SignatureAlgorithm, str]] = ..., data: _Optional[bytes] = ..., digest: _Optional[bytes] = ...) -> None: ...
+    permission: str
+    def __init__(self, credential_id: _Optional[str] = ..., algorithm: _Optional[_Union[SignatureAlgorithm, str]] = ..., data: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., permission: _Optional[str] = ...) -> None: ...
 
 class SignResponse(_message.Message):
     __slots__ = ("signature", "algorithm", "certificate_chain")
@@ -170,3 +325,107 @@ class SignResponse(_message.Message):
     algorithm: SignatureAlgorithm
     certificate_chain: _containers.RepeatedScalarFieldContainer[bytes]
     def __init__(self, signature: _Optional[bytes] = ..., algorithm: _Optional[_Union[SignatureAlgorithm, str]] = ..., certificate_chain: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class RevokeCredentialRequest(_message.Message):
+    __slots__ = ("id", "confirm")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    confirm: bool
+    def __init__(self, id: _Optional[str] = ..., confirm: _Optional[bool] = ...) -> None: ...
+
+class ClaimCredentialRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class PermissionsRequest(_message.Message):
+    __slots__ = ("id", "set")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SET_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    set: PermissionSet
+    def __init__(self, id: _Optional[str] = ..., set: _Optional[_Union[PermissionSet, _Mapping]] = ...) -> None: ...
+
+class PermissionEntry(_message.Message):
+    __slots__ = ("id", "agency", "service", "granted")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AGENCY_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    agency: str
+    service: str
+    granted: bool
+    def __init__(self, id: _Optional[str] = ..., agency: _Optional[str] = ..., service: _Optional[str] = ..., granted: _Optional[bool] = ...) -> None: ...
+
+class PermissionsResponse(_message.Message):
+    __slots__ = ("credential_id", "first_used", "permissions")
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    FIRST_USED_FIELD_NUMBER: _ClassVar[int]
+    PERMISSIONS_FIELD_NUMBER: _ClassVar[int]
+    credential_id: str
+    first_used: bool
+    permissions: _containers.RepeatedCompositeFieldContainer[PermissionEntry]
+    def __init__(self, credential_id: _Optional[str] = ..., first_used: _Optional[bool] = ..., permissions: _Optional[_Iterable[_Union[PermissionEntry, _Mapping]]] = ...) -> None: ...
+
+class AuditEntry(_message.Message):
+    __slots__ = ("seq", "at", "actor", "action", "outcome", "abn", "target", "detail_json", "prev_hash", "hash")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    ABN_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_JSON_FIELD_NUMBER: _ClassVar[int]
+    PREV_HASH_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    at: _timestamp_pb2.Timestamp
+    actor: str
+    action: str
+    outcome: str
+    abn: str
+    target: str
+    detail_json: str
+    prev_hash: str
+    hash: str
+    def __init__(self, seq: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., outcome: _Optional[str] = ..., abn: _Optional[str] = ..., target: _Optional[str] = ..., detail_json: _Optional[str] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ...) -> None: ...
+
+class ListAuditRequest(_message.Message):
+    __slots__ = ("abn", "limit", "after")
+    ABN_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    abn: str
+    limit: int
+    after: int
+    def __init__(self, abn: _Optional[str] = ..., limit: _Optional[int] = ..., after: _Optional[int] = ...) -> None: ...
+
+class ListAuditResponse(_message.Message):
+    __slots__ = ("entries", "next_after")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[AuditEntry]
+    next_after: int
+    def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ..., next_after: _Optional[int] = ...) -> None: ...
+
+class VerifyAuditRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class VerifyAuditResponse(_message.Message):
+    __slots__ = ("ok", "entries", "head_hash", "problem", "bad_seq")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    HEAD_HASH_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    BAD_SEQ_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    entries: int
+    head_hash: str
+    problem: str
+    bad_seq: int
+    def __init__(self, ok: _Optional[bool] = ..., entries: _Optional[int] = ..., head_hash: _Optional[str] = ..., problem: _Optional[str] = ..., bad_seq: _Optional[int] = ...) -> None: ...

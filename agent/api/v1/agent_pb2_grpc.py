@@ -44,18 +44,52 @@ class BusinessServiceStub:
                 request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.GetBusinessRequest.SerializeToString,
                 response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Business.FromString,
                 _registered_method=True)
+        self.GrantRole = channel.unary_unary(
+                '/mcagent.v1.BusinessService/GrantRole',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.RoleRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.RoleGrant.FromString,
+                _registered_method=True)
+        self.RemoveRole = channel.unary_unary(
+                '/mcagent.v1.BusinessService/RemoveRole',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.RoleRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.RemoveRoleResponse.FromString,
+                _registered_method=True)
+        self.ListRoles = channel.unary_unary(
+                '/mcagent.v1.BusinessService/ListRoles',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListRolesRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListRolesResponse.FromString,
+                _registered_method=True)
 
 
 class BusinessServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def RegisterBusiness(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """local administrator only
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetBusiness(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GrantRole(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveRole(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRoles(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -73,6 +107,21 @@ def add_BusinessServiceServicer_to_server(servicer, server):
                     servicer.GetBusiness,
                     request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.GetBusinessRequest.FromString,
                     response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Business.SerializeToString,
+            ),
+            'GrantRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.GrantRole,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.RoleRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.RoleGrant.SerializeToString,
+            ),
+            'RemoveRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveRole,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.RoleRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.RemoveRoleResponse.SerializeToString,
+            ),
+            'ListRoles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRoles,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListRolesRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListRolesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -139,6 +188,251 @@ class BusinessService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def GrantRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.BusinessService/GrantRole',
+            agent_dot_api_dot_v1_dot_agent__pb2.RoleRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.RoleGrant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.BusinessService/RemoveRole',
+            agent_dot_api_dot_v1_dot_agent__pb2.RoleRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.RemoveRoleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRoles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.BusinessService/ListRoles',
+            agent_dot_api_dot_v1_dot_agent__pb2.ListRolesRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.ListRolesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class PrincipalServiceStub:
+    """Local administration: principals. Only the local administrator (the daemon's own uid, or
+    an --admin-uid, on the Unix socket) may create and list them.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreatePrincipal = channel.unary_unary(
+                '/mcagent.v1.PrincipalService/CreatePrincipal',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.CreatePrincipalRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.CreatePrincipalResponse.FromString,
+                _registered_method=True)
+        self.ListPrincipals = channel.unary_unary(
+                '/mcagent.v1.PrincipalService/ListPrincipals',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListPrincipalsRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListPrincipalsResponse.FromString,
+                _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/mcagent.v1.PrincipalService/WhoAmI',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
+
+
+class PrincipalServiceServicer:
+    """Local administration: principals. Only the local administrator (the daemon's own uid, or
+    an --admin-uid, on the Unix socket) may create and list them.
+    """
+
+    def CreatePrincipal(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPrincipals(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WhoAmI(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_PrincipalServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreatePrincipal': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePrincipal,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.CreatePrincipalRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.CreatePrincipalResponse.SerializeToString,
+            ),
+            'ListPrincipals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPrincipals,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListPrincipalsRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListPrincipalsResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.WhoAmIRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.WhoAmIResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'mcagent.v1.PrincipalService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('mcagent.v1.PrincipalService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class PrincipalService:
+    """Local administration: principals. Only the local administrator (the daemon's own uid, or
+    an --admin-uid, on the Unix socket) may create and list them.
+    """
+
+    @staticmethod
+    def CreatePrincipal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.PrincipalService/CreatePrincipal',
+            agent_dot_api_dot_v1_dot_agent__pb2.CreatePrincipalRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.CreatePrincipalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPrincipals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.PrincipalService/ListPrincipals',
+            agent_dot_api_dot_v1_dot_agent__pb2.ListPrincipalsRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.ListPrincipalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.PrincipalService/WhoAmI',
+            agent_dot_api_dot_v1_dot_agent__pb2.WhoAmIRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class CredentialServiceStub:
     """Missing associated documentation comment in .proto file."""
@@ -157,7 +451,22 @@ class CredentialServiceStub:
         self.CreateCredential = channel.unary_unary(
                 '/mcagent.v1.CredentialService/CreateCredential',
                 request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialResponse.FromString,
+                _registered_method=True)
+        self.RevokeCredential = channel.unary_unary(
+                '/mcagent.v1.CredentialService/RevokeCredential',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.RevokeCredentialRequest.SerializeToString,
                 response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
+                _registered_method=True)
+        self.ClaimCredential = channel.unary_unary(
+                '/mcagent.v1.CredentialService/ClaimCredential',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ClaimCredentialRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
+                _registered_method=True)
+        self.Permissions = channel.unary_unary(
+                '/mcagent.v1.CredentialService/Permissions',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.PermissionsRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.PermissionsResponse.FromString,
                 _registered_method=True)
         self.GetCredential = channel.unary_unary(
                 '/mcagent.v1.CredentialService/GetCredential',
@@ -191,6 +500,24 @@ class CredentialServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateCredential(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeCredential(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClaimCredential(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Permissions(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -231,7 +558,22 @@ def add_CredentialServiceServicer_to_server(servicer, server):
             'CreateCredential': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateCredential,
                     request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialResponse.SerializeToString,
+            ),
+            'RevokeCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeCredential,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.RevokeCredentialRequest.FromString,
                     response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Credential.SerializeToString,
+            ),
+            'ClaimCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimCredential,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ClaimCredentialRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Credential.SerializeToString,
+            ),
+            'Permissions': grpc.unary_unary_rpc_method_handler(
+                    servicer.Permissions,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.PermissionsRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.PermissionsResponse.SerializeToString,
             ),
             'GetCredential': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCredential,
@@ -307,7 +649,88 @@ class CredentialService:
             target,
             '/mcagent.v1.CredentialService/CreateCredential',
             agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.CredentialService/RevokeCredential',
+            agent_dot_api_dot_v1_dot_agent__pb2.RevokeCredentialRequest.SerializeToString,
             agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.CredentialService/ClaimCredential',
+            agent_dot_api_dot_v1_dot_agent__pb2.ClaimCredentialRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Permissions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.CredentialService/Permissions',
+            agent_dot_api_dot_v1_dot_agent__pb2.PermissionsRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.PermissionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -416,6 +839,122 @@ class CredentialService:
             '/mcagent.v1.CredentialService/Sign',
             agent_dot_api_dot_v1_dot_agent__pb2.SignRequest.SerializeToString,
             agent_dot_api_dot_v1_dot_agent__pb2.SignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class AuditServiceStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListAudit = channel.unary_unary(
+                '/mcagent.v1.AuditService/ListAudit',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
+        self.VerifyAudit = channel.unary_unary(
+                '/mcagent.v1.AuditService/VerifyAudit',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.VerifyAuditRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.VerifyAuditResponse.FromString,
+                _registered_method=True)
+
+
+class AuditServiceServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def ListAudit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyAudit(self, request, context):
+        """local administrator only
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AuditServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListAuditRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'VerifyAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyAudit,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.VerifyAuditRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.VerifyAuditResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'mcagent.v1.AuditService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('mcagent.v1.AuditService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AuditService:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.AuditService/ListAudit',
+            agent_dot_api_dot_v1_dot_agent__pb2.ListAuditRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.AuditService/VerifyAudit',
+            agent_dot_api_dot_v1_dot_agent__pb2.VerifyAuditRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.VerifyAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,
