@@ -5,7 +5,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SOFTHSM_MODULE ?= /usr/lib/softhsm/libsofthsm2.so
-SYSTEM_PACKAGES := softhsm2 opensc openssl
 PASSWORD_FILE ?= $(HOME)/.config/mcagent/keystore-password
 
 .PHONY: install run test proto system-deps clean
@@ -33,12 +32,13 @@ run: install
 	  exec $(VENV)/bin/mcagent serve --keystore-password-file "$(PASSWORD_FILE)" $(SERVE_ARGS); \
 	fi
 
-# Tools the tests drive: SoftHSM2 (softhsm2-util + module), pkcs11-tool, openssl.
+# Tools the tests drive: SoftHSM2 (softhsm2-util + module), pkcs11-tool, openssl, faketime.
 system-deps:
 	@missing=""; \
 	command -v softhsm2-util >/dev/null && [ -f $(SOFTHSM_MODULE) ] || missing="$$missing softhsm2"; \
 	command -v pkcs11-tool >/dev/null || missing="$$missing opensc"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v faketime >/dev/null || missing="$$missing faketime"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \

@@ -141,8 +141,11 @@ def normalise_subject(subject: str) -> str:
 
 def _roles_text(roles: frozenset[Role] | set[Role]) -> str:
     """'the principal authority, an authorisation administrator or a machine credential administrator'."""
-    names = [("the " if r is PA else "a ") + r.title + (" principal" if r is Role.SOFTWARE else "")
-             for r in Role if r in roles]
+    def named(role: Role) -> str:
+        article = "the" if role is PA else ("an" if role.title[0] in "aeiou" else "a")
+        return f"{article} {role.title}" + (" principal" if role is Role.SOFTWARE else "")
+
+    names = [named(r) for r in Role if r in roles]
     if len(names) <= 1:
         return names[0] if names else "no role"
     return ", ".join(names[:-1]) + " or " + names[-1]
@@ -493,11 +496,13 @@ class AgentService:
                         "name": name, "key_type": credential.key_type.value, "backend": backend.value,
                         "terms_version": accepted_terms_version, "replaces": previous.id if previous else None,
                     })
-            except BaseException:
+            except Exception as exc:
                 self._keys.delete_key(key.uri)
                 with self._storage.transaction():
                     self._storage.delete_credential(credential_id)
-                raise
+                log.exception("credential %s: record or audit entry not written; key destroyed", credential_id)
+                raise Unavailable("the credential was not created: its record or audit entry could not be "
+                                  "written (its key was destroyed)") from exc
             log.info("credential %s (%s) created for %s by %s", credential_id, name, business.abn, caller.name)
             notice = ""
             if previous is not None:

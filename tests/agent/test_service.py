@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from agent.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from agent.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from agent.domain.credential import CredentialStatus
 from agent.domain.model import Backend
 from agent.domain.service import AgentService, Caller
@@ -95,8 +95,9 @@ def test_record_that_cannot_be_saved_destroys_the_key(service, storage, pkcs11_s
     storage._conn.execute(
         "CREATE TRIGGER refuse BEFORE UPDATE ON credential BEGIN SELECT RAISE(ABORT, 'database refused'); END"
     )
-    with pytest.raises(sqlite3.IntegrityError, match="database refused"):
+    with pytest.raises(Unavailable, match="was not created") as caught:
         _create(service)
+    assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
     assert storage.list_credentials() == []
     assert _token_labels(pkcs11_store) == keys_before
 

@@ -95,13 +95,15 @@ def start_daemon(tmp_path):
     """Start daemons with given arguments and environment; stop each with SIGTERM at the end."""
     started: list[Daemon] = []
 
-    def start(*args: str, env: dict[str, str] | None = None, secrets: list[str] = ()) -> Daemon:
-        data_dir = tmp_path / f"data{len(started)}"
+    def start(*args: str, env: dict[str, str] | None = None, secrets: list[str] = (),
+              data_dir: pathlib.Path | None = None, prefix: list[str] = ()) -> Daemon:
+        """Start `mcagent serve ARGS` (under `prefix`, e.g. faketime); `data_dir` reuses a stopped one's data."""
+        data_dir = data_dir or tmp_path / f"data{len(started)}"
         socket = str(data_dir / "mcagent.sock")
         log_path = tmp_path / f"daemon{len(started)}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                [MCAGENT, "serve", "--data-dir", str(data_dir), *args],
+                [*prefix, MCAGENT, "serve", "--data-dir", str(data_dir), *args],
                 cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
             )
         daemon = Daemon(process, socket, data_dir, log_path, list(secrets))
@@ -114,6 +116,7 @@ def start_daemon(tmp_path):
     for daemon in started:
         if daemon.process.poll() is None:
             assert daemon.stop() == 0, daemon.log()
+    for daemon in started:
         assert not os.path.exists(daemon.socket), "socket left behind after SIGTERM"
         for secret in daemon.secrets:
             assert secret not in daemon.log(), "a secret appeared in the daemon's log"
