@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
-import shutil
 import stat
 import tempfile
 import threading

@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from agent.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from agent.domain.credential import CredentialStatus
+from agent.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from agent.domain.model import Backend
 from agent.domain.service import AgentService, Caller
 from agent.domain.terms import CURRENT_TERMS

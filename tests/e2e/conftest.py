@@ -99,7 +99,7 @@ def start_daemon(tmp_path):
               data_dir: pathlib.Path | None = None, prefix: list[str] = ()) -> Daemon:
         """Start `mcagent serve ARGS` (under `prefix`, e.g. faketime); `data_dir` reuses a stopped one's data."""
         data_dir = data_dir or tmp_path / f"data{len(started)}"
-        socket = str(data_dir / "mcagent.sock")
+        socket = args[args.index("--socket") + 1] if "--socket" in args else str(data_dir / "mcagent.sock")
         log_path = tmp_path / f"daemon{len(started)}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
@@ -109,7 +109,8 @@ def start_daemon(tmp_path):
         daemon = Daemon(process, socket, data_dir, log_path, list(secrets))
         started.append(daemon)
         wait_until_serving(process, socket, log_path)
-        assert stat.S_IMODE(os.stat(socket).st_mode) == 0o600
+        expected_mode = int(args[args.index("--socket-mode") + 1], 8) if "--socket-mode" in args else 0o600
+        assert stat.S_IMODE(os.stat(socket).st_mode) == expected_mode
         return daemon
 
     yield start

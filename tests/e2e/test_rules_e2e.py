@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.conftest import KEYSTORE_PASSWORD, require_tool
-from tests.e2e.conftest import MCAGENT, Daemon
+from tests.e2e.conftest import Daemon
 
 ACME = "51824753556"
 OTHER = "53004085616"
@@ -132,7 +132,8 @@ def test_create_by_pa_or_mca_not_by_aa_or_software(acme):
     acme.create(acme.mca, "by-mca")
     refused(acme.aa.cli("credential", "create", "--abn", ACME, "--name", "x", "--accept-terms"),
             "PERMISSION_DENIED", "aaron may not create a machine credential for business 51824753556",
-            "the principal authority or a machine credential administrator", "aaron holds an authorisation administrator")
+            "the principal authority or a machine credential administrator",
+            "aaron holds an authorisation administrator")
     refused(acme.software.cli("credential", "create", "--abn", ACME, "--name", "x", "--accept-terms"),
             "PERMISSION_DENIED", "sw may not create a machine credential")
 
