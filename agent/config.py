@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import stat
+import zoneinfo
 from dataclasses import dataclass
 
 from agent.api.defaults import KEYSTORE_NAME, default_data_dir, default_socket_path
 from agent.domain.model import Backend
+from agent.domain.notification import DEFAULT_TIMEZONE
 
 PIN_ENV = "MCAGENT_PKCS11_PIN"
 KEYSTORE_PASSWORD_ENV = "MCAGENT_KEYSTORE_PASSWORD"
@@ -73,6 +75,7 @@ class Config:
         listen: HOST:PORT for the mutual-TLS listener, or None.
         tls_cert, tls_key, client_ca: PEM for that listener; client certificates must chain to client_ca.
         insecure_listen: HOST:PORT for a plain TCP listener (development only), or None.
+        timezone: where "today" is for notification start dates (Australian Eastern time).
     """
 
     data_dir: str
@@ -90,6 +93,7 @@ class Config:
     tls_key: bytes | None = None
     client_ca: bytes | None = None
     insecure_listen: str | None = None
+    timezone: str = DEFAULT_TIMEZONE
 
     @classmethod
     def build(
@@ -110,6 +114,7 @@ class Config:
         tls_key: str | None = None,
         client_ca: str | None = None,
         insecure_listen: str | None = None,
+        timezone: str | None = None,
     ) -> Config:
         """Resolve defaults and secrets, and check the combination makes sense.
 
@@ -142,6 +147,12 @@ class Config:
             raise ConfigError("--tls-cert, --tls-key and --client-ca go with --listen HOST:PORT")
         tls_material = [_read_file(path, what) for path, what in
                         ((tls_cert, "TLS certificate"), (tls_key, "TLS key"), (client_ca, "client CA"))]
+        timezone = timezone or DEFAULT_TIMEZONE
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"--timezone {timezone!r} is not a time zone; use an IANA name such as "
+                              "Australia/Sydney") from None
         if default_backend is Backend.FILE and password is None:
             raise ConfigError(
                 f"no key store password: set {KEYSTORE_PASSWORD_ENV} or pass --keystore-password-file FILE"
@@ -162,6 +173,7 @@ class Config:
             tls_key=tls_material[1],
             client_ca=tls_material[2],
             insecure_listen=insecure_listen,
+            timezone=timezone,
         )
 
     def pkcs11_store_uri(self) -> str | None:

@@ -21,6 +21,7 @@ from typing import Any
 from agent.domain.audit import GENESIS, AuditEntry, entry_hash
 from agent.domain.credential import CredentialStatus
 from agent.domain.model import Backend, Business, Credential, Principal, Reminder, RoleGrant
+from agent.domain.notification import Notification, NotificationStatus
 from agent.domain.policy import Role
 from hsm.base import KeyType
 
@@ -103,6 +104,27 @@ MIGRATIONS = [
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    """,
+    """
+    CREATE TABLE notification (
+        id TEXT PRIMARY KEY,
+        abn TEXT NOT NULL REFERENCES business(abn),
+        dsp_abn TEXT NOT NULL REFERENCES business(abn),
+        software_ids TEXT NOT NULL,
+        start_date TEXT NOT NULL,
+        end_date TEXT,
+        agencies TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        requested_by TEXT,
+        declaration_by TEXT,
+        declaration_at TEXT,
+        removed_at TEXT,
+        removed_by TEXT
+    );
+    CREATE INDEX notification_by_abn ON notification(abn, created_at);
+    CREATE INDEX notification_by_dsp ON notification(dsp_abn, created_at);
     """,
 ]
 
@@ -237,6 +259,11 @@ class Storage:
         """The business with this ABN, or None."""
         row = self._one("SELECT * FROM business WHERE abn = ?", (abn,))
         return None if row is None else Business(row["abn"], row["name"], _dt(row["registered_at"]))
+
+    def list_businesses(self) -> list[Business]:
+        """Every business, by ABN."""
+        return [Business(r["abn"], r["name"], _dt(r["registered_at"]))
+                for r in self._all("SELECT * FROM business ORDER BY abn")]
 
     # -- principals and roles -------------------------------------------------------------
 
@@ -386,6 +413,50 @@ class Storage:
     def delete_reminders(self, credential_id: str) -> None:
         """Forget reminders (a claimed credential starts afresh if unassigned again)."""
         self._conn.execute("DELETE FROM reminder WHERE credential_id = ?", (credential_id,))
+
+    # -- notifications --------------------------------------------------------------------
+
+    _NOTIFICATION_FIELDS = ("id", "abn", "dsp_abn", "software_ids", "start_date", "end_date", "agencies", "status",
+                            "created_at", "created_by", "requested_by", "declaration_by", "declaration_at",
+                            "removed_at", "removed_by")
+
+    @staticmethod
+    def _notification_values(n: Notification) -> tuple:
+        return (n.id, n.abn, n.dsp_abn, json.dumps(list(n.software_ids)), n.start_date.isoformat(),
+                n.end_date.isoformat() if n.end_date else None, json.dumps(list(n.agencies)), n.status.value,
+                _ts(n.created_at), n.created_by, n.requested_by, n.declaration_by, _ts(n.declaration_at),
+                _ts(n.removed_at), n.removed_by)
+
+    def save_notification(self, notification: Notification) -> None:
+        """Insert or replace a notification (inside a transaction)."""
+        columns = ", ".join(self._NOTIFICATION_FIELDS)
+        marks = ", ".join("?" * len(self._NOTIFICATION_FIELDS))
+        self._conn.execute(f"INSERT OR REPLACE INTO notification ({columns}) VALUES ({marks})",
+                           self._notification_values(notification))
+
+    @staticmethod
+    def _notification(row: sqlite3.Row) -> Notification:
+        return Notification(
+            id=row["id"], abn=row["abn"], dsp_abn=row["dsp_abn"], software_ids=tuple(json.loads(row["software_ids"])),
+            start_date=dt.date.fromisoformat(row["start_date"]),
+            end_date=dt.date.fromisoformat(row["end_date"]) if row["end_date"] else None,
+            agencies=tuple(json.loads(row["agencies"])), status=NotificationStatus(row["status"]),
+            created_at=_dt(row["created_at"]), created_by=row["created_by"], requested_by=row["requested_by"],
+            declaration_by=row["declaration_by"], declaration_at=_dt(row["declaration_at"]),
+            removed_at=_dt(row["removed_at"]), removed_by=row["removed_by"],
+        )
+
+    def get_notification(self, notification_id: str) -> Notification | None:
+        """The notification with this id, or None."""
+        row = self._one("SELECT * FROM notification WHERE id = ?", (notification_id,))
+        return None if row is None else self._notification(row)
+
+    def list_notifications(self, abns: list[str]) -> list[Notification]:
+        """Notifications whose business or provider is one of `abns`, oldest first."""
+        marks = ", ".join("?" * len(abns))
+        rows = self._all(f"SELECT * FROM notification WHERE abn IN ({marks}) OR dsp_abn IN ({marks})"
+                         " ORDER BY created_at, id", [*abns, *abns])
+        return [self._notification(r) for r in rows]
 
     # -- audit --------------------------------------------------------------------------
 

@@ -108,6 +108,7 @@ class Client:
         self.credentials = _Stub(pb_grpc.CredentialServiceStub(channel), metadata)
         self.principals = _Stub(pb_grpc.PrincipalServiceStub(channel), metadata)
         self.audit = _Stub(pb_grpc.AuditServiceStub(channel), metadata)
+        self.notifications = _Stub(pb_grpc.NotificationServiceStub(channel), metadata)
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -174,7 +175,7 @@ def cmd_business_register(args: argparse.Namespace) -> None:
     _emit(args, business, f"registered business {business.abn} ({business.name})")
 
 
-def cmd_business_show(args: argparse.Namespace) -> None:
+def cmd_business_lookup(args: argparse.Namespace) -> None:
     business = _client(args).businesses.GetBusiness(pb.GetBusinessRequest(abn=args.abn))
     _emit(args, business, f"{business.abn}  {business.name}")
 
@@ -353,6 +354,78 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
                         f"({result.entries} entries before it are intact)")
 
 
+def _notification_lines(n: pb.Notification) -> str:
+    rows = [
+        ("id", n.id),
+        ("status", n.status),
+        ("business", f"{n.abn} {n.business_name}"),
+        ("provider", f"{n.dsp_abn} {n.dsp_name}"),
+        ("software ids", ", ".join(n.software_ids)),
+        ("start date", n.start_date),
+        ("end date", n.end_date or "no end date"),
+        ("agencies", ", ".join(n.agencies)),
+        ("created", f"{_when(n.created_at)} by {n.created_by}"),
+    ]
+    if n.requested_by:
+        rows.append(("requested by", n.requested_by))
+    if n.declaration_by:
+        rows.append(("declaration", f"accepted {_when(n.declaration_at)} by {n.declaration_by}"))
+    if n.removed_by:
+        rows.append(("removed", f"{_when(n.removed_at)} by {n.removed_by}"))
+    return "\n".join(f"{label + ':':14}{value}" for label, value in rows)
+
+
+def cmd_notification_add(args: argparse.Namespace) -> None:
+    n = _client(args).notifications.AddNotification(pb.AddNotificationRequest(
+        abn=args.abn, dsp_abn=args.dsp_abn, software_ids=args.software_id, start_date=args.start,
+        end_date=args.end or "", agencies=args.agency, accept_declaration=args.accept_declaration,
+    ))
+    _emit(args, n, _notification_lines(n))
+
+
+def cmd_notification_request(args: argparse.Namespace) -> None:
+    n = _client(args).notifications.RequestNotification(pb.RequestNotificationRequest(
+        dsp_abn=args.dsp_abn, abn=args.abn, software_ids=args.software_id, start_date=args.start,
+        end_date=args.end or "", agencies=args.agency,
+    ))
+    _emit(args, n, _notification_lines(n) + "\npending until the business accepts it")
+
+
+def cmd_notification_accept(args: argparse.Namespace) -> None:
+    n = _client(args).notifications.AcceptNotification(
+        pb.AcceptNotificationRequest(id=args.id, accept_declaration=args.accept_declaration)
+    )
+    _emit(args, n, _notification_lines(n))
+
+
+def cmd_notification_edit(args: argparse.Namespace) -> None:
+    n = _client(args).notifications.EditNotification(pb.EditNotificationRequest(
+        id=args.id, software_ids=args.software_id or [], start_date=args.start or "", end_date=args.end or "",
+        no_end_date=args.no_end, accept_declaration=args.accept_declaration,
+    ))
+    _emit(args, n, _notification_lines(n))
+
+
+def cmd_notification_remove(args: argparse.Namespace) -> None:
+    n = _client(args).notifications.RemoveNotification(pb.RemoveNotificationRequest(id=args.id, confirm=args.yes))
+    _emit(args, n, f"removed notification {n.id}; it stays in the history")
+
+
+def cmd_notification_show(args: argparse.Namespace) -> None:
+    n = _client(args).notifications.GetNotification(pb.GetNotificationRequest(id=args.id))
+    _emit(args, n, _notification_lines(n))
+
+
+def cmd_notification_list(args: argparse.Namespace) -> None:
+    response = _client(args).notifications.ListNotifications(
+        pb.ListNotificationsRequest(abn=args.abn or "", status=args.status or "")
+    )
+    rows = [(n.id, n.status, n.abn, n.dsp_abn, ", ".join(n.software_ids), n.start_date, n.end_date or "-")
+            for n in response.notifications]
+    headers = ["ID", "STATUS", "BUSINESS", "PROVIDER", "SOFTWARE IDS", "START", "END"]
+    _emit(args, response, tabulate(rows, headers=headers))
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import logging
 
@@ -379,6 +452,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
             tls_key=args.tls_key,
             client_ca=args.client_ca,
             insecure_listen=args.insecure_listen,
+            timezone=args.timezone,
         )
         AgentServer(config).run_until_signalled()
     except ConfigError as exc:
@@ -428,6 +502,7 @@ def build_parser() -> Parser:
     serve.add_argument("--tls-key", default=argparse.SUPPRESS, help="server private key (PEM)")
     serve.add_argument("--client-ca", help="CA whose client certificates are accepted (PEM)")
     serve.add_argument("--insecure-listen", help="HOST:PORT for plain TCP without TLS: development only")
+    serve.add_argument("--timezone", help="where 'today' is for notification dates (default Australia/Sydney)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
     business = groups.add_parser("business", help="businesses").add_subparsers(
@@ -437,7 +512,7 @@ def build_parser() -> Parser:
     p.add_argument("--abn", required=True, help="11 digits; spaces allowed")
     p.add_argument("--name", required=True, help="legal name")
     p.add_argument("--principal-authority", required=True, metavar="PRINCIPAL", help="its principal authority")
-    p = leaf(business, "show", cmd_business_show, "show a registered business")
+    p = leaf(business, "lookup", cmd_business_lookup, "a registered business's legal name, to check before acting")
     p.add_argument("--abn", required=True)
 
     terms = groups.add_parser("terms", help="machine terms of use").add_subparsers(
@@ -497,6 +572,44 @@ def build_parser() -> Parser:
         p.add_argument("--role", required=True, choices=GRANTABLE_ROLES)
     p = leaf(role, "list", cmd_role_list, "who holds which role in a business")
     p.add_argument("--abn", required=True)
+
+    notification = groups.add_parser("notification", help="cloud software notifications").add_subparsers(
+        dest="verb", required=True, parser_class=Parser
+    )
+
+    def notification_fields(p: argparse.ArgumentParser, required: bool) -> None:
+        p.add_argument("--software-id", action="append", required=required, metavar="ID",
+                       help="10-digit software ID from the provider (repeat for more)")
+        p.add_argument("--start", required=required, metavar="YYYY-MM-DD", help="not before today")
+        p.add_argument("--end", metavar="YYYY-MM-DD", help="default: no end date")
+
+    p = leaf(notification, "add", cmd_notification_add, "notify agencies of a provider's software (PA or AA)")
+    p.add_argument("--abn", required=True, help="your business")
+    p.add_argument("--dsp-abn", required=True, help="the digital service provider")
+    notification_fields(p, True)
+    p.add_argument("--agency", action="append", required=True, help="agency to notify, e.g. osir")
+    p.add_argument("--accept-declaration", action="store_true")
+    p = leaf(notification, "request", cmd_notification_request, "as a provider, ask a client to notify")
+    p.add_argument("--dsp-abn", required=True, help="your (the provider's) ABN")
+    p.add_argument("--abn", required=True, help="the client business")
+    notification_fields(p, True)
+    p.add_argument("--agency", action="append", required=True)
+    p = leaf(notification, "accept", cmd_notification_accept, "accept a pending request (the client's PA or AA)")
+    p.add_argument("id")
+    p.add_argument("--accept-declaration", action="store_true")
+    p = leaf(notification, "edit", cmd_notification_edit, "change software IDs and dates (PA or AA)")
+    p.add_argument("id")
+    notification_fields(p, False)
+    p.add_argument("--no-end", action="store_true", help="remove the end date")
+    p.add_argument("--accept-declaration", action="store_true")
+    p = leaf(notification, "remove", cmd_notification_remove, "end a notification; it stays in the history")
+    p.add_argument("id")
+    p.add_argument("--yes", action="store_true")
+    p = leaf(notification, "show", cmd_notification_show, "one notification's details")
+    p.add_argument("id")
+    p = leaf(notification, "list", cmd_notification_list, "notifications, by business and status")
+    p.add_argument("--abn")
+    p.add_argument("--status", help="pending, active, removed or ended")
 
     audit = groups.add_parser("audit", help="the audit log").add_subparsers(
         dest="verb", required=True, parser_class=Parser

@@ -41,6 +41,8 @@ class Action(enum.Enum):
     SET_PERMISSIONS = "amend a machine credential's permissions"
     VIEW = "view the business's credentials"
     VIEW_AUDIT = "view the business's audit history"
+    MANAGE_NOTIFICATIONS = "manage the business's cloud software notifications"
+    REQUEST_NOTIFICATION = "request a cloud software notification as the provider"
 
 
 ALLOWED: dict[Action, frozenset[Role]] = {
@@ -51,6 +53,8 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.SET_PERMISSIONS: frozenset({PA, AA}),
     Action.VIEW: frozenset({PA, AA, MCA, SOFTWARE}),
     Action.VIEW_AUDIT: frozenset({PA, AA}),
+    Action.MANAGE_NOTIFICATIONS: frozenset({PA, AA}),
+    Action.REQUEST_NOTIFICATION: frozenset({PA, AA}),
 }
 
 # Which roles a holder of each role may grant and remove. The PA is set when the business

@@ -26,7 +26,13 @@ from agent.domain.service import AgentService
 from agent.keys import KeyStores
 from agent.server.auth import Authenticator
 from agent.server.interceptors import ErrorInterceptor
-from agent.server.servicer import AuditServicer, BusinessServicer, CredentialServicer, PrincipalServicer
+from agent.server.servicer import (
+    AuditServicer,
+    BusinessServicer,
+    CredentialServicer,
+    NotificationServicer,
+    PrincipalServicer,
+)
 from agent.server.unix_front import UnixFront
 from agent.storage import Storage
 from hsm import open_keystore
@@ -92,7 +98,7 @@ class AgentServer:
         except KeyStoreError as exc:
             raise ConfigError(str(exc)) from None
         self._storage = Storage(os.path.join(config.data_dir, "mcagent.db"))
-        service = AgentService(self._storage, self._keys)
+        service = AgentService(self._storage, self._keys, timezone=config.timezone)
         service.finish_interrupted_work()
         service.record_due_reminders()
 
@@ -109,6 +115,7 @@ class AgentServer:
         agent_pb2_grpc.add_CredentialServiceServicer_to_server(CredentialServicer(service, authenticator), server)
         agent_pb2_grpc.add_PrincipalServiceServicer_to_server(PrincipalServicer(service, authenticator), server)
         agent_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(service, authenticator), server)
+        agent_pb2_grpc.add_NotificationServiceServicer_to_server(NotificationServicer(service, authenticator), server)
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         for name in ["", *SERVICE_NAMES]:

@@ -16,8 +16,9 @@ from agent.api.v1 import agent_pb2 as pb
 from agent.api.v1 import agent_pb2_grpc as pb_grpc
 from agent.domain.errors import InvalidArgument
 from agent.domain.model import Backend, Business, Principal, RoleGrant
+from agent.domain.notification import AGENCIES
 from agent.domain.policy import Role
-from agent.domain.service import AgentService, CredentialView
+from agent.domain.service import AgentService, CredentialView, NotificationView
 from agent.server.auth import Authenticator
 from hsm.base import KeyType, SignatureAlgorithm
 
@@ -241,3 +242,62 @@ class AuditServicer(_Servicer, pb_grpc.AuditServiceServicer):
         result = self._service.verify_audit(self._auth.caller(context))
         return pb.VerifyAuditResponse(ok=result.ok, entries=result.entries, head_hash=result.head_hash,
                                       problem=result.problem, bad_seq=result.bad_seq)
+
+
+def notification_message(view: NotificationView) -> pb.Notification:
+    n = view.notification
+    return pb.Notification(
+        id=n.id, abn=n.abn, business_name=view.business_name, dsp_abn=n.dsp_abn, dsp_name=view.dsp_name,
+        software_ids=list(n.software_ids), start_date=n.start_date.isoformat(),
+        end_date=n.end_date.isoformat() if n.end_date else "", agencies=list(n.agencies), status=view.status,
+        created_at=_timestamp(n.created_at), created_by=n.created_by, requested_by=n.requested_by or "",
+        declaration_by=n.declaration_by or "", declaration_at=_timestamp(n.declaration_at),
+        removed_at=_timestamp(n.removed_at), removed_by=n.removed_by or "",
+    )
+
+
+class NotificationServicer(_Servicer, pb_grpc.NotificationServiceServicer):
+    def AddNotification(self, request: pb.AddNotificationRequest, context: grpc.ServicerContext) -> Any:
+        view = self._service.add_notification(
+            self._auth.caller(context), abn=request.abn, dsp_abn=request.dsp_abn,
+            software_ids=list(request.software_ids), start=request.start_date, end=request.end_date or None,
+            agencies=list(request.agencies), declaration=request.accept_declaration,
+        )
+        return notification_message(view)
+
+    def RequestNotification(self, request: pb.RequestNotificationRequest, context: grpc.ServicerContext) -> Any:
+        view = self._service.request_notification(
+            self._auth.caller(context), dsp_abn=request.dsp_abn, abn=request.abn,
+            software_ids=list(request.software_ids), start=request.start_date, end=request.end_date or None,
+            agencies=list(request.agencies),
+        )
+        return notification_message(view)
+
+    def AcceptNotification(self, request: pb.AcceptNotificationRequest, context: grpc.ServicerContext) -> Any:
+        view = self._service.accept_notification(self._auth.caller(context), request.id,
+                                                 declaration=request.accept_declaration)
+        return notification_message(view)
+
+    def EditNotification(self, request: pb.EditNotificationRequest, context: grpc.ServicerContext) -> Any:
+        view = self._service.edit_notification(
+            self._auth.caller(context), request.id, software_ids=list(request.software_ids) or None,
+            start=request.start_date or None, end=request.end_date or None, no_end=request.no_end_date,
+            declaration=request.accept_declaration,
+        )
+        return notification_message(view)
+
+    def RemoveNotification(self, request: pb.RemoveNotificationRequest, context: grpc.ServicerContext) -> Any:
+        view = self._service.remove_notification(self._auth.caller(context), request.id, confirm=request.confirm)
+        return notification_message(view)
+
+    def GetNotification(self, request: pb.GetNotificationRequest, context: grpc.ServicerContext) -> Any:
+        return notification_message(self._service.get_notification(self._auth.caller(context), request.id))
+
+    def ListNotifications(self, request: pb.ListNotificationsRequest, context: grpc.ServicerContext) -> Any:
+        views = self._service.list_notifications(self._auth.caller(context), request.abn or None,
+                                                 request.status or None)
+        return pb.ListNotificationsResponse(notifications=[notification_message(v) for v in views])
+
+    def ListAgencies(self, request: pb.ListAgenciesRequest, context: grpc.ServicerContext) -> Any:
+        self._auth.caller(context)
+        return pb.ListAgenciesResponse(agencies=[pb.Agency(id=key, name=name) for key, name in AGENCIES.items()])

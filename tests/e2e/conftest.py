@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 import pathlib
 import signal
@@ -16,7 +17,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import KEYSTORE_PASSWORD, REPO
+from tests.conftest import KEYSTORE_PASSWORD, REPO, require_tool
 
 MCAGENT = str(pathlib.Path(sys.executable).parent / "mcagent")
 START_TIMEOUT = 30.0
@@ -134,3 +135,20 @@ def pkcs11_daemon(start_daemon, softhsm):
         "--keystore-backend", "pkcs11", "--pkcs11-module", softhsm.module, "--pkcs11-token", softhsm.token,
         env={"MCAGENT_PKCS11_PIN": softhsm.pin}, secrets=[softhsm.pin],
     )
+
+
+@pytest.fixture
+def faketime() -> str:
+    """Debian's libfaketime (multi-threaded build), preloaded into the daemon itself."""
+    require_tool("faketime", "faketime")
+    libraries = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
+    assert libraries, "faketime is installed but libfaketimeMT.so.1 was not found"
+    return libraries[0]
+
+
+def restart(daemon: Daemon, start_daemon, offset: str, faketime: str) -> Daemon:
+    """Stop the daemon and start it again on the same data, its clock moved by `offset` days."""
+    assert daemon.stop() == 0
+    env = {"MCAGENT_KEYSTORE_PASSWORD": KEYSTORE_PASSWORD, "LD_PRELOAD": faketime, "FAKETIME": offset,
+           "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    return start_daemon(data_dir=daemon.data_dir, env=env)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import sqlite3
@@ -11,8 +10,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import KEYSTORE_PASSWORD, require_tool
-from tests.e2e.conftest import Daemon
+from tests.conftest import require_tool
+from tests.e2e.conftest import Daemon, restart
 
 ACME = "51824753556"
 OTHER = "53004085616"
@@ -239,46 +238,29 @@ def test_removing_the_holders_mca_role_unassigns_and_another_mca_claims(acme):
     assert shown["status"] == "active" and shown["holder"] == "carol" and "unassigned_at" not in shown
 
 
-@pytest.fixture
-def faketime() -> str:
-    """Debian's libfaketime (multi-threaded build), preloaded into the daemon itself."""
-    require_tool("faketime", "faketime")
-    libraries = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
-    assert libraries, "faketime is installed but libfaketimeMT.so.1 was not found"
-    return libraries[0]
-
-
-def _restart(daemon: Daemon, start_daemon, offset: str, faketime: str) -> Daemon:
-    """Stop the daemon and start it again on the same data, its clock moved by `offset` days."""
-    assert daemon.stop() == 0
-    env = {"MCAGENT_KEYSTORE_PASSWORD": KEYSTORE_PASSWORD, "LD_PRELOAD": faketime, "FAKETIME": offset,
-           "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
-    return start_daemon(data_dir=daemon.data_dir, env=env)
-
-
 def test_reminders_at_30_and_53_days_and_the_end_of_the_window(acme, start_daemon, faketime):
     credential = acme.create(acme.mca)
     acme.pa.ok("role", "remove", "--abn", ACME, "--principal", "bob", "--role", MCA_ROLE)
     unassigned_at = acme.show(credential)["unassigned_at"][:10]
 
-    later = _restart(acme.admin, start_daemon, "+29d", faketime)
+    later = restart(acme.admin, start_daemon, "+29d", faketime)
     pa = later.as_principal(acme.pa.token)
     assert "reminders" not in json.loads(pa.ok("credential", "show", credential, "--json"))
 
-    later = _restart(later, start_daemon, "+31d", faketime)
+    later = restart(later, start_daemon, "+31d", faketime)
     pa = later.as_principal(acme.pa.token)
     reminders = json.loads(pa.ok("credential", "show", credential, "--json"))["reminders"]
     assert [(r["day"], r["recipients"]) for r in reminders] == [(30, ["carol"])]  # the other MCA
     assert "day 30 reminder" in pa.ok("credential", "list", "--abn", ACME)
 
-    later = _restart(later, start_daemon, "+54d", faketime)
+    later = restart(later, start_daemon, "+54d", faketime)
     pa = later.as_principal(acme.pa.token)
     reminders = json.loads(pa.ok("credential", "show", credential, "--json"))["reminders"]
     assert [r["day"] for r in reminders] == [30, 53]
     assert later.as_principal(acme.software.token).cli(
         "credential", "sign", credential, "--in", acme.message, "--out", os.devnull).returncode == 0
 
-    later = _restart(later, start_daemon, "+61d", faketime)
+    later = restart(later, start_daemon, "+61d", faketime)
     import datetime as dt
 
     stopped = (dt.date.fromisoformat(unassigned_at) + dt.timedelta(days=60)).isoformat()
@@ -293,7 +275,7 @@ def test_no_reminder_to_the_pa_when_an_mca_remains_but_to_the_pa_when_none(acme,
     credential = acme.create(acme.mca)
     acme.pa.ok("role", "remove", "--abn", ACME, "--principal", "carol", "--role", MCA_ROLE)
     acme.pa.ok("role", "remove", "--abn", ACME, "--principal", "bob", "--role", MCA_ROLE)
-    later = _restart(acme.admin, start_daemon, "+31d", faketime)
+    later = restart(acme.admin, start_daemon, "+31d", faketime)
     reminders = json.loads(later.as_principal(acme.pa.token).ok("credential", "show", credential, "--json"))
     assert [(r["day"], r["recipients"]) for r in reminders["reminders"]] == [(30, ["alice"])]
 

@@ -429,3 +429,145 @@ class VerifyAuditResponse(_message.Message):
     problem: str
     bad_seq: int
     def __init__(self, ok: _Optional[bool] = ..., entries: _Optional[int] = ..., head_hash: _Optional[str] = ..., problem: _Optional[str] = ..., bad_seq: _Optional[int] = ...) -> None: ...
+
+class Notification(_message.Message):
+    __slots__ = ("id", "abn", "business_name", "dsp_abn", "dsp_name", "software_ids", "start_date", "end_date", "agencies", "status", "created_at", "created_by", "requested_by", "declaration_by", "declaration_at", "removed_at", "removed_by")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ABN_FIELD_NUMBER: _ClassVar[int]
+    BUSINESS_NAME_FIELD_NUMBER: _ClassVar[int]
+    DSP_ABN_FIELD_NUMBER: _ClassVar[int]
+    DSP_NAME_FIELD_NUMBER: _ClassVar[int]
+    SOFTWARE_IDS_FIELD_NUMBER: _ClassVar[int]
+    START_DATE_FIELD_NUMBER: _ClassVar[int]
+    END_DATE_FIELD_NUMBER: _ClassVar[int]
+    AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    DECLARATION_BY_FIELD_NUMBER: _ClassVar[int]
+    DECLARATION_AT_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_AT_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_BY_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    abn: str
+    business_name: str
+    dsp_abn: str
+    dsp_name: str
+    software_ids: _containers.RepeatedScalarFieldContainer[str]
+    start_date: str
+    end_date: str
+    agencies: _containers.RepeatedScalarFieldContainer[str]
+    status: str
+    created_at: _timestamp_pb2.Timestamp
+    created_by: str
+    requested_by: str
+    declaration_by: str
+    declaration_at: _timestamp_pb2.Timestamp
+    removed_at: _timestamp_pb2.Timestamp
+    removed_by: str
+    def __init__(self, id: _Optional[str] = ..., abn: _Optional[str] = ..., business_name: _Optional[str] = ..., dsp_abn: _Optional[str] = ..., dsp_name: _Optional[str] = ..., software_ids: _Optional[_Iterable[str]] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ..., status: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[str] = ..., requested_by: _Optional[str] = ..., declaration_by: _Optional[str] = ..., declaration_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., removed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., removed_by: _Optional[str] = ...) -> None: ...
+
+class AddNotificationRequest(_message.Message):
+    __slots__ = ("abn", "dsp_abn", "software_ids", "start_date", "end_date", "agencies", "accept_declaration")
+    ABN_FIELD_NUMBER: _ClassVar[int]
+    DSP_ABN_FIELD_NUMBER: _ClassVar[int]
+    SOFTWARE_IDS_FIELD_NUMBER: _ClassVar[int]
+    START_DATE_FIELD_NUMBER: _ClassVar[int]
+    END_DATE_FIELD_NUMBER: _ClassVar[int]
+    AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_DECLARATION_FIELD_NUMBER: _ClassVar[int]
+    abn: str
+    dsp_abn: str
+    software_ids: _containers.RepeatedScalarFieldContainer[str]
+    start_date: str
+    end_date: str
+    agencies: _containers.RepeatedScalarFieldContainer[str]
+    accept_declaration: bool
+    def __init__(self, abn: _Optional[str] = ..., dsp_abn: _Optional[str] = ..., software_ids: _Optional[_Iterable[str]] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ..., accept_declaration: _Optional[bool] = ...) -> None: ...
+
+class RequestNotificationRequest(_message.Message):
+    __slots__ = ("dsp_abn", "abn", "software_ids", "start_date", "end_date", "agencies")
+    DSP_ABN_FIELD_NUMBER: _ClassVar[int]
+    ABN_FIELD_NUMBER: _ClassVar[int]
+    SOFTWARE_IDS_FIELD_NUMBER: _ClassVar[int]
+    START_DATE_FIELD_NUMBER: _ClassVar[int]
+    END_DATE_FIELD_NUMBER: _ClassVar[int]
+    AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    dsp_abn: str
+    abn: str
+    software_ids: _containers.RepeatedScalarFieldContainer[str]
+    start_date: str
+    end_date: str
+    agencies: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, dsp_abn: _Optional[str] = ..., abn: _Optional[str] = ..., software_ids: _Optional[_Iterable[str]] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AcceptNotificationRequest(_message.Message):
+    __slots__ = ("id", "accept_declaration")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_DECLARATION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    accept_declaration: bool
+    def __init__(self, id: _Optional[str] = ..., accept_declaration: _Optional[bool] = ...) -> None: ...
+
+class EditNotificationRequest(_message.Message):
+    __slots__ = ("id", "software_ids", "start_date", "end_date", "no_end_date", "accept_declaration")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SOFTWARE_IDS_FIELD_NUMBER: _ClassVar[int]
+    START_DATE_FIELD_NUMBER: _ClassVar[int]
+    END_DATE_FIELD_NUMBER: _ClassVar[int]
+    NO_END_DATE_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_DECLARATION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    software_ids: _containers.RepeatedScalarFieldContainer[str]
+    start_date: str
+    end_date: str
+    no_end_date: bool
+    accept_declaration: bool
+    def __init__(self, id: _Optional[str] = ..., software_ids: _Optional[_Iterable[str]] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., no_end_date: _Optional[bool] = ..., accept_declaration: _Optional[bool] = ...) -> None: ...
+
+class RemoveNotificationRequest(_message.Message):
+    __slots__ = ("id", "confirm")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    confirm: bool
+    def __init__(self, id: _Optional[str] = ..., confirm: _Optional[bool] = ...) -> None: ...
+
+class GetNotificationRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListNotificationsRequest(_message.Message):
+    __slots__ = ("abn", "status")
+    ABN_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    abn: str
+    status: str
+    def __init__(self, abn: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
+
+class ListNotificationsResponse(_message.Message):
+    __slots__ = ("notifications",)
+    NOTIFICATIONS_FIELD_NUMBER: _ClassVar[int]
+    notifications: _containers.RepeatedCompositeFieldContainer[Notification]
+    def __init__(self, notifications: _Optional[_Iterable[_Union[Notification, _Mapping]]] = ...) -> None: ...
+
+class Agency(_message.Message):
+    __slots__ = ("id", "name")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ListAgenciesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListAgenciesResponse(_message.Message):
+    __slots__ = ("agencies",)
+    AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    agencies: _containers.RepeatedCompositeFieldContainer[Agency]
+    def __init__(self, agencies: _Optional[_Iterable[_Union[Agency, _Mapping]]] = ...) -> None: ...

@@ -964,3 +964,376 @@ class AuditService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class NotificationServiceStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.AddNotification = channel.unary_unary(
+                '/mcagent.v1.NotificationService/AddNotification',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.AddNotificationRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+                _registered_method=True)
+        self.RequestNotification = channel.unary_unary(
+                '/mcagent.v1.NotificationService/RequestNotification',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.RequestNotificationRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+                _registered_method=True)
+        self.AcceptNotification = channel.unary_unary(
+                '/mcagent.v1.NotificationService/AcceptNotification',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.AcceptNotificationRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+                _registered_method=True)
+        self.EditNotification = channel.unary_unary(
+                '/mcagent.v1.NotificationService/EditNotification',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.EditNotificationRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+                _registered_method=True)
+        self.RemoveNotification = channel.unary_unary(
+                '/mcagent.v1.NotificationService/RemoveNotification',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.RemoveNotificationRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+                _registered_method=True)
+        self.GetNotification = channel.unary_unary(
+                '/mcagent.v1.NotificationService/GetNotification',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.GetNotificationRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+                _registered_method=True)
+        self.ListNotifications = channel.unary_unary(
+                '/mcagent.v1.NotificationService/ListNotifications',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListNotificationsRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListNotificationsResponse.FromString,
+                _registered_method=True)
+        self.ListAgencies = channel.unary_unary(
+                '/mcagent.v1.NotificationService/ListAgencies',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesResponse.FromString,
+                _registered_method=True)
+
+
+class NotificationServiceServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def AddNotification(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestNotification(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptNotification(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EditNotification(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveNotification(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNotification(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNotifications(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAgencies(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_NotificationServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'AddNotification': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddNotification,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.AddNotificationRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.SerializeToString,
+            ),
+            'RequestNotification': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestNotification,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.RequestNotificationRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.SerializeToString,
+            ),
+            'AcceptNotification': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptNotification,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.AcceptNotificationRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.SerializeToString,
+            ),
+            'EditNotification': grpc.unary_unary_rpc_method_handler(
+                    servicer.EditNotification,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.EditNotificationRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.SerializeToString,
+            ),
+            'RemoveNotification': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNotification,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.RemoveNotificationRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.SerializeToString,
+            ),
+            'GetNotification': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNotification,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.GetNotificationRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.SerializeToString,
+            ),
+            'ListNotifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNotifications,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListNotificationsRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListNotificationsResponse.SerializeToString,
+            ),
+            'ListAgencies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgencies,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'mcagent.v1.NotificationService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('mcagent.v1.NotificationService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class NotificationService:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def AddNotification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.NotificationService/AddNotification',
+            agent_dot_api_dot_v1_dot_agent__pb2.AddNotificationRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestNotification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.NotificationService/RequestNotification',
+            agent_dot_api_dot_v1_dot_agent__pb2.RequestNotificationRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptNotification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.NotificationService/AcceptNotification',
+            agent_dot_api_dot_v1_dot_agent__pb2.AcceptNotificationRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EditNotification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.NotificationService/EditNotification',
+            agent_dot_api_dot_v1_dot_agent__pb2.EditNotificationRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNotification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.NotificationService/RemoveNotification',
+            agent_dot_api_dot_v1_dot_agent__pb2.RemoveNotificationRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNotification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.NotificationService/GetNotification',
+            agent_dot_api_dot_v1_dot_agent__pb2.GetNotificationRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.NotificationService/ListNotifications',
+            agent_dot_api_dot_v1_dot_agent__pb2.ListNotificationsRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.ListNotificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgencies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.NotificationService/ListAgencies',
+            agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
