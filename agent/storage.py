@@ -9,6 +9,7 @@ commit together or not at all. Reads may run anywhere.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import os
@@ -126,6 +127,19 @@ MIGRATIONS = [
     CREATE INDEX notification_by_abn ON notification(abn, created_at);
     CREATE INDEX notification_by_dsp ON notification(dsp_abn, created_at);
     """,
+    """
+    CREATE TABLE ca (
+        role TEXT PRIMARY KEY CHECK (role IN ('root', 'issuing')),
+        key_uri TEXT NOT NULL,
+        key_type TEXT NOT NULL,
+        certificate BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        crl_number INTEGER NOT NULL DEFAULT 0
+    );
+    ALTER TABLE credential ADD COLUMN certificate_chain TEXT;
+    ALTER TABLE credential ADD COLUMN certificate_serial TEXT;
+    ALTER TABLE credential ADD COLUMN issued_by_agent INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
@@ -177,6 +191,8 @@ def _credential(row: sqlite3.Row) -> Credential:
         key_destroyed=bool(row["key_destroyed"]),
         first_used_at=_dt(row["first_used_at"]),
         permissions=None if permissions is None else tuple(json.loads(permissions)),
+        certificate_chain=tuple(base64.b64decode(c) for c in json.loads(row["certificate_chain"] or "[]")),
+        issued_by_agent=bool(row["issued_by_agent"]),
     )
 
 
@@ -356,6 +372,8 @@ class Storage:
                 value = value.value
             elif name == "permissions" and value is not None:
                 value = json.dumps(list(value))
+            elif name == "certificate_chain":
+                value = json.dumps([base64.b64encode(c).decode() for c in value])
             encoded[name] = value
         assignments = ", ".join(f"{name} = ?" for name in encoded)
         cursor = self._conn.execute(
@@ -413,6 +431,29 @@ class Storage:
     def delete_reminders(self, credential_id: str) -> None:
         """Forget reminders (a claimed credential starts afresh if unassigned again)."""
         self._conn.execute("DELETE FROM reminder WHERE credential_id = ?", (credential_id,))
+
+    # -- the agent's CA -------------------------------------------------------------------
+
+    def ca(self) -> dict[str, sqlite3.Row]:
+        """The CA rows by role ('root', 'issuing'); empty before the CA exists."""
+        return {row["role"]: row for row in self._all("SELECT * FROM ca")}
+
+    def insert_ca(self, role: str, key_uri: str, key_type: str, certificate: bytes, at: dt.datetime) -> None:
+        """Record a CA key and certificate (inside a transaction)."""
+        self._conn.execute("INSERT INTO ca (role, key_uri, key_type, certificate, created_at) VALUES (?, ?, ?, ?, ?)",
+                           (role, key_uri, key_type, certificate, _ts(at)))
+
+    def next_crl_number(self) -> int:
+        """Increment and return the issuing CA's CRL number (inside a transaction)."""
+        (number,) = self._conn.execute(
+            "UPDATE ca SET crl_number = crl_number + 1 WHERE role = 'issuing' RETURNING crl_number").fetchone()
+        return number
+
+    def revoked_agent_certificates(self) -> list[tuple[int, dt.datetime]]:
+        """(serial, revocation time) of revoked credentials whose certificate the agent issued."""
+        rows = self._all("SELECT certificate_serial, revoked_at FROM credential WHERE status = 'revoked'"
+                         " AND issued_by_agent = 1 AND certificate_serial IS NOT NULL ORDER BY revoked_at")
+        return [(int(r["certificate_serial"]), _dt(r["revoked_at"])) for r in rows]
 
     # -- notifications --------------------------------------------------------------------
 

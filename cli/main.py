@@ -25,6 +25,8 @@ from agent.api.v1 import agent_pb2_grpc as pb_grpc
 
 SOCKET_ENV = "MCAGENT_SOCKET"
 TOKEN_ENV = "MCAGENT_TOKEN"
+IMPORT_PASSWORD_ENV = "MCAGENT_IMPORT_PASSWORD"
+EXPORT_PASSWORD_ENV = "MCAGENT_EXPORT_PASSWORD"
 
 
 class UsageError(Exception):
@@ -109,6 +111,7 @@ class Client:
         self.principals = _Stub(pb_grpc.PrincipalServiceStub(channel), metadata)
         self.audit = _Stub(pb_grpc.AuditServiceStub(channel), metadata)
         self.notifications = _Stub(pb_grpc.NotificationServiceStub(channel), metadata)
+        self.ca = _Stub(pb_grpc.CAServiceStub(channel), metadata)
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -426,6 +429,114 @@ def cmd_notification_list(args: argparse.Namespace) -> None:
     _emit(args, response, tabulate(rows, headers=headers))
 
 
+def _password(args: argparse.Namespace, env_name: str, *, confirm: bool) -> str:
+    """A password from --password-file, else the environment, else a prompt on the terminal."""
+    if args.password_file:
+        password = _read_file(args.password_file, "--password-file").decode("utf-8").rstrip("\r\n")
+    else:
+        password = os.environ.get(env_name, "")
+    if password:
+        return password
+    if not sys.stdin.isatty():
+        raise CommandFailed(f"no password: set {env_name}, pass --password-file FILE, or run on a terminal")
+    import getpass
+
+    password = getpass.getpass("Key store password: ")
+    if confirm and getpass.getpass("Again: ") != password:
+        raise CommandFailed("the two passwords differ")
+    return password
+
+
+def _write_private_file(path: str, data: bytes) -> None:
+    """Write atomically with mode 0600: a temporary file beside it, fsync, rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise CommandFailed(f"cannot write {path}: {exc.strerror}") from None
+
+
+def cmd_credential_csr(args: argparse.Namespace) -> None:
+    response = _client(args).credentials.GetCsr(pb.CredentialRef(id=args.id))
+    _emit(args, response, response.pem.rstrip("\n"))
+
+
+def cmd_credential_certificate(args: argparse.Namespace) -> None:
+    response = _client(args).credentials.GetCertificateChain(pb.CredentialRef(id=args.id))
+    _emit(args, response, response.pem.rstrip("\n"))
+
+
+def cmd_credential_install(args: argparse.Namespace) -> None:
+    credential = _client(args).credentials.InstallCertificate(pb.InstallCertificateRequest(
+        id=args.id, certificate=_read_file(args.certificate, "--certificate"),
+        chain=_read_file(args.chain, "--chain") if args.chain else b"",
+    ))
+    _emit(args, credential, f"installed the certificate on credential {credential.id} ({credential.name})")
+
+
+def cmd_credential_import(args: argparse.Namespace) -> None:
+    if bool(args.keystore) == bool(args.pkcs12):
+        raise UsageError("mcagent credential import: error: give --keystore FILE --alias ID, or --pkcs12 FILE")
+    if args.keystore and not args.alias:
+        raise UsageError("mcagent credential import: error: --keystore needs --alias (see `mcagent keystore inspect`)")
+    client = _client(args)
+    request = pb.ImportCredentialRequest(
+        alias=args.alias or "", password=_password(args, IMPORT_PASSWORD_ENV, confirm=False),
+        backend=BACKENDS[args.backend] if args.backend else 0, principal_authority=args.principal_authority or "",
+        accepted_terms_version=client.credentials.GetMachineTerms(pb.GetMachineTermsRequest()).version
+        if args.accept_terms else "",
+    )
+    if args.keystore:
+        request.keystore_xml = _read_file(args.keystore, "--keystore")
+    else:
+        request.pkcs12 = _read_file(args.pkcs12, "--pkcs12")
+    created = client.credentials.ImportCredential(request)
+    _emit(args, created, created.credential.id)
+
+
+def cmd_credential_export(args: argparse.Namespace) -> None:
+    response = _client(args).credentials.ExportCredential(pb.ExportCredentialRequest(
+        id=args.id, format=args.format, password=_password(args, EXPORT_PASSWORD_ENV, confirm=True),
+    ))
+    _write_private_file(args.out, response.data)
+    print(f"wrote {args.out} ({args.format}, mode 0600)")
+    if response.notice:
+        print(f"note: {response.notice}", file=sys.stderr)
+
+
+def cmd_keystore_inspect(args: argparse.Namespace) -> None:
+    response = _client(args).credentials.InspectKeystore(
+        pb.InspectKeystoreRequest(keystore_xml=_read_file(args.file, "key store file"))
+    )
+    rows = [(e.alias, e.abn, e.name, e.serial_number, _when(e.not_before), _when(e.not_after), e.status)
+            for e in response.entries]
+    headers = ["ALIAS", "ABN", "NAME", "SERIAL", "NOT BEFORE", "NOT AFTER", "STATUS"]
+    _emit(args, response, tabulate(rows, headers=headers))
+
+
+def cmd_ca_init(args: argparse.Namespace) -> None:
+    response = _client(args).ca.InitCA(pb.InitCARequest())
+    _emit(args, response, response.root_pem.rstrip("\n"))
+
+
+def cmd_ca_certificate(args: argparse.Namespace) -> None:
+    response = _client(args).ca.GetCACertificates(pb.GetCACertificatesRequest())
+    _emit(args, response, (response.issuing_pem if args.issuing else response.root_pem).rstrip("\n"))
+
+
+def cmd_ca_crl(args: argparse.Namespace) -> None:
+    response = _client(args).ca.GetCRL(pb.GetCRLRequest())
+    _emit(args, response, response.pem.rstrip("\n"))
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import logging
 
@@ -551,6 +662,42 @@ def build_parser() -> Parser:
     p = leaf(credential, "permissions", cmd_credential_permissions, "show or amend a credential's permissions")
     p.add_argument("id")
     p.add_argument("--set", metavar="P1,P2,...", help="grant exactly these (PA or AA, after first use)")
+
+    p = leaf(credential, "csr", cmd_credential_csr, "a PKCS#10 request signed by the credential's key")
+    p.add_argument("id")
+    p = leaf(credential, "certificate", cmd_credential_certificate, "the certificate chain, leaf first (PEM)")
+    p.add_argument("id")
+    p = leaf(credential, "install", cmd_credential_install, "install a certificate issued elsewhere")
+    p.add_argument("id")
+    p.add_argument("--certificate", required=True, metavar="FILE", help="PEM or DER")
+    p.add_argument("--chain", metavar="FILE", help="the issuers, PEM")
+    p = leaf(credential, "import", cmd_credential_import, "install a credential from keystore.xml or PKCS#12")
+    p.add_argument("--keystore", metavar="FILE", help="a RAM key store file (keystore.xml)")
+    p.add_argument("--alias", metavar="ID", help="which credential in it (ABRD:<ABN>_<name>)")
+    p.add_argument("--pkcs12", metavar="FILE", help="a PKCS#12 file instead")
+    p.add_argument("--backend", choices=list(BACKENDS), help="where the key goes (default: the agent's)")
+    p.add_argument("--password-file", help=f"file holding the password (else env {IMPORT_PASSWORD_ENV}, else prompt)")
+    p.add_argument("--principal-authority", metavar="PRINCIPAL", help="for a business not yet registered")
+    p.add_argument("--accept-terms", action="store_true", help="accept the current machine terms of use")
+    p = leaf(credential, "export", cmd_credential_export, "write a file-backed credential to keystore.xml or PKCS#12")
+    p.add_argument("id")
+    p.add_argument("--format", required=True, choices=["keystore-xml", "pkcs12"])
+    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--password-file", help=f"file holding the password (else env {EXPORT_PASSWORD_ENV}, else prompt)")
+
+    keystore = groups.add_parser("keystore", help="RAM key store files").add_subparsers(
+        dest="verb", required=True, parser_class=Parser
+    )
+    p = leaf(keystore, "inspect", cmd_keystore_inspect, "list the credentials in a keystore.xml (no password)")
+    p.add_argument("file")
+
+    ca = groups.add_parser("ca", help="the agent's issuing CA").add_subparsers(
+        dest="verb", required=True, parser_class=Parser
+    )
+    leaf(ca, "init", cmd_ca_init, "create the CA now (it is also created on first start)")
+    p = leaf(ca, "certificate", cmd_ca_certificate, "the root CA certificate (PEM)")
+    p.add_argument("--issuing", action="store_true", help="the issuing CA certificate instead")
+    leaf(ca, "crl", cmd_ca_crl, "a fresh CRL of the issuing CA (PEM)")
 
     principal = groups.add_parser("principal", help="principals (local administrator)").add_subparsers(
         dest="verb", required=True, parser_class=Parser

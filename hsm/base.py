@@ -17,7 +17,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 from hsm.errors import Unsupported
 
@@ -218,6 +219,43 @@ class KeyDeleter(Protocol):
         Returns:
             The number of objects destroyed (0 when nothing matched).
         """
+
+
+@runtime_checkable
+class KeyImporter(Protocol):
+    """A backend that can take in an existing private key (replacing an AUSkey or a RAM key store)."""
+
+    def import_key(self, label: str, private_key: PrivateKeyTypes) -> KeyInfo:
+        """Store `private_key` under `label`, as non-extractable as the backend allows.
+
+        Raises:
+            KeyExists: the label is taken.
+            Unsupported: the key is not RSA-2048, RSA-3072 or EC P-256.
+        """
+
+
+@runtime_checkable
+class KeyExporter(Protocol):
+    """A backend whose keys may leave it (the key store file; never a token)."""
+
+    def export_private_key(self, uri: str) -> PrivateKeyTypes:
+        """The private key at `uri`, for writing to another key store."""
+
+
+def key_type_of(public_key: PublicKeyTypes) -> KeyType:
+    """The KeyType of a public key.
+
+    Raises:
+        Unsupported: not RSA-2048, RSA-3072 or EC P-256.
+    """
+    if isinstance(public_key, rsa.RSAPublicKey):
+        for key_type in (KeyType.RSA_2048, KeyType.RSA_3072):
+            if key_type.rsa_bits == public_key.key_size:
+                return key_type
+        raise Unsupported(f"RSA keys of {public_key.key_size} bits are not supported (2048 or 3072)")
+    if isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, ec.SECP256R1):
+        return KeyType.EC_P256
+    raise Unsupported("only RSA-2048, RSA-3072 and EC P-256 keys are supported")
 
 
 @runtime_checkable

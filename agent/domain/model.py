@@ -75,6 +75,8 @@ class Credential:
         holder_id: the principal responsible for it (None while unassigned).
         permissions: granted permission ids; None before first use (full permissions).
         key_destroyed: for revoked credentials, whether the backend confirmed the destruction.
+        certificate_chain: DER certificates, leaf first (empty: none installed).
+        issued_by_agent: the leaf came from the agent's CA (so it goes on the agent's CRL).
     """
 
     id: str
@@ -95,3 +97,5 @@ class Credential:
     key_destroyed: bool = False
     first_used_at: dt.datetime | None = None
     permissions: tuple[str, ...] | None = None
+    certificate_chain: tuple[bytes, ...] = ()
+    issued_by_agent: bool = False

@@ -18,7 +18,7 @@ import re
 import secrets
 import uuid
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from agent.clock import Clock, system_clock
+from agent.domain import certificates, ramkeystore
 from agent.domain import credential as lifecycle
 from agent.domain import notification as notices
 from agent.domain.abn import normalise_abn
@@ -49,9 +50,19 @@ from agent.domain.terms import CURRENT_TERMS, MachineTerms
 from agent.keys import KeyStores
 from agent.storage import Storage
 from hsm import base as keys_base
-from hsm.base import CreateKeyRequest, KeyType, SignatureAlgorithm
+from hsm.base import (
+    CreateKeyRequest,
+    KeyDeleter,
+    KeyExporter,
+    KeyImporter,
+    KeyInfo,
+    KeyStore,
+    KeyType,
+    SignatureAlgorithm,
+)
 from hsm.base import SignRequest as KeySignRequest
 from hsm.errors import KeyStoreError
+from hsm.signer import store_private_key
 
 log = logging.getLogger(__name__)
 
@@ -477,66 +488,102 @@ class AgentService:
             business = self.get_business(abn)
             ctx.abn = business.abn
             self._require(caller, business.abn, Action.CREATE_CREDENTIAL)
-            if not accepted_terms_version:
-                raise FailedPrecondition(
-                    f"the machine terms of use (version {CURRENT_TERMS.version}) must be accepted "
-                    "to create a credential (--accept-terms; read them with `mcagent terms show`)"
-                )
-            if accepted_terms_version != CURRENT_TERMS.version:
-                raise FailedPrecondition(
-                    f"terms version {accepted_terms_version!r} is not current; accept version {CURRENT_TERMS.version}"
-                )
-            name = _check_name("credential name", name, MAX_CREDENTIAL_NAME)
-            replaced = [c for c in self._storage.list_credentials(abn=business.abn, name=name)
-                        if c.status in (CredentialStatus.ACTIVE, CredentialStatus.UNASSIGNED)]
-            previous = replaced[-1] if replaced else None
-            backend, store = self._keys.for_new_key(backend, keystore_path)
-            credential_id = str(uuid.uuid4())
-            ctx.target = credential_id
-            credential = Credential(
-                id=credential_id,
-                abn=business.abn,
-                name=name,
-                status=CredentialStatus.CREATING,
-                key_type=key_type or keys_base.DEFAULT_KEY_TYPE,
-                backend=backend,
-                key_uri=store.label_uri(credential_id),
-                created_at=self._clock(),
-                created_by=caller.name,
-                terms_version=accepted_terms_version,
+            self._check_terms(accepted_terms_version)
+            key_type = key_type or keys_base.DEFAULT_KEY_TYPE
+            return self._provision(
+                caller, ctx, action="credential.create", business=business, name=name, key_type=key_type,
+                backend=backend, keystore_path=keystore_path, terms_version=accepted_terms_version,
                 holder_id=caller.principal_id,
-                permissions=previous.permissions if previous else None,
+                make_key=lambda store, label: store.create_key(CreateKeyRequest(label=label, key_type=key_type)),
+                chain_for=lambda key: self._issue_leaf(key, business.abn, name),
             )
+
+    @staticmethod
+    def _check_terms(accepted_terms_version: str) -> None:
+        if not accepted_terms_version:
+            raise FailedPrecondition(
+                f"the machine terms of use (version {CURRENT_TERMS.version}) must be accepted "
+                "to create a credential (--accept-terms; read them with `mcagent terms show`)"
+            )
+        if accepted_terms_version != CURRENT_TERMS.version:
+            raise FailedPrecondition(
+                f"terms version {accepted_terms_version!r} is not current; accept version {CURRENT_TERMS.version}"
+            )
+
+    def _provision(
+        self,
+        caller: Caller,
+        ctx: _AuditContext,
+        *,
+        action: str,
+        business: Business,
+        name: str,
+        key_type: KeyType,
+        backend: Backend | None,
+        keystore_path: str | None,
+        terms_version: str,
+        holder_id: str | None,
+        make_key: Callable[[KeyStore, str], KeyInfo],
+        chain_for: Callable[[KeyInfo], tuple[x509.Certificate, ...]],
+        issued_by_agent: bool = True,
+    ) -> Created:
+        """Make a credential's record, key and certificate exist together or not at all.
+
+        The record is written first as ``creating`` (naming where the key will be), then the
+        key is made and its certificate chain obtained, then the record becomes ``active`` with
+        its audit entry. If the key cannot be made the record is removed; if anything after
+        fails the key is destroyed too; if the agent stops in between, start-up removes both.
+        A credential with the name of a live one of the same business renews it: the new one
+        takes over its permissions.
+        """
+        name = _check_name("credential name", name, MAX_CREDENTIAL_NAME)
+        replaced = [c for c in self._storage.list_credentials(abn=business.abn, name=name)
+                    if c.status in (CredentialStatus.ACTIVE, CredentialStatus.UNASSIGNED)]
+        previous = replaced[-1] if replaced else None
+        backend, store = self._keys.for_new_key(backend, keystore_path)
+        credential_id = str(uuid.uuid4())
+        ctx.target = credential_id
+        with self._storage.transaction():
+            self._storage.insert_credential(Credential(
+                id=credential_id, abn=business.abn, name=name, status=CredentialStatus.CREATING, key_type=key_type,
+                backend=backend, key_uri=store.label_uri(credential_id), created_at=self._clock(),
+                created_by=caller.name, terms_version=terms_version, holder_id=holder_id,
+                permissions=previous.permissions if previous else None,
+            ))
+        try:
+            key = make_key(store, credential_id)
+        except BaseException:
             with self._storage.transaction():
-                self._storage.insert_credential(credential)
-            try:
-                key = store.create_key(CreateKeyRequest(label=credential_id, key_type=credential.key_type))
-            except BaseException:
-                with self._storage.transaction():
-                    self._storage.delete_credential(credential_id)
+                self._storage.delete_credential(credential_id)
+            raise
+        try:
+            chain = chain_for(key)
+            with self._storage.transaction():
+                self._storage.update_credential(
+                    credential_id, CredentialStatus.CREATING, status=CredentialStatus.ACTIVE, key_uri=key.uri,
+                    certificate_chain=[c.public_bytes(serialization.Encoding.DER) for c in chain],
+                    certificate_serial=str(chain[0].serial_number), issued_by_agent=int(issued_by_agent),
+                )
+                self._audit(caller, action, abn=business.abn, target=credential_id, detail={
+                    "name": name, "key_type": key_type.value, "backend": backend.value, "terms_version": terms_version,
+                    "replaces": previous.id if previous else None, "certificate_serial": str(chain[0].serial_number),
+                })
+        except BaseException as exc:
+            self._keys.delete_key(key.uri)
+            with self._storage.transaction():
+                self._storage.delete_credential(credential_id)
+            if isinstance(exc, (DomainError, KeyStoreError)):
                 raise
-            try:
-                with self._storage.transaction():
-                    self._storage.update_credential(credential_id, CredentialStatus.CREATING,
-                                                    status=CredentialStatus.ACTIVE, key_uri=key.uri)
-                    self._audit(caller, "credential.create", abn=business.abn, target=credential_id, detail={
-                        "name": name, "key_type": credential.key_type.value, "backend": backend.value,
-                        "terms_version": accepted_terms_version, "replaces": previous.id if previous else None,
-                    })
-            except Exception as exc:
-                self._keys.delete_key(key.uri)
-                with self._storage.transaction():
-                    self._storage.delete_credential(credential_id)
-                log.exception("credential %s: record or audit entry not written; key destroyed", credential_id)
-                raise Unavailable("the credential was not created: its record or audit entry could not be "
-                                  "written (its key was destroyed)") from exc
-            log.info("credential %s (%s) created for %s by %s", credential_id, name, business.abn, caller.name)
-            notice = ""
-            if previous is not None:
-                notice = (f"this credential renews {previous.id} ({name}) and takes over its permissions; "
-                          f"revoke {previous.id} (`mcagent credential revoke {previous.id} --yes`) "
-                          "if it has not expired")
-            return Created(self._view(self._credential(credential_id)), notice, previous.id if previous else "")
+            log.exception("credential %s: not recorded; its key was destroyed", credential_id)
+            raise Unavailable("the credential was not created: its record or audit entry could not be "
+                              "written (its key was destroyed)") from exc
+        log.info("credential %s (%s) %s for %s by %s", credential_id, name, action, business.abn, caller.name)
+        notice = ""
+        if previous is not None:
+            notice = (f"this credential renews {previous.id} ({name}) and takes over its permissions; "
+                      f"revoke {previous.id} (`mcagent credential revoke {previous.id} --yes`) "
+                      "if it has not expired")
+        return Created(self._view(self._credential(credential_id)), notice, previous.id if previous else "")
 
     def get_credential(self, caller: Caller, credential_id: str) -> CredentialView:
         """A credential by id, for the administrator or a role holder of its business."""
@@ -642,7 +689,7 @@ class AgentService:
             except Exception as exc:
                 log.exception("sign with %s: audit entry not written", credential_id)
                 raise Unavailable("the signature was withheld: its audit entry could not be written") from exc
-            return Signature(signature=signature, algorithm=algorithm)
+            return Signature(signature=signature, algorithm=algorithm, certificate_chain=credential.certificate_chain)
 
     def revoke_credential(self, caller: Caller, credential_id: str, *, confirm: bool) -> CredentialView:
         """Revoke a credential for good and destroy its key.
@@ -768,6 +815,231 @@ class AgentService:
                                     detail={"day": day, "recipients": recipients})
                         recorded += 1
         return recorded
+
+    # -- certificates and the agent's CA ----------------------------------------------------
+
+    CA_LABELS = {"root": "mcagent-ca-root", "issuing": "mcagent-ca-issuing"}
+
+    def ensure_ca(self, caller: Caller | str = SYSTEM_ACTOR) -> bool:
+        """Create the agent's root and issuing CA (keys in the default backend) unless they exist.
+
+        Returns:
+            True when they were created now.
+        """
+        if len(self._storage.ca()) == 2:
+            return False
+        _, store = self._keys.for_new_key(None, None)
+        if not isinstance(store, KeyDeleter):
+            raise FailedPrecondition(f"the {store.scheme} backend cannot hold the CA keys")
+        for label in self.CA_LABELS.values():
+            store.delete_key(store.label_uri(label))  # left over from an interrupted creation, if any
+        keys: list[KeyInfo] = []
+        try:
+            now = self._clock()
+            for role in ("root", "issuing"):
+                keys.append(store.create_key(CreateKeyRequest(label=self.CA_LABELS[role], key_type=KeyType.RSA_2048)))
+            root_key, issuing_key = (store_private_key(store, k) for k in keys)
+            root = certificates.make_root(root_key, now)
+            issuing = certificates.make_issuing(issuing_key, root_key, root, now)
+            with self._storage.transaction():
+                for role, key, cert in (("root", keys[0], root), ("issuing", keys[1], issuing)):
+                    self._storage.insert_ca(role, key.uri, key.key_type.value,
+                                            cert.public_bytes(serialization.Encoding.DER), now)
+                self._audit(caller, "ca.init", detail={"root": root.subject.rfc4514_string(),
+                                                       "issuing": issuing.subject.rfc4514_string(),
+                                                       "backend": store.scheme})
+        except BaseException:
+            for key in keys:
+                store.delete_key(key.uri)
+            raise
+        log.info("created the agent's CA in the %s backend", store.scheme)
+        return True
+
+    def init_ca(self, caller: Caller) -> tuple[x509.Certificate, x509.Certificate]:
+        """`mcagent ca init`: create the CA now (local administrator only)."""
+        with self._audited(caller, "ca.init"):
+            self._require_admin(caller, "initialise the agent's CA")
+            if not self.ensure_ca(caller):
+                created = self._storage.ca()["root"]["created_at"]
+                raise AlreadyExists(f"the agent's CA already exists (created {created})")
+            return self.ca_certificates()
+
+    def ca_certificates(self) -> tuple[x509.Certificate, x509.Certificate]:
+        """The root and issuing CA certificates."""
+        rows = self._storage.ca()
+        if len(rows) != 2:
+            raise FailedPrecondition("the agent's CA does not exist yet; run `mcagent ca init`")
+        return tuple(x509.load_der_x509_certificate(rows[r]["certificate"]) for r in ("root", "issuing"))
+
+    def _ca_signer(self) -> tuple[Any, x509.Certificate, x509.Certificate]:
+        root, issuing = self.ca_certificates()
+        uri = self._storage.ca()["issuing"]["key_uri"]
+        store = self._keys.for_uri(uri)
+        return store_private_key(store, store.public_key(uri)), issuing, root
+
+    def _issue_leaf(self, key: KeyInfo, abn: str, name: str) -> tuple[x509.Certificate, ...]:
+        issuer_key, issuing, root = self._ca_signer()
+        leaf = certificates.issue_leaf(issuer_key=issuer_key, issuer=issuing, public_key=key.public_key, abn=abn,
+                                       name=name, now=self._clock())
+        return leaf, issuing, root
+
+    def _credential_key(self, credential: Credential) -> tuple[KeyStore, KeyInfo]:
+        if credential.status is CredentialStatus.REVOKED:
+            raise FailedPrecondition(f"credential {credential.id} is revoked; its key was destroyed")
+        store = self._keys.for_uri(credential.key_uri)
+        return store, store.public_key(credential.key_uri)
+
+    def csr(self, caller: Caller, credential_id: str) -> x509.CertificateSigningRequest:
+        """A PKCS#10 request for the credential, signed inside its backend (PA or MCA)."""
+        with self._audited(caller, "credential.csr", target=credential_id) as ctx:
+            credential = self._credential(credential_id)
+            ctx.abn = credential.abn
+            self._require(caller, credential.abn, Action.CREATE_CREDENTIAL)
+            store, key = self._credential_key(credential)
+            request = certificates.build_csr(store_private_key(store, key), credential.abn, credential.name)
+            with self._storage.transaction():
+                self._audit(caller, "credential.csr", abn=credential.abn, target=credential.id)
+            return request
+
+    def certificate_chain(self, caller: Caller, credential_id: str) -> list[x509.Certificate]:
+        """The credential's certificate chain, leaf first."""
+        credential = self._credential(credential_id)
+        self._may_view(caller, credential.abn)
+        if not credential.certificate_chain:
+            raise FailedPrecondition(f"credential {credential_id} has no certificate; install one")
+        return [x509.load_der_x509_certificate(c) for c in credential.certificate_chain]
+
+    def install_certificate(self, caller: Caller, credential_id: str, certificate: bytes,
+                            chain: bytes | None) -> CredentialView:
+        """Install a certificate issued elsewhere (PA or MCA), after checking it is this credential's."""
+        with self._audited(caller, "credential.install", target=credential_id) as ctx:
+            credential = self._credential(credential_id)
+            ctx.abn = credential.abn
+            self._require(caller, credential.abn, Action.CREATE_CREDENTIAL)
+            _, key = self._credential_key(credential)
+            leaf, *rest = certificates.load_certificates(certificate, "--certificate")
+            extra = certificates.load_certificates(chain, "--chain") if chain else []
+            certificates.check_installable(leaf, public_key=key.public_key, abn=credential.abn, now=self._clock())
+            full = [leaf, *rest, *extra]
+            with self._storage.transaction():
+                self._storage.update_credential(
+                    credential.id, credential.status,
+                    certificate_chain=[c.public_bytes(serialization.Encoding.DER) for c in full],
+                    certificate_serial=str(leaf.serial_number), issued_by_agent=0)
+                self._audit(caller, "credential.install", abn=credential.abn, target=credential.id,
+                            detail={"issuer": leaf.issuer.rfc4514_string(), "serial": str(leaf.serial_number)})
+            return self._view(self._credential(credential_id))
+
+    def crl(self) -> x509.CertificateRevocationList:
+        """A fresh CRL of the issuing CA listing the revoked credentials it certified."""
+        issuer_key, issuing, _ = self._ca_signer()
+        with self._storage.transaction():
+            number = self._storage.next_crl_number()
+        return certificates.build_crl(issuer_key=issuer_key, issuer=issuing,
+                                      revoked=self._storage.revoked_agent_certificates(), number=number,
+                                      now=self._clock())
+
+    # -- RAM key store files and PKCS#12 ----------------------------------------------------
+
+    def inspect_keystore(self, data: bytes) -> list[tuple[ramkeystore.StoredCredential, str]]:
+        """The credentials in a RAM key store file, each with its status; no password needed."""
+        now = self._clock()
+        return [(c, c.status(now)) for c in ramkeystore.parse(data)]
+
+    def import_credential(
+        self,
+        caller: Caller,
+        *,
+        keystore: bytes | None,
+        pkcs12: bytes | None,
+        alias: str,
+        password: str,
+        backend: Backend | None,
+        keystore_path: str | None,
+        principal_authority: str,
+        accepted_terms_version: str,
+    ) -> Created:
+        """Install a credential from a RAM key store file (by alias) or a PKCS#12 file.
+
+        Its key goes into the chosen backend (into a token as a non-extractable object) and its
+        chain next to it. An unregistered business is registered on the way, which only the local
+        administrator may do, naming its principal authority; otherwise the caller must be the
+        business's PA or one of its MCAs.
+
+        Raises:
+            InvalidArgument: wrong password, altered file, another key's certificate, unknown alias.
+            FailedPrecondition: expired, or terms not accepted.
+            PermissionDenied: the caller may not create credentials for that business.
+        """
+        with self._audited(caller, "credential.import", target=alias) as ctx:
+            if (keystore is None) == (pkcs12 is None):
+                raise InvalidArgument("give either a key store file or a PKCS#12 file")
+            now = self._clock()
+            if keystore is not None:
+                stored = ramkeystore.find(ramkeystore.parse(keystore), alias)
+                ramkeystore.check_consistent(stored, now)
+                key = ramkeystore.decrypt(stored, password)
+                chain, legal_name = stored.chain, stored.legal_name
+            else:
+                key, chain = ramkeystore.load_pkcs12(pkcs12, password)
+                legal_name = ""
+                if chain[0].not_valid_after_utc <= now:
+                    raise FailedPrecondition(f"the PKCS#12 credential expired on "
+                                             f"{chain[0].not_valid_after_utc.date().isoformat()}")
+            abn, name = certificates.abn_of(chain[0]), certificates.name_of(chain[0])
+            ctx.abn = normalise_abn(abn)
+            key_type = keys_base.key_type_of(key.public_key())
+            self._check_terms(accepted_terms_version)
+            business = self._storage.get_business(ctx.abn)
+            if business is None:
+                # Bootstrapping: the administrator registers the business; its PA holds the credential.
+                self._require_admin(caller, f"register business {ctx.abn}, which this credential belongs to")
+                business = self.register_business(caller, ctx.abn, legal_name or name, principal_authority)
+                holder_id = self._principal_named(principal_authority).id
+            else:
+                self._require(caller, business.abn, Action.CREATE_CREDENTIAL)
+                holder_id = caller.principal_id
+
+            def make_key(store: KeyStore, label: str) -> KeyInfo:
+                if not isinstance(store, KeyImporter):
+                    raise FailedPrecondition(f"the {store.scheme} backend cannot import keys")
+                return store.import_key(label, key)
+
+            return self._provision(
+                caller, ctx, action="credential.import", business=business, name=name, key_type=key_type,
+                backend=backend, keystore_path=keystore_path, terms_version=accepted_terms_version,
+                holder_id=holder_id, make_key=make_key, chain_for=lambda _: chain, issued_by_agent=False,
+            )
+
+    def export_credential(self, caller: Caller, credential_id: str, *, format: str, password: str) -> bytes:
+        """A credential whose key is in the key store file, as RAM's keystore.xml or PKCS#12 (PA or MCA).
+
+        Raises:
+            FailedPrecondition: the key is in a token (it cannot leave it), revoked, or no certificate.
+            InvalidArgument: unknown format, or the password misses RAM's rule.
+        """
+        with self._audited(caller, "credential.export", target=credential_id) as ctx:
+            credential = self._credential(credential_id)
+            ctx.abn = credential.abn
+            self._require(caller, credential.abn, Action.CREATE_CREDENTIAL)
+            if format not in ("keystore-xml", "pkcs12"):
+                raise InvalidArgument(f"unknown export format {format!r}; use keystore-xml or pkcs12")
+            store, _ = self._credential_key(credential)
+            if not isinstance(store, KeyExporter):
+                raise FailedPrecondition(
+                    f"credential {credential_id}'s key is in a PKCS#11 token and cannot leave it; only credentials "
+                    "in the key store file can be exported")
+            ramkeystore.check_password(password)
+            item = ramkeystore.ExportItem(
+                key=store.export_private_key(credential.key_uri),
+                chain=tuple(self.certificate_chain(caller, credential_id)),
+                abn=credential.abn, legal_name=self.get_business(credential.abn).name, name=credential.name)
+            data = (ramkeystore.write([item], password, self._clock()) if format == "keystore-xml"
+                    else ramkeystore.write_pkcs12(item, password))
+            with self._storage.transaction():
+                self._audit(caller, "credential.export", abn=credential.abn, target=credential.id,
+                            detail={"format": format})
+            return data
 
     # -- cloud software notifications ---------------------------------------------------------
 

@@ -29,6 +29,7 @@ from agent.server.interceptors import ErrorInterceptor
 from agent.server.servicer import (
     AuditServicer,
     BusinessServicer,
+    CAServicer,
     CredentialServicer,
     NotificationServicer,
     PrincipalServicer,
@@ -100,6 +101,10 @@ class AgentServer:
         self._storage = Storage(os.path.join(config.data_dir, "mcagent.db"))
         service = AgentService(self._storage, self._keys, timezone=config.timezone)
         service.finish_interrupted_work()
+        try:
+            service.ensure_ca()
+        except KeyStoreError as exc:
+            raise ConfigError(f"cannot create the agent's CA: {exc}") from None
         service.record_due_reminders()
 
         # The gRPC server's own socket lives in a private directory (short path: AF_UNIX
@@ -116,6 +121,7 @@ class AgentServer:
         agent_pb2_grpc.add_PrincipalServiceServicer_to_server(PrincipalServicer(service, authenticator), server)
         agent_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(service, authenticator), server)
         agent_pb2_grpc.add_NotificationServiceServicer_to_server(NotificationServicer(service, authenticator), server)
+        agent_pb2_grpc.add_CAServiceServicer_to_server(CAServicer(service, authenticator), server)
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         for name in ["", *SERVICE_NAMES]:

@@ -10,6 +10,8 @@ import json
 from typing import Any
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent.api.v1 import agent_pb2 as pb
@@ -163,7 +165,65 @@ class BusinessServicer(_Servicer, pb_grpc.BusinessServiceServicer):
         return pb.ListRolesResponse(roles=[role_message(g) for g in grants])
 
 
-class CredentialServicer(_Servicer, pb_grpc.CredentialServiceServicer):
+def _pem(*certificates: x509.Certificate) -> str:
+    return "".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in certificates)
+
+
+class CertificateMixin:
+    """The certificate and key store RPCs of the credential service."""
+
+    _service: AgentService
+    _auth: Authenticator
+
+    def GetCsr(self, request: pb.CredentialRef, context: grpc.ServicerContext) -> Any:
+        csr = self._service.csr(self._auth.caller(context), request.id)
+        return pb.Pem(pem=csr.public_bytes(serialization.Encoding.PEM).decode("ascii"))
+
+    def GetCertificateChain(self, request: pb.CredentialRef, context: grpc.ServicerContext) -> Any:
+        return pb.Pem(pem=_pem(*self._service.certificate_chain(self._auth.caller(context), request.id)))
+
+    def InstallCertificate(self, request: pb.InstallCertificateRequest, context: grpc.ServicerContext) -> Any:
+        view = self._service.install_certificate(self._auth.caller(context), request.id, request.certificate,
+                                                 request.chain or None)
+        return credential_message(view)
+
+    def ImportCredential(self, request: pb.ImportCredentialRequest, context: grpc.ServicerContext) -> Any:
+        which = request.WhichOneof("source")
+        created = self._service.import_credential(
+            self._auth.caller(context),
+            keystore=request.keystore_xml if which == "keystore_xml" else None,
+            pkcs12=request.pkcs12 if which == "pkcs12" else None,
+            alias=request.alias, password=request.password,
+            backend=_from_proto(BACKENDS, request.backend, "backend"),
+            keystore_path=request.keystore_path or None, principal_authority=request.principal_authority,
+            accepted_terms_version=request.accepted_terms_version,
+        )
+        return pb.CreateCredentialResponse(credential=credential_message(created.view), notice=created.notice,
+                                           replaces_id=created.replaces_id)
+
+    def ExportCredential(self, request: pb.ExportCredentialRequest, context: grpc.ServicerContext) -> Any:
+        data = self._service.export_credential(self._auth.caller(context), request.id, format=request.format,
+                                               password=request.password)
+        notice = ""
+        if request.format == "keystore-xml":
+            notice = ("integrityValue is empty: its keyed algorithm is not public, so software that checks it "
+                      "will refuse this file")
+        return pb.ExportCredentialResponse(data=data, notice=notice)
+
+    def InspectKeystore(self, request: pb.InspectKeystoreRequest, context: grpc.ServicerContext) -> Any:
+        self._auth.caller(context)
+        entries = []
+        for stored, status in self._service.inspect_keystore(request.keystore_xml):
+            leaf = stored.leaf
+            entries.append(pb.KeystoreEntry(
+                alias=stored.alias, abn=stored.abn, legal_name=stored.legal_name, name=stored.name,
+                serial_number=str(leaf.serial_number), not_before=_timestamp(leaf.not_valid_before_utc),
+                not_after=_timestamp(leaf.not_valid_after_utc), status=status, issuer=leaf.issuer.rfc4514_string(),
+            ))
+        return pb.InspectKeystoreResponse(entries=entries)
+
+
+class CredentialServicer(CertificateMixin, _Servicer, pb_grpc.CredentialServiceServicer):
     def GetMachineTerms(self, request: pb.GetMachineTermsRequest, context: grpc.ServicerContext) -> Any:
         terms = self._service.machine_terms()
         return pb.MachineTerms(version=terms.version, text=terms.text)
@@ -224,6 +284,21 @@ class CredentialServicer(_Servicer, pb_grpc.CredentialServiceServicer):
             permissions=[pb.PermissionEntry(id=p.id, agency=p.agency, service=p.service, granted=granted)
                          for p, granted in entries],
         )
+
+
+class CAServicer(_Servicer, pb_grpc.CAServiceServicer):
+    def InitCA(self, request: pb.InitCARequest, context: grpc.ServicerContext) -> Any:
+        root, issuing = self._service.init_ca(self._auth.caller(context))
+        return pb.CACertificates(root_pem=_pem(root), issuing_pem=_pem(issuing))
+
+    def GetCACertificates(self, request: pb.GetCACertificatesRequest, context: grpc.ServicerContext) -> Any:
+        self._auth.caller(context)
+        root, issuing = self._service.ca_certificates()
+        return pb.CACertificates(root_pem=_pem(root), issuing_pem=_pem(issuing))
+
+    def GetCRL(self, request: pb.GetCRLRequest, context: grpc.ServicerContext) -> Any:
+        self._auth.caller(context)
+        return pb.Pem(pem=self._service.crl().public_bytes(serialization.Encoding.PEM).decode("ascii"))
 
 
 class AuditServicer(_Servicer, pb_grpc.AuditServiceServicer):

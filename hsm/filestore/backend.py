@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from hsm.base import CreateKeyRequest, KeyInfo, KeyStore, KeyType, SignatureAlgorithm, SignRequest
+from hsm.base import CreateKeyRequest, KeyInfo, KeyStore, KeyType, SignatureAlgorithm, SignRequest, key_type_of
 from hsm.errors import (
     AuthFailed,
     InvalidURI,
@@ -268,7 +268,17 @@ class FileKeyStore(KeyStore):
 
     def create_key(self, request: CreateKeyRequest) -> KeyInfo:
         """See `KeyStore.create_key`. The key is generated in this process and saved encrypted."""
-        private_key = _generate(request.key_type)
+        return self._add(request.label, request.key_type, _generate(request.key_type))
+
+    def import_key(self, label: str, private_key: PrivateKeyTypes) -> KeyInfo:
+        """See `KeyImporter.import_key`: saved encrypted like a generated key."""
+        return self._add(label, key_type_of(private_key.public_key()), private_key)
+
+    def export_private_key(self, uri: str) -> PrivateKeyTypes:
+        """See `KeyExporter.export_private_key`."""
+        return self._private_key(self._label_of(uri))
+
+    def _add(self, label: str, key_type: KeyType, private_key: PrivateKeyTypes) -> KeyInfo:
         public_key = private_key.public_key()
         key_id = x509.SubjectKeyIdentifier.from_public_key(public_key).digest
         der = private_key.private_bytes(
@@ -276,24 +286,24 @@ class FileKeyStore(KeyStore):
         )
 
         def add(contents: _Contents) -> None:
-            if request.label in contents.entries:
-                raise KeyExists(f"key store file {self.path} already holds a key {request.label!r}")
-            contents.entries[request.label] = {
-                "key_type": request.key_type.value,
+            if label in contents.entries:
+                raise KeyExists(f"key store file {self.path} already holds a key {label!r}")
+            contents.entries[label] = {
+                "key_type": key_type.value,
                 "key_id": key_id.hex(),
                 "public_key": _b64(
                     public_key.public_bytes(
                         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
                     )
                 ),
-                "private_key": _seal(self._key_for(contents.salt, contents.kdf), der, request.label.encode()),
+                "private_key": _seal(self._key_for(contents.salt, contents.kdf), der, label.encode()),
             }
 
         self._update(add)
-        self._private[request.label] = private_key
+        self._private[label] = private_key
         return KeyInfo(
-            uri=str(FileURI(self.path, request.label)),
-            key_type=request.key_type,
+            uri=str(FileURI(self.path, label)),
+            key_type=key_type,
             public_key=public_key,
             key_id=key_id,
         )

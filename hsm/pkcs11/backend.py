@@ -5,16 +5,25 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from asn1crypto.core import OctetString
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-from cryptography.hazmat.primitives.serialization import load_der_public_key
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 from pkcs11 import MGF, Attribute, Mechanism, ObjectClass
 from pkcs11 import KeyType as P11KeyType
 from pkcs11 import exceptions as p11e
 from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
 
-from hsm.base import CreateKeyRequest, KeyInfo, KeyStore, KeyType, SignatureAlgorithm, SignRequest
+from hsm.base import (
+    CreateKeyRequest,
+    KeyInfo,
+    KeyStore,
+    KeyType,
+    SignatureAlgorithm,
+    SignRequest,
+    key_type_of,
+)
 from hsm.errors import InvalidURI, KeyExists, KeyNotFound, KeyStoreError, Unsupported
 from hsm.pkcs11.pool import PoolStats, SessionPool, WorkerSession
 from hsm.pkcs11.templates import PRIVATE_KEY_TEMPLATE, PUBLIC_KEY_TEMPLATE
@@ -38,6 +47,10 @@ def _public_key_of(p11_public: Any, key_type: KeyType) -> PublicKeyTypes:
         exponent = int.from_bytes(p11_public[Attribute.PUBLIC_EXPONENT], "big")
         return rsa.RSAPublicNumbers(exponent, modulus).public_key()
     return load_der_public_key(encode_ec_public_key(p11_public))
+
+
+def _bytes(value: int) -> bytes:
+    return value.to_bytes((value.bit_length() + 7) // 8 or 1, "big")
 
 
 def _key_type_of(p11_key: Any) -> KeyType:
@@ -155,6 +168,49 @@ class Pkcs11KeyStore(KeyStore):
 
         # Never retried: a second attempt could leave a second key behind.
         return self._pool.run(f"create key {request.label!r}", generate, retry=False)
+
+    def import_key(self, label: str, private_key: PrivateKeyTypes) -> KeyInfo:
+        """See `KeyImporter.import_key`: the key becomes a sensitive, non-extractable token object.
+
+        The key passes through this process's memory once, on its way into the token.
+        """
+        public_key = private_key.public_key()
+        key_type = key_type_of(public_key)
+        key_id = x509.SubjectKeyIdentifier.from_public_key(public_key).digest
+        common = {Attribute.ID: key_id, Attribute.LABEL: label}
+        if key_type.is_rsa:
+            numbers = private_key.private_numbers()  # type: ignore[union-attr]
+            public_part = {Attribute.KEY_TYPE: P11KeyType.RSA,
+                           Attribute.MODULUS: _bytes(numbers.public_numbers.n),
+                           Attribute.PUBLIC_EXPONENT: _bytes(numbers.public_numbers.e)}
+            private_part = {**public_part, Attribute.PRIVATE_EXPONENT: _bytes(numbers.d),
+                            Attribute.PRIME_1: _bytes(numbers.p), Attribute.PRIME_2: _bytes(numbers.q),
+                            Attribute.EXPONENT_1: _bytes(numbers.dmp1), Attribute.EXPONENT_2: _bytes(numbers.dmq1),
+                            Attribute.COEFFICIENT: _bytes(numbers.iqmp)}
+        else:
+            params = encode_named_curve_parameters(_P256_OID)
+            point = public_key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+            public_part = {Attribute.KEY_TYPE: P11KeyType.EC, Attribute.EC_PARAMS: params,
+                           Attribute.EC_POINT: OctetString(point).dump()}
+            private_part = {Attribute.KEY_TYPE: P11KeyType.EC, Attribute.EC_PARAMS: params,
+                            Attribute.VALUE: private_key.private_numbers().private_value.to_bytes(32, "big")}  # type: ignore[union-attr]
+
+        def store(worker: WorkerSession) -> KeyInfo:
+            session = worker.session
+            if list(session.get_objects({Attribute.LABEL: label})):
+                raise KeyExists(f"token {self.token_label!r} already holds objects labelled {label!r}")
+            private = session.create_object({Attribute.CLASS: ObjectClass.PRIVATE_KEY, **common, **private_part,
+                                             **PRIVATE_KEY_TEMPLATE})
+            try:
+                session.create_object({Attribute.CLASS: ObjectClass.PUBLIC_KEY, **common, **public_part,
+                                       **PUBLIC_KEY_TEMPLATE})
+            except BaseException:
+                private.destroy()
+                raise
+            uri = str(Pkcs11URI(token=self.token_label, key_id=key_id, label=label))
+            return KeyInfo(uri=uri, key_type=key_type, public_key=public_key, key_id=key_id)
+
+        return self._pool.run(f"import key {label!r}", store, retry=False)
 
     def label_uri(self, label: str) -> str:
         """See `KeyStore.label_uri`: ``pkcs11:token=…;object=<label>``."""

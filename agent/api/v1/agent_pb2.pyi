@@ -370,6 +370,100 @@ class PermissionsResponse(_message.Message):
     permissions: _containers.RepeatedCompositeFieldContainer[PermissionEntry]
     def __init__(self, credential_id: _Optional[str] = ..., first_used: _Optional[bool] = ..., permissions: _Optional[_Iterable[_Union[PermissionEntry, _Mapping]]] = ...) -> None: ...
 
+class Pem(_message.Message):
+    __slots__ = ("pem",)
+    PEM_FIELD_NUMBER: _ClassVar[int]
+    pem: str
+    def __init__(self, pem: _Optional[str] = ...) -> None: ...
+
+class CredentialRef(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class InstallCertificateRequest(_message.Message):
+    __slots__ = ("id", "certificate", "chain")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    certificate: bytes
+    chain: bytes
+    def __init__(self, id: _Optional[str] = ..., certificate: _Optional[bytes] = ..., chain: _Optional[bytes] = ...) -> None: ...
+
+class ImportCredentialRequest(_message.Message):
+    __slots__ = ("keystore_xml", "pkcs12", "alias", "password", "backend", "keystore_path", "principal_authority", "accepted_terms_version")
+    KEYSTORE_XML_FIELD_NUMBER: _ClassVar[int]
+    PKCS12_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    KEYSTORE_PATH_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_AUTHORITY_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_TERMS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    keystore_xml: bytes
+    pkcs12: bytes
+    alias: str
+    password: str
+    backend: Backend
+    keystore_path: str
+    principal_authority: str
+    accepted_terms_version: str
+    def __init__(self, keystore_xml: _Optional[bytes] = ..., pkcs12: _Optional[bytes] = ..., alias: _Optional[str] = ..., password: _Optional[str] = ..., backend: _Optional[_Union[Backend, str]] = ..., keystore_path: _Optional[str] = ..., principal_authority: _Optional[str] = ..., accepted_terms_version: _Optional[str] = ...) -> None: ...
+
+class ExportCredentialRequest(_message.Message):
+    __slots__ = ("id", "format", "password")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    format: str
+    password: str
+    def __init__(self, id: _Optional[str] = ..., format: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+
+class ExportCredentialResponse(_message.Message):
+    __slots__ = ("data", "notice")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    notice: str
+    def __init__(self, data: _Optional[bytes] = ..., notice: _Optional[str] = ...) -> None: ...
+
+class InspectKeystoreRequest(_message.Message):
+    __slots__ = ("keystore_xml",)
+    KEYSTORE_XML_FIELD_NUMBER: _ClassVar[int]
+    keystore_xml: bytes
+    def __init__(self, keystore_xml: _Optional[bytes] = ...) -> None: ...
+
+class KeystoreEntry(_message.Message):
+    __slots__ = ("alias", "abn", "legal_name", "name", "serial_number", "not_before", "not_after", "status", "issuer")
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    ABN_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_NAME_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    alias: str
+    abn: str
+    legal_name: str
+    name: str
+    serial_number: str
+    not_before: _timestamp_pb2.Timestamp
+    not_after: _timestamp_pb2.Timestamp
+    status: str
+    issuer: str
+    def __init__(self, alias: _Optional[str] = ..., abn: _Optional[str] = ..., legal_name: _Optional[str] = ..., name: _Optional[str] = ..., serial_number: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[str] = ..., issuer: _Optional[str] = ...) -> None: ...
+
+class InspectKeystoreResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[KeystoreEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[KeystoreEntry, _Mapping]]] = ...) -> None: ...
+
 class AuditEntry(_message.Message):
     __slots__ = ("seq", "at", "actor", "action", "outcome", "abn", "target", "detail_json", "prev_hash", "hash")
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -571,3 +665,23 @@ class ListAgenciesResponse(_message.Message):
     AGENCIES_FIELD_NUMBER: _ClassVar[int]
     agencies: _containers.RepeatedCompositeFieldContainer[Agency]
     def __init__(self, agencies: _Optional[_Iterable[_Union[Agency, _Mapping]]] = ...) -> None: ...
+
+class CACertificates(_message.Message):
+    __slots__ = ("root_pem", "issuing_pem")
+    ROOT_PEM_FIELD_NUMBER: _ClassVar[int]
+    ISSUING_PEM_FIELD_NUMBER: _ClassVar[int]
+    root_pem: str
+    issuing_pem: str
+    def __init__(self, root_pem: _Optional[str] = ..., issuing_pem: _Optional[str] = ...) -> None: ...
+
+class InitCARequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetCACertificatesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetCRLRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

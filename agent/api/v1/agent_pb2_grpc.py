@@ -448,6 +448,36 @@ class CredentialServiceStub:
                 request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.GetMachineTermsRequest.SerializeToString,
                 response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.MachineTerms.FromString,
                 _registered_method=True)
+        self.GetCsr = channel.unary_unary(
+                '/mcagent.v1.CredentialService/GetCsr',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.CredentialRef.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Pem.FromString,
+                _registered_method=True)
+        self.GetCertificateChain = channel.unary_unary(
+                '/mcagent.v1.CredentialService/GetCertificateChain',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.CredentialRef.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Pem.FromString,
+                _registered_method=True)
+        self.InstallCertificate = channel.unary_unary(
+                '/mcagent.v1.CredentialService/InstallCertificate',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.InstallCertificateRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
+                _registered_method=True)
+        self.ImportCredential = channel.unary_unary(
+                '/mcagent.v1.CredentialService/ImportCredential',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ImportCredentialRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialResponse.FromString,
+                _registered_method=True)
+        self.ExportCredential = channel.unary_unary(
+                '/mcagent.v1.CredentialService/ExportCredential',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ExportCredentialRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ExportCredentialResponse.FromString,
+                _registered_method=True)
+        self.InspectKeystore = channel.unary_unary(
+                '/mcagent.v1.CredentialService/InspectKeystore',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.InspectKeystoreRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.InspectKeystoreResponse.FromString,
+                _registered_method=True)
         self.CreateCredential = channel.unary_unary(
                 '/mcagent.v1.CredentialService/CreateCredential',
                 request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialRequest.SerializeToString,
@@ -494,6 +524,43 @@ class CredentialServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def GetMachineTerms(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCsr(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCertificateChain(self, request, context):
+        """leaf first
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InstallCertificate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportCredential(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportCredential(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InspectKeystore(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -554,6 +621,36 @@ def add_CredentialServiceServicer_to_server(servicer, server):
                     servicer.GetMachineTerms,
                     request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.GetMachineTermsRequest.FromString,
                     response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.MachineTerms.SerializeToString,
+            ),
+            'GetCsr': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCsr,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.CredentialRef.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Pem.SerializeToString,
+            ),
+            'GetCertificateChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCertificateChain,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.CredentialRef.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Pem.SerializeToString,
+            ),
+            'InstallCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.InstallCertificate,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.InstallCertificateRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Credential.SerializeToString,
+            ),
+            'ImportCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportCredential,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ImportCredentialRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialResponse.SerializeToString,
+            ),
+            'ExportCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportCredential,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ExportCredentialRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ExportCredentialResponse.SerializeToString,
+            ),
+            'InspectKeystore': grpc.unary_unary_rpc_method_handler(
+                    servicer.InspectKeystore,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.InspectKeystoreRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.InspectKeystoreResponse.SerializeToString,
             ),
             'CreateCredential': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateCredential,
@@ -623,6 +720,168 @@ class CredentialService:
             '/mcagent.v1.CredentialService/GetMachineTerms',
             agent_dot_api_dot_v1_dot_agent__pb2.GetMachineTermsRequest.SerializeToString,
             agent_dot_api_dot_v1_dot_agent__pb2.MachineTerms.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCsr(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.CredentialService/GetCsr',
+            agent_dot_api_dot_v1_dot_agent__pb2.CredentialRef.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.Pem.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCertificateChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.CredentialService/GetCertificateChain',
+            agent_dot_api_dot_v1_dot_agent__pb2.CredentialRef.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.Pem.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InstallCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.CredentialService/InstallCertificate',
+            agent_dot_api_dot_v1_dot_agent__pb2.InstallCertificateRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.CredentialService/ImportCredential',
+            agent_dot_api_dot_v1_dot_agent__pb2.ImportCredentialRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.CredentialService/ExportCredential',
+            agent_dot_api_dot_v1_dot_agent__pb2.ExportCredentialRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.ExportCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InspectKeystore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.CredentialService/InspectKeystore',
+            agent_dot_api_dot_v1_dot_agent__pb2.InspectKeystoreRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.InspectKeystoreResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1328,6 +1587,168 @@ class NotificationService:
             '/mcagent.v1.NotificationService/ListAgencies',
             agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesRequest.SerializeToString,
             agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class CAServiceStub:
+    """The agent's own issuing CA: root and issuing certificates, keys in the default backend.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.InitCA = channel.unary_unary(
+                '/mcagent.v1.CAService/InitCA',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.InitCARequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.CACertificates.FromString,
+                _registered_method=True)
+        self.GetCACertificates = channel.unary_unary(
+                '/mcagent.v1.CAService/GetCACertificates',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.GetCACertificatesRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.CACertificates.FromString,
+                _registered_method=True)
+        self.GetCRL = channel.unary_unary(
+                '/mcagent.v1.CAService/GetCRL',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.GetCRLRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Pem.FromString,
+                _registered_method=True)
+
+
+class CAServiceServicer:
+    """The agent's own issuing CA: root and issuing certificates, keys in the default backend.
+    """
+
+    def InitCA(self, request, context):
+        """local administrator only
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCACertificates(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCRL(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_CAServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'InitCA': grpc.unary_unary_rpc_method_handler(
+                    servicer.InitCA,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.InitCARequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.CACertificates.SerializeToString,
+            ),
+            'GetCACertificates': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCACertificates,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.GetCACertificatesRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.CACertificates.SerializeToString,
+            ),
+            'GetCRL': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCRL,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.GetCRLRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Pem.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'mcagent.v1.CAService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('mcagent.v1.CAService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class CAService:
+    """The agent's own issuing CA: root and issuing certificates, keys in the default backend.
+    """
+
+    @staticmethod
+    def InitCA(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.CAService/InitCA',
+            agent_dot_api_dot_v1_dot_agent__pb2.InitCARequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.CACertificates.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCACertificates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.CAService/GetCACertificates',
+            agent_dot_api_dot_v1_dot_agent__pb2.GetCACertificatesRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.CACertificates.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCRL(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.CAService/GetCRL',
+            agent_dot_api_dot_v1_dot_agent__pb2.GetCRLRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.Pem.FromString,
             options,
             channel_credentials,
             insecure,
