@@ -37,6 +37,7 @@ def service(tmp_path, storage, pkcs11_store):
         pkcs11=pkcs11_store,
     )
     service = AgentService(storage, keys)
+    service.ensure_ca()
     principal, _ = service.create_principal(ADMIN, "pa", None, None)
     service.register_business(ADMIN, ABN, "Example Pty Ltd", "pa")
     service.test_pa = Caller("pa", principal.id)

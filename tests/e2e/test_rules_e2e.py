@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import require_tool
 from tests.e2e.conftest import Daemon, restart
+from tests.pkcs11_tool import list_objects, objects_by_label
 
 ACME = "51824753556"
 OTHER = "53004085616"
@@ -168,16 +168,9 @@ def test_revoke_destroys_the_key_and_nothing_reinstates_it(acme):
 def test_revoke_in_a_token_removes_the_key_objects(pkcs11_daemon, tmp_path, softhsm):
     acme = build_acme(pkcs11_daemon, tmp_path)
     credential = acme.create()
-    tool = require_tool("pkcs11-tool", "opensc")
-
-    def objects() -> str:
-        return subprocess.run([tool, "--module", softhsm.module, "--token-label", softhsm.token, "--login",
-                               "--pin", softhsm.pin, "--list-objects"], capture_output=True, text=True,
-                              check=True).stdout
-
-    assert f"label:      {credential}" in objects()
+    assert objects_by_label(list_objects(softhsm), credential)
     acme.mca.ok("credential", "revoke", credential, "--yes")
-    assert credential not in objects()
+    assert objects_by_label(list_objects(softhsm), credential) == []
     refused(acme.sign(acme.software, credential), "FAILED_PRECONDITION", "is revoked")
 
 

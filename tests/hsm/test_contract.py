@@ -90,3 +90,40 @@ def test_delete_by_label_uri_destroys_the_key(store):
     with pytest.raises(KeyNotFound):
         store.public_key(info.uri)
     assert store.delete_key(info.uri) == 0
+
+
+@pytest.mark.parametrize("key_type", list(KeyType), ids=lambda kt: kt.value)
+def test_imported_key_signs_and_keeps_its_public_key(store, key_type):
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from hsm.base import KeyImporter
+
+    assert isinstance(store, KeyImporter)
+    private = (rsa.generate_private_key(65537, key_type.rsa_bits) if key_type.is_rsa
+               else ec.generate_private_key(ec.SECP256R1()))
+    info = store.import_key(_label(), private)
+    assert info.key_type is key_type
+    assert info.public_key.public_numbers() == private.public_key().public_numbers()
+    assert info.key_id == x509.SubjectKeyIdentifier.from_public_key(private.public_key()).digest
+    algorithm = SignatureAlgorithm.default_for(key_type)
+    signature = store.sign(SignRequest(uri=info.uri, algorithm=algorithm, key_type=key_type,
+                                       digest=algorithm.hash.digest(MESSAGE)))
+    verify(private.public_key(), algorithm, MESSAGE, signature)
+
+
+def test_unsupported_key_is_refused_on_import(store):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    with pytest.raises(Unsupported, match="only RSA-2048, RSA-3072 and EC P-256"):
+        store.import_key(_label(), ec.generate_private_key(ec.SECP384R1()))
+
+
+def test_only_the_file_store_exports_keys(store):
+    from hsm.base import KeyExporter
+
+    info = store.create_key(CreateKeyRequest(label=_label(), key_type=KeyType.EC_P256))
+    if store.scheme == "pkcs11":
+        assert not isinstance(store, KeyExporter)  # a token key never leaves the token
+    else:
+        exported = store.export_private_key(info.uri)
+        assert exported.public_key().public_numbers() == info.public_key.public_numbers()

@@ -16,45 +16,20 @@ from pkcs11 import Attribute, ObjectClass
 from hsm.base import CreateKeyRequest, KeyType, SignatureAlgorithm, SignRequest
 from hsm.errors import TokenUnavailable
 from hsm.uri import Pkcs11URI
-from tests.conftest import REPO, require_tool
+from tests.conftest import REPO
+from tests.pkcs11_tool import list_objects, objects_by_label
 from tests.verify import verify
-
-
-def _pkcs11_tool(softhsm, *args: str) -> subprocess.CompletedProcess:
-    tool = require_tool("pkcs11-tool", "opensc")
-    return subprocess.run(
-        [tool, "--module", softhsm.module, "--token-label", softhsm.token, "--login", "--pin", softhsm.pin, *args],
-        capture_output=True,
-        text=True,
-    )
-
-
-def _objects_by_label(listing: str, label: str) -> list[str]:
-    """Split `pkcs11-tool --list-objects` output into object blocks and keep those labelled `label`."""
-    blocks, current = [], []
-    for line in listing.splitlines():
-        if line and not line.startswith(" "):
-            if current:
-                blocks.append("\n".join(current))
-            current = [line]
-        elif current:
-            current.append(line)
-    if current:
-        blocks.append("\n".join(current))
-    return [b for b in blocks if f"label:      {label}\n" in b + "\n"]
 
 
 @pytest.mark.parametrize("key_type", [KeyType.RSA_2048, KeyType.EC_P256], ids=lambda k: k.value)
 def test_private_key_is_token_object_sensitive_never_extractable_sharing_id(softhsm, pkcs11_store, key_type):
     label = f"attrs-{uuid.uuid4()}"
     info = pkcs11_store.create_key(CreateKeyRequest(label=label, key_type=key_type))
-    listing = _pkcs11_tool(softhsm, "--list-objects")
-    assert listing.returncode == 0, listing.stderr
     # Seen by another process at all: they are token objects, not session objects.
-    blocks = _objects_by_label(listing.stdout, label)
+    blocks = objects_by_label(list_objects(softhsm), label)
     private = [b for b in blocks if b.startswith("Private Key Object")]
     public = [b for b in blocks if b.startswith("Public Key Object")]
-    assert len(private) == 1 and len(public) == 1, listing.stdout
+    assert len(private) == 1 and len(public) == 1, blocks
     access = next(line for line in private[0].splitlines() if "Access:" in line)
     assert "sensitive" in access and "never extractable" in access
     usage = next(line for line in private[0].splitlines() if "Usage:" in line)
