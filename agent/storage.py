@@ -13,6 +13,7 @@ import base64
 import datetime as dt
 import json
 import os
+import queue
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -128,6 +129,8 @@ MIGRATIONS = [
     CREATE INDEX notification_by_dsp ON notification(dsp_abn, created_at);
     """,
     """
+    CREATE INDEX credential_by_status ON credential(status);
+    CREATE INDEX credential_by_time ON credential(created_at, id);
     CREATE TABLE ca (
         role TEXT PRIMARY KEY CHECK (role IN ('root', 'issuing')),
         key_uri TEXT NOT NULL,
@@ -214,15 +217,41 @@ class Storage:
     def __init__(self, path: str) -> None:
         """Open (creating if needed) the database at `path` and migrate it."""
         new = not os.path.exists(path)
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._path = path
+        self._conn = self._connect()
         if new:
             os.chmod(path, 0o600)
-        self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
         self._lock = threading.RLock()
+        self._tx_owner: int | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._audit_head: tuple[int, str] | None = None  # (seq, hash) of the newest entry, once read
+        #: Bumped after every committed transaction that changes state (not audit-only ones):
+        #: the service's read caches are valid for one value of it.
+        self.state_version = 0
         self._migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        """The connection to read with: the writer's inside its own transaction (to see its
+        uncommitted changes), else this thread's own read connection (WAL readers never wait)."""
+        if self._tx_owner == threading.get_ident():
+            return self._conn
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+            conn.execute("PRAGMA query_only=1")
+            with self._lock:
+                self._readers.append(conn)
+        return conn
 
     def _migrate(self) -> None:
         (version,) = self._conn.execute("PRAGMA user_version").fetchone()
@@ -237,28 +266,42 @@ class Storage:
                 conn.execute(f"PRAGMA user_version = {number}")
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error)."""
+    def transaction(self, *, changes_state: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error).
+
+        Args:
+            changes_state: False for transactions that only append audit entries; the others
+                invalidate the service's read caches when they commit.
+        """
         with self._lock:
+            outer = self._tx_owner is None
+            self._tx_owner = threading.get_ident()
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
             except BaseException:
                 self._conn.execute("ROLLBACK")
+                self._audit_head = None  # entries appended in this transaction are gone
                 raise
-            self._conn.execute("COMMIT")
+            else:
+                self._conn.execute("COMMIT")
+                if changes_state:
+                    self.state_version += 1
+            finally:
+                if outer:
+                    self._tx_owner = None
 
     def _one(self, query: str, params: tuple = ()) -> sqlite3.Row | None:
-        with self._lock:
-            return self._conn.execute(query, params).fetchone()
+        return self._reader().execute(query, params).fetchone()
 
     def _all(self, query: str, params: tuple | list = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._conn.execute(query, params).fetchall()
+        return self._reader().execute(query, params).fetchall()
 
     def close(self) -> None:
         """Close the database."""
         with self._lock:
+            for conn in self._readers:
+                conn.close()
             self._conn.close()
 
     # -- businesses ---------------------------------------------------------------------
@@ -400,8 +443,13 @@ class Storage:
         holder_id: str | None = None,
         abns: list[str] | None = None,
         name: str | None = None,
+        page: tuple[tuple[str, str] | None, int] | None = None,
     ) -> list[Credential]:
-        """Credentials, oldest first, filtered by whichever arguments are given."""
+        """Credentials, oldest first, filtered by whichever arguments are given.
+
+        Args:
+            page: (after, limit): only credentials after (created_at, id) `after`, at most `limit`.
+        """
         query, params = _CREDENTIAL_SELECT + " WHERE 1=1", []
         for column, value in (("c.abn", abn), ("c.status", status.value if status else None),
                               ("c.holder_id", holder_id), ("c.name", name)):
@@ -411,7 +459,15 @@ class Storage:
         if abns is not None:
             query += f" AND c.abn IN ({', '.join('?' * len(abns))})"
             params.extend(abns)
-        rows = self._all(query + " ORDER BY c.created_at, c.id", params)
+        query += " AND c.status != 'creating'" if page is not None else ""
+        suffix = ""
+        if page is not None:
+            after, limit = page
+            if after is not None:
+                query += " AND (c.created_at, c.id) > (?, ?)"
+                params.extend(after)
+            suffix = f" LIMIT {int(limit)}"
+        rows = self._all(query + " ORDER BY c.created_at, c.id" + suffix, params)
         return [_credential(row) for row in rows]
 
     def insert_reminder(self, reminder: Reminder) -> bool:
@@ -504,8 +560,10 @@ class Storage:
     def append_audit(self, *, at: dt.datetime, actor: str, action: str, outcome: str, abn: str = "",
                      target: str = "", detail: dict[str, Any] | None = None) -> AuditEntry:
         """Append an entry chained to the newest one (inside the caller's transaction)."""
-        last = self._conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev_hash = (last["seq"] + 1, last["hash"]) if last else (1, GENESIS)
+        if self._audit_head is None:
+            last = self._conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+            self._audit_head = (last["seq"], last["hash"]) if last else (0, GENESIS)
+        seq, prev_hash = self._audit_head[0] + 1, self._audit_head[1]
         entry = AuditEntry(seq=seq, at=at, actor=actor, action=action, outcome=outcome, abn=abn, target=target,
                            detail=detail or {}, prev_hash=prev_hash)
         entry = AuditEntry(**{**entry.__dict__, "hash": entry_hash(entry)})
@@ -515,6 +573,7 @@ class Storage:
             (entry.seq, _ts(entry.at), entry.actor, entry.action, entry.outcome, entry.abn, entry.target,
              json.dumps(entry.detail, sort_keys=True), entry.prev_hash, entry.hash),
         )
+        self._audit_head = (entry.seq, entry.hash)
         return entry
 
     def audit_page(self, *, abn: str | None, after: int, limit: int) -> list[AuditEntry]:
@@ -534,3 +593,72 @@ class Storage:
             if len(batch) < 5000:
                 return
             after = batch[-1].seq
+
+
+class AuditAppender:
+    """Appends audit-only entries (signs, refusals) in batches: every entry queued while the
+    previous batch was being written goes into the next transaction, so concurrent signs share
+    one commit. `append` returns once its entry is durable, and raises if it could not be written.
+    """
+
+    def __init__(self, storage: Storage, max_batch: int = 1000) -> None:
+        self._storage = storage
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_PendingEntry | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="audit-appender", daemon=True)
+        self._thread.start()
+
+    def append(self, **fields: Any) -> AuditEntry:
+        """Append one entry (the keyword arguments of `Storage.append_audit`); waits for the commit."""
+        return self.append_many([fields])[0]
+
+    def append_many(self, entries: list[dict[str, Any]]) -> list[AuditEntry]:
+        """Append several entries, in order, in the same commit; waits for it."""
+        pending = _PendingEntry(entries)
+        self._queue.put(pending)
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.entries
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            try:
+                with self._storage.transaction(changes_state=False):
+                    for pending in batch:
+                        pending.entries = [self._storage.append_audit(**fields) for fields in pending.fields]
+            except Exception as exc:  # every waiter learns its entries were not written
+                for pending in batch:
+                    pending.entries, pending.error = [], exc
+            for pending in batch:
+                pending.done.set()
+
+    def close(self) -> None:
+        """Write what is queued, then stop."""
+        self._queue.put(None)
+        self._thread.join()
+
+
+class _PendingEntry:
+    """Entries one caller waits for, written together."""
+
+    __slots__ = ("fields", "done", "entries", "error")
+
+    def __init__(self, fields: list[dict[str, Any]]) -> None:
+        self.fields = fields
+        self.done = threading.Event()
+        self.entries: list[AuditEntry] = []
+        self.error: Exception | None = None

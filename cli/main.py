@@ -216,14 +216,19 @@ def cmd_credential_create(args: argparse.Namespace) -> None:
 
 
 def cmd_credential_list(args: argparse.Namespace) -> None:
-    response = _client(args).credentials.ListCredentials(pb.ListCredentialsRequest(abn=args.abn or ""))
+    response = _client(args).credentials.ListCredentials(
+        pb.ListCredentialsRequest(abn=args.abn or "", page_size=args.limit, page_token=args.page_token or "")
+    )
     rows = [
         (c.id, c.abn, c.name, c.display_status or c.status, c.holder or "-", _spelling(KEY_TYPES, c.key_type),
          _spelling(BACKENDS, c.backend), _reminders_text(c) or "-")
         for c in response.credentials
     ]
     headers = ["ID", "ABN", "NAME", "STATUS", "HOLDER", "KEY TYPE", "BACKEND", "REMINDERS"]
-    _emit(args, response, tabulate(rows, headers=headers))
+    text = tabulate(rows, headers=headers)
+    if response.next_page_token:
+        text += f"\nmore: --page-token {response.next_page_token}"
+    _emit(args, response, text)
 
 
 def cmd_credential_show(args: argparse.Namespace) -> None:
@@ -641,8 +646,10 @@ def build_parser() -> Parser:
     p.add_argument("--backend", choices=list(BACKENDS), help="default: the agent's --keystore-backend")
     p.add_argument("--keystore", help="key store file for the file backend (default: the agent's)")
     p.add_argument("--accept-terms", action="store_true", help="accept the current machine terms of use")
-    p = leaf(credential, "list", cmd_credential_list, "list credentials")
+    p = leaf(credential, "list", cmd_credential_list, "list credentials, a page at a time")
     p.add_argument("--abn", help="only this business")
+    p.add_argument("--limit", type=int, default=100, help="credentials per page, at most 1000")
+    p.add_argument("--page-token", help="continue where the previous page stopped")
     p = leaf(credential, "show", cmd_credential_show, "show one credential")
     p.add_argument("id")
     p = leaf(credential, "public-key", cmd_credential_public_key, "print the credential's public key (PEM)")

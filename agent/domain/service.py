@@ -9,6 +9,7 @@ transaction of its own; a sign whose audit entry cannot be written returns no si
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import datetime as dt
@@ -16,9 +17,11 @@ import hashlib
 import logging
 import re
 import secrets
+import threading
 import uuid
 import zoneinfo
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +51,7 @@ from agent.domain.permissions import ALL_PERMISSIONS, CATALOGUE, Permission, che
 from agent.domain.policy import ALLOWED, MANAGES, MCA, PA, Action, Role, may, may_manage
 from agent.domain.terms import CURRENT_TERMS, MachineTerms
 from agent.keys import KeyStores
-from agent.storage import Storage
+from agent.storage import AuditAppender, Storage
 from hsm import base as keys_base
 from hsm.base import (
     CreateKeyRequest,
@@ -72,6 +75,8 @@ MAX_BUSINESS_NAME = 200
 PRINCIPAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 TOKEN_PREFIX = "mcat_"
 SYSTEM_ACTOR = "mcagent"
+MAX_BATCH = 1000
+BATCH_WORKERS = 4  # parallel signs within one batch; the token's sessions bound it too
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,56 @@ class NotificationView:
     dsp_name: str
 
 
+class _ReadCache:
+    """Records read on the sign path, kept until the next state-changing transaction commits.
+
+    Valid for one agent process per database (SQLite's case): each committed change bumps
+    `Storage.state_version`, and a lookup under a newer version starts from an empty cache.
+    """
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._version = -1
+        self._entries: dict[tuple[str, Any], Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, kind: str, key: Any, load: Callable[[Any], Any]) -> Any:
+        version = self._storage.state_version
+        with self._lock:
+            if version != self._version:
+                self._entries.clear()
+                self._version = version
+            try:
+                return self._entries[(kind, key)]
+            except KeyError:
+                pass
+        value = load(key)
+        with self._lock:
+            if self._version == version:  # not cached across a change that happened meanwhile
+                self._entries[(kind, key)] = value
+        return value
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One digest to sign in a batch."""
+
+    credential_id: str
+    algorithm: SignatureAlgorithm | None
+    digest: bytes
+    permission: str = ""
+
+
+@dataclass(frozen=True)
+class _PreparedSign:
+    """A sign that passed every check."""
+
+    credential: Credential
+    algorithm: SignatureAlgorithm
+    digest: bytes
+    permission: str
+
+
 @dataclass
 class _AuditContext:
     """What a refusal entry should name; filled in as the operation learns it."""
@@ -134,6 +189,23 @@ class _AuditContext:
     abn: str = ""
     target: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+DEFAULT_PAGE = 100
+
+
+def _encode_page_token(last: Credential) -> str:
+    return base64.urlsafe_b64encode(f"{last.created_at.isoformat()}|{last.id}".encode()).decode()
+
+
+def _decode_page_token(token: str) -> tuple[str, str] | None:
+    if not token:
+        return None
+    try:
+        created, _, credential_id = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
+        return dt.datetime.fromisoformat(created).astimezone(dt.UTC).isoformat(timespec="microseconds"), credential_id
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument("the page token is not one this agent gave out") from None
 
 
 def _check_name(kind: str, name: str, limit: int) -> str:
@@ -189,10 +261,18 @@ class AgentService:
         self._storage = storage
         self._keys = keys
         self._clock = clock
+        self._appender = AuditAppender(storage)
+        self._batch_executor = ThreadPoolExecutor(BATCH_WORKERS, thread_name_prefix="batch-sign")
+        self._cache = _ReadCache(storage)
         try:
             self._timezone = zoneinfo.ZoneInfo(timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise InvalidArgument(f"unknown time zone {timezone!r}; use an IANA name") from None
+
+    def close(self) -> None:
+        """Write the audit entries still queued; stop the appender."""
+        self._batch_executor.shutdown()
+        self._appender.close()
 
     def today(self) -> dt.date:
         """Today's date where the businesses are (Australian Eastern time unless configured)."""
@@ -207,6 +287,13 @@ class AgentService:
         return self._storage.append_audit(at=self._clock(), actor=actor, action=action, outcome=outcome,
                                           abn=abn, target=target, detail=detail)
 
+    def _append_audit(self, caller: Caller | str, action: str, *, abn: str = "", target: str = "",
+                      detail: dict[str, Any] | None = None, outcome: str = "allowed") -> AuditEntry:
+        """Append an audit-only entry (no state change goes with it); shares commits with others."""
+        actor = caller if isinstance(caller, str) else caller.name
+        return self._appender.append(at=self._clock(), actor=actor, action=action, outcome=outcome, abn=abn,
+                                     target=target, detail=detail)
+
     @contextlib.contextmanager
     def _audited(self, caller: Caller | str, action: str, abn: str = "", target: str = "") -> Iterator[_AuditContext]:
         """Audit a refusal of `action` if the block raises a domain or key custody error."""
@@ -216,9 +303,8 @@ class AgentService:
         except (DomainError, KeyStoreError) as exc:
             detail = {**context.detail, "reason": str(exc)}
             try:
-                with self._storage.transaction():
-                    self._audit(caller, action, abn=context.abn, target=context.target, detail=detail,
-                                outcome="refused")
+                self._append_audit(caller, action, abn=context.abn, target=context.target, detail=detail,
+                                   outcome="refused")
             except Exception:
                 log.exception("could not audit the refusal of %s", action)
                 raise Unavailable("the audit log cannot be written; the request was refused") from exc
@@ -233,8 +319,11 @@ class AgentService:
                 f"only the local administrator may {what}; {caller.name} is a principal"
             )
 
-    def _roles(self, caller: Caller, abn: str) -> set[Role]:
-        return set() if caller.principal_id is None else self._storage.roles_of(abn, caller.principal_id)
+    def _roles(self, caller: Caller, abn: str) -> frozenset[Role]:
+        if caller.principal_id is None:
+            return frozenset()
+        return self._cache.get("roles", (abn, caller.principal_id),
+                               lambda key: frozenset(self._storage.roles_of(*key)))
 
     def _require(self, caller: Caller, abn: str, action: Action) -> set[Role]:
         """The caller's roles in `abn`, if they allow `action`."""
@@ -256,7 +345,8 @@ class AgentService:
     def authenticate_token(self, token: str) -> Caller:
         """The principal holding bearer token `token`."""
         with self._audited("unknown caller", "auth.token"):
-            principal = self._storage.principal_where("token_hash", token_hash(token))
+            principal = self._cache.get("token", token_hash(token),
+                                        lambda key: self._storage.principal_where("token_hash", key))
             if principal is None:
                 raise Unauthenticated("the bearer token is not known to this agent")
             return Caller(principal.name, principal.id)
@@ -453,7 +543,7 @@ class AgentService:
         )
 
     def _credential(self, credential_id: str) -> Credential:
-        credential = self._storage.get_credential(credential_id)
+        credential = self._cache.get("credential", credential_id, self._storage.get_credential)
         if credential is None or credential.status is CredentialStatus.CREATING:
             raise NotFound(f"no credential with id {credential_id!r}")
         return credential
@@ -592,20 +682,32 @@ class AgentService:
         self._may_view(caller, credential.abn)
         return self._view(credential)
 
-    def list_credentials(self, caller: Caller, abn: str | None) -> list[CredentialView]:
-        """Credentials of one business, or of every business the caller may see."""
+    def list_credentials(self, caller: Caller, abn: str | None, *, page_size: int = 0,
+                         page_token: str = "") -> tuple[list[CredentialView], str]:
+        """A page of credentials of one business, or of every business the caller may see.
+
+        Returns:
+            The page, oldest first, and the token of the next page ("" when there is none).
+        """
+        page_size = page_size or DEFAULT_PAGE
+        if not 1 <= page_size <= MAX_PAGE:
+            raise InvalidArgument(f"page size must be between 1 and {MAX_PAGE}")
+        after = _decode_page_token(page_token)
         self.record_due_reminders()
         if abn:
             abn = normalise_abn(abn)
             self._may_view(caller, abn)
-            credentials = self._storage.list_credentials(abn=abn)
+            credentials = self._storage.list_credentials(abn=abn, page=(after, page_size + 1))
         elif caller.is_admin:
-            credentials = self._storage.list_credentials()
+            credentials = self._storage.list_credentials(page=(after, page_size + 1))
         else:
             visible = sorted({g.abn for g in self._storage.role_grants(principal_id=caller.principal_id)
                               if may({g.role}, Action.VIEW)})
-            credentials = self._storage.list_credentials(abns=visible)
-        return [self._view(c) for c in credentials if c.status is not CredentialStatus.CREATING]
+            credentials = self._storage.list_credentials(abns=visible, page=(after, page_size + 1))
+        more = len(credentials) > page_size
+        credentials = credentials[:page_size]
+        next_token = _encode_page_token(credentials[-1]) if more else ""
+        return [self._view(c) for c in credentials], next_token
 
     def public_key_pem(self, caller: Caller, credential_id: str) -> str:
         """The credential's public key, PEM SubjectPublicKeyInfo."""
@@ -643,53 +745,123 @@ class AgentService:
             Unavailable: the audit entry could not be written (no signature is returned).
         """
         with self._audited(caller, "credential.sign", target=credential_id) as ctx:
-            if (data is None) == (digest is None):
-                raise InvalidArgument("give either the data to sign or its digest, not both")
-            credential = self._credential(credential_id)
-            ctx.abn = credential.abn
-            self._require(caller, credential.abn, Action.SIGN)
-            lifecycle.check_usable(credential.id, credential.status, credential.unassigned_at, self._clock())
-            if permission:
-                check_permissions([permission])
-                ctx.detail["permission"] = permission
-                if credential.permissions is not None and permission not in credential.permissions:
-                    granted = ", ".join(credential.permissions) or "none"
-                    raise PermissionDenied(
-                        f"credential {credential_id} is not granted permission {permission} (granted: {granted}); "
-                        "its principal authority or an authorisation administrator can amend that"
-                    )
-            algorithm = algorithm or SignatureAlgorithm.default_for(credential.key_type)
-            if not algorithm.fits(credential.key_type):
-                fitting = ", ".join(a.algorithm_name for a in SignatureAlgorithm if a.fits(credential.key_type))
-                raise InvalidArgument(
-                    f"algorithm {algorithm.algorithm_name} does not fit credential {credential_id}'s "
-                    f"{credential.key_type.value} key; use one of: {fitting}"
-                )
-            if digest is None:
-                digest = algorithm.hash.digest(data or b"")
-            elif len(digest) != algorithm.hash.digest_size:
-                raise InvalidArgument(
-                    f"{algorithm.algorithm_name} needs a {algorithm.hash.digest_size}-byte "
-                    f"{algorithm.hash.hashlib_name.upper()} digest, got {len(digest)} bytes"
-                )
-            store = self._keys.for_uri(credential.key_uri)
-            signature = store.sign(KeySignRequest(uri=credential.key_uri, algorithm=algorithm,
-                                                  key_type=credential.key_type, digest=digest))
+            prepared = self._prepare_sign(caller, ctx, credential_id, algorithm, data, digest, permission)
+            signature = self._sign_prepared(prepared)
+            self._record_signs(caller, [prepared])
+            return Signature(signature=signature, algorithm=prepared.algorithm,
+                             certificate_chain=prepared.credential.certificate_chain)
+
+    def sign_batch(self, caller: Caller, items: list[BatchItem]) -> list[Signature | DomainError | KeyStoreError]:
+        """Sign many digests in one request (cloud servers signing in bulk).
+
+        Each item is checked and signed on its own: the answer holds a signature or the error
+        for each, in order. Items are signed in parallel on the backend's sessions. Every item,
+        signed or refused, gets its audit entry; if those cannot be written, no signature is
+        returned at all.
+
+        Raises:
+            InvalidArgument: no items, or more than MAX_BATCH.
+            Unavailable: the audit entries could not be written.
+        """
+        if not 1 <= len(items) <= MAX_BATCH:
+            raise InvalidArgument(f"a batch holds 1 to {MAX_BATCH} items, not {len(items)}")
+        results: list[Any] = [None] * len(items)
+        prepared: list[tuple[int, _PreparedSign]] = []
+        refusals: list[tuple[_AuditContext, Exception]] = []
+        for index, item in enumerate(items):
+            ctx = _AuditContext(target=item.credential_id)
             try:
+                prepared.append((index, self._prepare_sign(caller, ctx, item.credential_id, item.algorithm, None,
+                                                           item.digest, item.permission)))
+            except DomainError as exc:
+                results[index] = exc
+                refusals.append((ctx, exc))
+        signed = list(self._batch_executor.map(self._sign_or_error, (p for _, p in prepared)))
+        done = []
+        for (index, item), outcome in zip(prepared, signed, strict=True):
+            if isinstance(outcome, Exception):
+                results[index] = outcome
+                refusals.append((_AuditContext(abn=item.credential.abn, target=item.credential.id), outcome))
+            else:
+                results[index] = Signature(signature=outcome, algorithm=item.algorithm,
+                                           certificate_chain=item.credential.certificate_chain)
+                done.append(item)
+        self._record_signs(caller, done, refusals)
+        return results
+
+    def _sign_or_error(self, prepared: _PreparedSign) -> bytes | Exception:
+        try:
+            return self._sign_prepared(prepared)
+        except (KeyStoreError, DomainError) as exc:
+            return exc
+
+    def _prepare_sign(self, caller: Caller, ctx: _AuditContext, credential_id: str,
+                      algorithm: SignatureAlgorithm | None, data: bytes | None, digest: bytes | None,
+                      permission: str) -> _PreparedSign:
+        """Every check a sign passes before the key is used; the digest to sign."""
+        if (data is None) == (digest is None):
+            raise InvalidArgument("give either the data to sign or its digest, not both")
+        credential = self._credential(credential_id)
+        ctx.abn = credential.abn
+        self._require(caller, credential.abn, Action.SIGN)
+        lifecycle.check_usable(credential.id, credential.status, credential.unassigned_at, self._clock())
+        if permission:
+            check_permissions([permission])
+            ctx.detail["permission"] = permission
+            if credential.permissions is not None and permission not in credential.permissions:
+                granted = ", ".join(credential.permissions) or "none"
+                raise PermissionDenied(
+                    f"credential {credential_id} is not granted permission {permission} (granted: {granted}); "
+                    "its principal authority or an authorisation administrator can amend that"
+                )
+        algorithm = algorithm or SignatureAlgorithm.default_for(credential.key_type)
+        if not algorithm.fits(credential.key_type):
+            fitting = ", ".join(a.algorithm_name for a in SignatureAlgorithm if a.fits(credential.key_type))
+            raise InvalidArgument(
+                f"algorithm {algorithm.algorithm_name} does not fit credential {credential_id}'s "
+                f"{credential.key_type.value} key; use one of: {fitting}"
+            )
+        if digest is None:
+            digest = algorithm.hash.digest(data or b"")
+        elif len(digest) != algorithm.hash.digest_size:
+            raise InvalidArgument(
+                f"{algorithm.algorithm_name} needs a {algorithm.hash.digest_size}-byte "
+                f"{algorithm.hash.hashlib_name.upper()} digest, got {len(digest)} bytes"
+            )
+        return _PreparedSign(credential, algorithm, digest, permission)
+
+    def _sign_prepared(self, prepared: _PreparedSign) -> bytes:
+        credential = prepared.credential
+        return self._keys.for_uri(credential.key_uri).sign(KeySignRequest(
+            uri=credential.key_uri, algorithm=prepared.algorithm, key_type=credential.key_type,
+            digest=prepared.digest))
+
+    def _record_signs(self, caller: Caller, signed: list[_PreparedSign],
+                      refusals: list[tuple[_AuditContext, Exception]] = ()) -> None:
+        """First uses, then one audit entry per sign and per refusal; raise if they are not written."""
+        try:
+            first_used = {p.credential.id: p.credential for p in signed if p.credential.first_used_at is None}
+            for credential in first_used.values():
                 with self._storage.transaction():
-                    if credential.first_used_at is None:
-                        self._storage.update_credential(credential.id, credential.status,
-                                                        first_used_at=self._clock(), permissions=ALL_PERMISSIONS)
+                    current = self._storage.get_credential(credential.id)
+                    if current is not None and current.first_used_at is None:
+                        self._storage.update_credential(credential.id, current.status, first_used_at=self._clock(),
+                                                        permissions=ALL_PERMISSIONS)
                         self._audit(caller, "credential.first-use", abn=credential.abn, target=credential.id,
                                     detail={"permissions": list(ALL_PERMISSIONS)})
-                    self._audit(caller, "credential.sign", abn=credential.abn, target=credential.id, detail={
-                        "algorithm": algorithm.algorithm_name, "permission": permission,
-                        "digest_sha256": hashlib.sha256(digest).hexdigest(),
-                    })
-            except Exception as exc:
-                log.exception("sign with %s: audit entry not written", credential_id)
-                raise Unavailable("the signature was withheld: its audit entry could not be written") from exc
-            return Signature(signature=signature, algorithm=algorithm, certificate_chain=credential.certificate_chain)
+            now, actor = self._clock(), caller.name
+            entries = [dict(at=now, actor=actor, action="credential.sign", outcome="allowed", abn=p.credential.abn,
+                            target=p.credential.id, detail={
+                                "algorithm": p.algorithm.algorithm_name, "permission": p.permission,
+                                "digest_sha256": hashlib.sha256(p.digest).hexdigest()})
+                       for p in signed]
+            entries += [dict(at=now, actor=actor, action="credential.sign", outcome="refused", abn=ctx.abn,
+                             target=ctx.target, detail={**ctx.detail, "reason": str(exc)})
+                        for ctx, exc in refusals]
+            self._appender.append_many(entries)
+        except Exception as exc:
+            log.exception("signs not recorded; signatures withheld")
+            raise Unavailable("the signature was withheld: its audit entry could not be written") from exc
 
     def revoke_credential(self, caller: Caller, credential_id: str, *, confirm: bool) -> CredentialView:
         """Revoke a credential for good and destroy its key.

@@ -76,6 +76,7 @@ class AgentServer:
         self._front: UnixFront | None = None
         self._private_dir: str | None = None
         self._stopping = threading.Event()
+        self._service: AgentService | None = None
 
     def start(self) -> None:
         """Open everything and start serving.
@@ -99,7 +100,7 @@ class AgentServer:
         except KeyStoreError as exc:
             raise ConfigError(str(exc)) from None
         self._storage = Storage(os.path.join(config.data_dir, "mcagent.db"))
-        service = AgentService(self._storage, self._keys, timezone=config.timezone)
+        service = self._service = AgentService(self._storage, self._keys, timezone=config.timezone)
         service.finish_interrupted_work()
         try:
             service.ensure_ca()
@@ -171,6 +172,9 @@ class AgentServer:
         if self._private_dir is not None:
             shutil.rmtree(self._private_dir, ignore_errors=True)
             self._private_dir = None
+        if self._service is not None:
+            self._service.close()
+            self._service = None
         if self._keys is not None:
             self._keys.close()
             self._keys = None

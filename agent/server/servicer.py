@@ -20,8 +20,9 @@ from agent.domain.errors import InvalidArgument
 from agent.domain.model import Backend, Business, Principal, RoleGrant
 from agent.domain.notification import AGENCIES
 from agent.domain.policy import Role
-from agent.domain.service import AgentService, CredentialView, NotificationView
+from agent.domain.service import AgentService, BatchItem, CredentialView, NotificationView, Signature
 from agent.server.auth import Authenticator
+from agent.server.interceptors import status_of
 from hsm.base import KeyType, SignatureAlgorithm
 
 KEY_TYPES = {
@@ -245,8 +246,11 @@ class CredentialServicer(CertificateMixin, _Servicer, pb_grpc.CredentialServiceS
         return credential_message(self._service.get_credential(self._auth.caller(context), request.id))
 
     def ListCredentials(self, request: pb.ListCredentialsRequest, context: grpc.ServicerContext) -> Any:
-        views = self._service.list_credentials(self._auth.caller(context), request.abn or None)
-        return pb.ListCredentialsResponse(credentials=[credential_message(v) for v in views])
+        views, next_token = self._service.list_credentials(self._auth.caller(context), request.abn or None,
+                                                           page_size=request.page_size,
+                                                           page_token=request.page_token)
+        return pb.ListCredentialsResponse(credentials=[credential_message(v) for v in views],
+                                          next_page_token=next_token)
 
     def GetPublicKey(self, request: pb.GetPublicKeyRequest, context: grpc.ServicerContext) -> Any:
         return pb.PublicKey(pem=self._service.public_key_pem(self._auth.caller(context), request.id))
@@ -267,6 +271,21 @@ class CredentialServicer(CertificateMixin, _Servicer, pb_grpc.CredentialServiceS
             algorithm=_to_proto(ALGORITHMS, result.algorithm),
             certificate_chain=list(result.certificate_chain),
         )
+
+    def SignBatch(self, request: pb.SignBatchRequest, context: grpc.ServicerContext) -> Any:
+        caller = self._auth.caller(context)
+        items = [BatchItem(credential_id=item.credential_id,
+                           algorithm=_from_proto(ALGORITHMS, item.algorithm, "signature algorithm"),
+                           digest=item.digest, permission=item.permission) for item in request.items]
+        results = []
+        for outcome in self._service.sign_batch(caller, items):
+            if isinstance(outcome, Signature):
+                results.append(pb.SignBatchResult(signature=outcome.signature,
+                                                  algorithm=_to_proto(ALGORITHMS, outcome.algorithm)))
+            else:
+                code = status_of(outcome) or grpc.StatusCode.INTERNAL
+                results.append(pb.SignBatchResult(code=code.value[0], error=str(outcome)))
+        return pb.SignBatchResponse(results=results)
 
     def RevokeCredential(self, request: pb.RevokeCredentialRequest, context: grpc.ServicerContext) -> Any:
         view = self._service.revoke_credential(self._auth.caller(context), request.id, confirm=request.confirm)

@@ -8,12 +8,13 @@ from typing import Any
 from asn1crypto.core import OctetString
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 from pkcs11 import MGF, Attribute, Mechanism, ObjectClass
 from pkcs11 import KeyType as P11KeyType
 from pkcs11 import exceptions as p11e
-from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
+from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
 from hsm.base import (
     CreateKeyRequest,
@@ -251,8 +252,10 @@ class Pkcs11KeyStore(KeyStore):
             return key.sign(payload, mechanism=mechanism, mechanism_param=param)
 
         signature = self._pool.run(f"sign with {request.uri}", sign)
-        if mechanism is Mechanism.ECDSA:
-            signature = encode_ecdsa_signature(signature)
+        if mechanism is Mechanism.ECDSA:  # PKCS#11 gives r || s; X.509, CMS and openssl want DER
+            half = len(signature) // 2
+            signature = encode_dss_signature(int.from_bytes(signature[:half], "big"),
+                                             int.from_bytes(signature[half:], "big"))
         return signature
 
     def delete_key(self, uri: str) -> int:

@@ -279,16 +279,22 @@ class GetCredentialRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ListCredentialsRequest(_message.Message):
-    __slots__ = ("abn",)
+    __slots__ = ("abn", "page_size", "page_token")
     ABN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     abn: str
-    def __init__(self, abn: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, abn: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListCredentialsResponse(_message.Message):
-    __slots__ = ("credentials",)
+    __slots__ = ("credentials", "next_page_token")
     CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     credentials: _containers.RepeatedCompositeFieldContainer[Credential]
-    def __init__(self, credentials: _Optional[_Iterable[_Union[Credential, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, credentials: _Optional[_Iterable[_Union[Credential, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetPublicKeyRequest(_message.Message):
     __slots__ = ("id",)
@@ -315,6 +321,42 @@ class SignRequest(_message.Message):
     digest: bytes
     permission: str
     def __init__(self, credential_id: _Optional[str] = ..., algorithm: _Optional[_Union[SignatureAlgorithm, str]] = ..., data: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., permission: _Optional[str] = ...) -> None: ...
+
+class SignBatchItem(_message.Message):
+    __slots__ = ("credential_id", "algorithm", "digest", "permission")
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    credential_id: str
+    algorithm: SignatureAlgorithm
+    digest: bytes
+    permission: str
+    def __init__(self, credential_id: _Optional[str] = ..., algorithm: _Optional[_Union[SignatureAlgorithm, str]] = ..., digest: _Optional[bytes] = ..., permission: _Optional[str] = ...) -> None: ...
+
+class SignBatchRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[SignBatchItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[SignBatchItem, _Mapping]]] = ...) -> None: ...
+
+class SignBatchResult(_message.Message):
+    __slots__ = ("signature", "algorithm", "code", "error")
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    signature: bytes
+    algorithm: SignatureAlgorithm
+    code: int
+    error: str
+    def __init__(self, signature: _Optional[bytes] = ..., algorithm: _Optional[_Union[SignatureAlgorithm, str]] = ..., code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class SignBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SignBatchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[SignBatchResult, _Mapping]]] = ...) -> None: ...
 
 class SignResponse(_message.Message):
     __slots__ = ("signature", "algorithm", "certificate_chain")

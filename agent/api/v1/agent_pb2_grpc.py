@@ -518,6 +518,11 @@ class CredentialServiceStub:
                 request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.SignRequest.SerializeToString,
                 response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.SignResponse.FromString,
                 _registered_method=True)
+        self.SignBatch = channel.unary_unary(
+                '/mcagent.v1.CredentialService/SignBatch',
+                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.SignBatchRequest.SerializeToString,
+                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.SignBatchResponse.FromString,
+                _registered_method=True)
 
 
 class CredentialServiceServicer:
@@ -614,6 +619,14 @@ class CredentialServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SignBatch(self, request, context):
+        """Many digests in one request; per-item results and errors. The certificate chains are
+        not repeated here: get them once with GetCertificateChain.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CredentialServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -691,6 +704,11 @@ def add_CredentialServiceServicer_to_server(servicer, server):
                     servicer.Sign,
                     request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.SignRequest.FromString,
                     response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.SignResponse.SerializeToString,
+            ),
+            'SignBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignBatch,
+                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.SignBatchRequest.FromString,
+                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.SignBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1098,6 +1116,33 @@ class CredentialService:
             '/mcagent.v1.CredentialService/Sign',
             agent_dot_api_dot_v1_dot_agent__pb2.SignRequest.SerializeToString,
             agent_dot_api_dot_v1_dot_agent__pb2.SignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.CredentialService/SignBatch',
+            agent_dot_api_dot_v1_dot_agent__pb2.SignBatchRequest.SerializeToString,
+            agent_dot_api_dot_v1_dot_agent__pb2.SignBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
