@@ -10,6 +10,7 @@ commit together or not at all. Reads may run anywhere.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -560,21 +561,30 @@ class Storage:
     def append_audit(self, *, at: dt.datetime, actor: str, action: str, outcome: str, abn: str = "",
                      target: str = "", detail: dict[str, Any] | None = None) -> AuditEntry:
         """Append an entry chained to the newest one (inside the caller's transaction)."""
+        return self.append_audit_many([dict(at=at, actor=actor, action=action, outcome=outcome, abn=abn,
+                                            target=target, detail=detail)])[0]
+
+    def append_audit_many(self, entries: list[dict[str, Any]]) -> list[AuditEntry]:
+        """Append entries in order, each chained to the one before (inside the caller's transaction)."""
         if self._audit_head is None:
             last = self._conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
             self._audit_head = (last["seq"], last["hash"]) if last else (0, GENESIS)
-        seq, prev_hash = self._audit_head[0] + 1, self._audit_head[1]
-        entry = AuditEntry(seq=seq, at=at, actor=actor, action=action, outcome=outcome, abn=abn, target=target,
-                           detail=detail or {}, prev_hash=prev_hash)
-        entry = AuditEntry(**{**entry.__dict__, "hash": entry_hash(entry)})
-        self._conn.execute(
+        seq, prev_hash = self._audit_head
+        written = []
+        for fields in entries:
+            seq += 1
+            entry = AuditEntry(seq=seq, prev_hash=prev_hash, **{**fields, "detail": fields.get("detail") or {}})
+            entry = dataclasses.replace(entry, hash=entry_hash(entry))
+            written.append(entry)
+            prev_hash = entry.hash
+        self._conn.executemany(
             "INSERT INTO audit (seq, at, actor, action, outcome, abn, target, detail, prev_hash, hash)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (entry.seq, _ts(entry.at), entry.actor, entry.action, entry.outcome, entry.abn, entry.target,
-             json.dumps(entry.detail, sort_keys=True), entry.prev_hash, entry.hash),
+            [(e.seq, _ts(e.at), e.actor, e.action, e.outcome, e.abn, e.target, json.dumps(e.detail, sort_keys=True),
+              e.prev_hash, e.hash) for e in written],
         )
-        self._audit_head = (entry.seq, entry.hash)
-        return entry
+        self._audit_head = (seq, prev_hash)
+        return written
 
     def audit_page(self, *, abn: str | None, after: int, limit: int) -> list[AuditEntry]:
         """Entries after sequence number `after`, oldest first, at most `limit`."""
@@ -639,7 +649,7 @@ class AuditAppender:
             try:
                 with self._storage.transaction(changes_state=False):
                     for pending in batch:
-                        pending.entries = [self._storage.append_audit(**fields) for fields in pending.fields]
+                        pending.entries = self._storage.append_audit_many(pending.fields)
             except Exception as exc:  # every waiter learns its entries were not written
                 for pending in batch:
                     pending.entries, pending.error = [], exc

@@ -776,7 +776,12 @@ class AgentService:
             except DomainError as exc:
                 results[index] = exc
                 refusals.append((ctx, exc))
-        signed = list(self._batch_executor.map(self._sign_or_error, (p for _, p in prepared)))
+        # One task per worker, not per item: handing each item to a thread costs more than an ECDSA sign.
+        chunks = [[p for _, p in prepared[i::BATCH_WORKERS]] for i in range(BATCH_WORKERS)]
+        chunk_results = list(self._batch_executor.map(lambda chunk: [self._sign_or_error(p) for p in chunk], chunks))
+        signed: list[Any] = [None] * len(prepared)
+        for i, results_of_chunk in enumerate(chunk_results):
+            signed[i::BATCH_WORKERS] = results_of_chunk
         done = []
         for (index, item), outcome in zip(prepared, signed, strict=True):
             if isinstance(outcome, Exception):
