@@ -52,6 +52,20 @@ def name_of(certificate: x509.Certificate) -> str:
     return _attribute(certificate.subject, NameOID.COMMON_NAME)
 
 
+def _builder(subject: x509.Name, issuer: x509.Name, public_key: PublicKeyTypes, now: dt.datetime,
+             validity: dt.timedelta) -> x509.CertificateBuilder:
+    """Subject, issuer, key, a random serial and the validity from `now`."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + validity)
+    )
+
+
 def build_csr(key: CertificateIssuerPrivateKeyTypes, abn: str, name: str) -> x509.CertificateSigningRequest:
     """A PKCS#10 request for a credential, signed by its own key (inside its backend)."""
     return x509.CertificateSigningRequestBuilder().subject_name(credential_subject(abn, name)).sign(
@@ -69,13 +83,7 @@ def issue_leaf(
 ) -> x509.Certificate:
     """A machine-credential certificate with the profile above."""
     return (
-        x509.CertificateBuilder()
-        .subject_name(credential_subject(abn, name))
-        .issuer_name(issuer.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + LEAF_VALIDITY)
+        _builder(credential_subject(abn, name), issuer.subject, public_key, now, LEAF_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(
             digital_signature=True, content_commitment=True, key_encipherment=True, data_encipherment=True,
@@ -93,13 +101,7 @@ def _ca_certificate(*, subject: x509.Name, issuer: x509.Name, public_key: Public
                     signing_key: CertificateIssuerPrivateKeyTypes, issuer_public_key: PublicKeyTypes,
                     path_length: int, now: dt.datetime, validity: dt.timedelta) -> x509.Certificate:
     return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + validity)
+        _builder(subject, issuer, public_key, now, validity)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(x509.KeyUsage(
             digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,

@@ -156,6 +156,8 @@ class _ReadCache:
             except KeyError:
                 pass
         value = load(key)
+        if value is None:  # misses are not kept: unknown tokens must not grow the cache
+            return value
         with self._lock:
             if self._version == version:  # not cached across a change that happened meanwhile
                 self._entries[(kind, key)] = value
