@@ -222,6 +222,23 @@ class KeyDeleter(Protocol):
 
 
 @runtime_checkable
+class CertificateStore(Protocol):
+    """A backend that keeps a key's certificate next to it.
+
+    In a token this is a CKO_CERTIFICATE object with the key's CKA_ID and label, so
+    PKCS#11-aware software finds the certificate with the key. Destroying the key by its
+    URI destroys the certificate too.
+    """
+
+    def store_certificate(self, uri: str, certificate_der: bytes) -> None:
+        """Store, or replace, the certificate of the key at `uri`.
+
+        Raises:
+            KeyNotFound: no key at that URI.
+        """
+
+
+@runtime_checkable
 class KeyImporter(Protocol):
     """A backend that can take in an existing private key (replacing an AUSkey or a RAM key store)."""
 

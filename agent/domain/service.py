@@ -54,6 +54,7 @@ from agent.keys import KeyStores
 from agent.storage import AuditAppender, Storage
 from hsm import base as keys_base
 from hsm.base import (
+    CertificateStore,
     CreateKeyRequest,
     KeyDeleter,
     KeyExporter,
@@ -650,6 +651,8 @@ class AgentService:
             raise
         try:
             chain = chain_for(key)
+            if isinstance(store, CertificateStore):  # next to the key, for PKCS#11-aware software
+                store.store_certificate(key.uri, chain[0].public_bytes(serialization.Encoding.DER))
             with self._storage.transaction():
                 self._storage.update_credential(
                     credential_id, CredentialStatus.CREATING, status=CredentialStatus.ACTIVE, key_uri=key.uri,
@@ -1100,6 +1103,9 @@ class AgentService:
             extra = certificates.load_certificates(chain, "--chain") if chain else []
             certificates.check_installable(leaf, public_key=key.public_key, abn=credential.abn, now=self._clock())
             full = [leaf, *rest, *extra]
+            store = self._keys.for_uri(credential.key_uri)
+            if isinstance(store, CertificateStore):
+                store.store_certificate(credential.key_uri, leaf.public_bytes(serialization.Encoding.DER))
             with self._storage.transaction():
                 self._storage.update_credential(
                     credential.id, credential.status,

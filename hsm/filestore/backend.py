@@ -308,6 +308,18 @@ class FileKeyStore(KeyStore):
             key_id=key_id,
         )
 
+    def store_certificate(self, uri: str, certificate_der: bytes) -> None:
+        """See `CertificateStore.store_certificate`: kept in the key's entry."""
+        label = self._label_of(uri)
+
+        def keep(contents: _Contents) -> None:
+            entry = contents.entries.get(label)
+            if entry is None:
+                raise KeyNotFound(f"no key {label!r} in key store file {self.path}")
+            contents.entries[label] = {**entry, "certificate": _b64(certificate_der)}
+
+        self._update(keep)
+
     def label_uri(self, label: str) -> str:
         """See `KeyStore.label_uri`: labels name keys in this backend, so it is the key's URI."""
         return str(FileURI(self.path, label))

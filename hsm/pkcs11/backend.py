@@ -8,13 +8,14 @@ from typing import Any
 from asn1crypto.core import OctetString
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 from pkcs11 import MGF, Attribute, Mechanism, ObjectClass
 from pkcs11 import KeyType as P11KeyType
 from pkcs11 import exceptions as p11e
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
+from pkcs11.util.x509 import decode_x509_certificate
 
 from hsm.base import (
     CreateKeyRequest,
@@ -212,6 +213,21 @@ class Pkcs11KeyStore(KeyStore):
             return KeyInfo(uri=uri, key_type=key_type, public_key=public_key, key_id=key_id)
 
         return self._pool.run(f"import key {label!r}", store, retry=False)
+
+    def store_certificate(self, uri: str, certificate_der: bytes) -> None:
+        """See `CertificateStore.store_certificate`: a public token object with the key's id and label."""
+        parsed = self._parse(uri)
+
+        def store(worker: WorkerSession) -> None:
+            session = worker.session
+            key = self._find_one(session, parsed, ObjectClass.PUBLIC_KEY)
+            identity = {Attribute.ID: bytes(key[Attribute.ID]), Attribute.LABEL: key[Attribute.LABEL]}
+            for old in list(session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE, **identity})):
+                old.destroy()
+            session.create_object({**decode_x509_certificate(certificate_der), **identity, Attribute.TOKEN: True,
+                                   Attribute.PRIVATE: False})
+
+        self._pool.run(f"store the certificate of {uri}", store, retry=False)
 
     def label_uri(self, label: str) -> str:
         """See `KeyStore.label_uri`: ``pkcs11:token=…;object=<label>``."""

@@ -47,7 +47,7 @@ def _create(pa, backend: str = "pkcs11", name: str = "server-1", key_type: str =
                            "--key-type", key_type, "--accept-terms", "--json"))
 
 
-def test_csr_chain_and_profile(both_daemon, tmp_path):
+def test_csr_chain_and_profile(both_daemon, softhsm, tmp_path):
     pa = both_daemon.new_business(ABN, "alice")
     credential = _create(pa)
     # The CSR, signed inside the token, verifies and names the credential.
@@ -82,6 +82,10 @@ def test_csr_chain_and_profile(both_daemon, tmp_path):
     assert list(extended) == [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.EMAIL_PROTECTION]
     key_id = leaf.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     assert key_id == Pkcs11URI.parse(credential["key_uri"]).key_id  # the token's CKA_ID
+    # The certificate sits next to the key in the token, with the same id and label.
+    certificate_objects = [b for b in objects_by_label(list_objects(softhsm), credential["id"])
+                           if b.startswith("Certificate Object")]
+    assert len(certificate_objects) == 1 and f"ID:         {key_id.hex()}" in certificate_objects[0]
     # Signatures come with the chain.
     message = tmp_path / "m"
     message.write_bytes(b"payload")

@@ -127,3 +127,50 @@ def test_only_the_file_store_exports_keys(store):
     else:
         exported = store.export_private_key(info.uri)
         assert exported.public_key().public_numbers() == info.public_key.public_numbers()
+
+
+def _stored_certificates(store, info) -> list[bytes]:
+    """What the backend holds as the key's certificate, read around the interface."""
+    import base64
+    import json
+
+    import pkcs11
+    from pkcs11 import Attribute, ObjectClass
+
+    if store.scheme == "file":
+        entry = json.loads(open(store.path).read())["keys"].get(info.uri.rsplit("#", 1)[1], {})
+        return [base64.b64decode(entry["certificate"])] if "certificate" in entry else []
+    token = pkcs11.lib(store._pool._module_path).get_token(token_label=store.token_label)
+    with token.open() as session:  # shares the store's login
+        return [bytes(c[Attribute.VALUE]) for c in session.get_objects(
+            {Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.ID: info.key_id})]
+
+
+def test_certificate_is_kept_next_to_the_key_and_goes_with_it(store):
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from hsm.base import CertificateStore
+
+    assert isinstance(store, CertificateStore)
+    info = store.create_key(CreateKeyRequest(label=_label(), key_type=KeyType.EC_P256))
+    issuer_key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+
+    def certificate(common_name: str) -> bytes:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        built = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(info.public_key)
+                 .serial_number(x509.random_serial_number()).not_valid_before(now)
+                 .not_valid_after(now + dt.timedelta(days=1)).sign(issuer_key, hashes.SHA256()))
+        return built.public_bytes(serialization.Encoding.DER)
+
+    first, second = certificate("first"), certificate("second")
+    store.store_certificate(info.uri, first)
+    assert _stored_certificates(store, info) == [first]
+    store.store_certificate(info.uri, second)  # replaces, never two
+    assert _stored_certificates(store, info) == [second]
+    store.delete_key(info.uri)
+    assert _stored_certificates(store, info) == []
