@@ -672,7 +672,7 @@ class AgentService:
             log.exception("credential %s: not recorded; its key was destroyed", credential_id)
             raise Unavailable("the credential was not created: its record or audit entry could not be "
                               "written (its key was destroyed)") from exc
-        log.info("credential %s (%s) %s for %s by %s", credential_id, name, action, business.abn, caller.name)
+        log.info("%s: credential %s (%s) for %s by %s", action, credential_id, name, business.abn, caller.name)
         notice = ""
         if previous is not None:
             notice = (f"this credential renews {previous.id} ({name}) and takes over its permissions; "
