@@ -444,6 +444,7 @@ class Storage:
         holder_id: str | None = None,
         abns: list[str] | None = None,
         name: str | None = None,
+        key_destroyed: bool | None = None,
         page: tuple[tuple[str, str] | None, int] | None = None,
     ) -> list[Credential]:
         """Credentials, oldest first, filtered by whichever arguments are given.
@@ -453,7 +454,8 @@ class Storage:
         """
         query, params = _CREDENTIAL_SELECT + " WHERE 1=1", []
         for column, value in (("c.abn", abn), ("c.status", status.value if status else None),
-                              ("c.holder_id", holder_id), ("c.name", name)):
+                              ("c.holder_id", holder_id), ("c.name", name),
+                              ("c.key_destroyed", None if key_destroyed is None else int(key_destroyed))):
             if value is not None:
                 query += f" AND {column} = ?"
                 params.append(value)

@@ -329,7 +329,8 @@ def cmd_role_remove(args: argparse.Namespace) -> None:
     response = _client(args).businesses.RemoveRole(_role_request(args))
     text = f"removed {args.role} in {args.abn} from {args.principal}"
     for credential_id in response.unassigned_credential_ids:
-        text += f"\ncredential {credential_id} is now unassigned (suspended); it works for 60 days unless claimed"
+        text += (f"\ncredential {credential_id} is now unassigned (suspended); `mcagent credential show "
+                 f"{credential_id}` gives the date it stops working unless claimed")
     _emit(args, response, text)
 
 

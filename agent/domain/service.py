@@ -1426,6 +1426,5 @@ class AgentService:
                 self._storage.delete_credential(credential.id)
             log.warning("removed credential %s whose creation was interrupted (%d key objects destroyed)",
                         credential.id, removed)
-        for credential in self._storage.list_credentials(status=CredentialStatus.REVOKED):
-            if not credential.key_destroyed:
-                self._destroy_revoked_key(credential)
+        for credential in self._storage.list_credentials(status=CredentialStatus.REVOKED, key_destroyed=False):
+            self._destroy_revoked_key(credential)
