@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from agent.api.defaults import KEYSTORE_NAME, default_data_dir, default_socket_path
 from agent.domain.model import Backend
 from agent.domain.notification import DEFAULT_TIMEZONE
+from agent.keys import DEFAULT_STORE, STORE_NAME
 
 PIN_ENV = "MCAGENT_PKCS11_PIN"
 KEYSTORE_PASSWORD_ENV = "MCAGENT_KEYSTORE_PASSWORD"
@@ -57,6 +58,24 @@ def _read_file(path: str | None, what: str) -> bytes | None:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
+def _keystore_files(default_path: str, stores: list[str]) -> dict[str, str]:
+    """The key store files by name: `default` plus each `--store NAME=PATH`."""
+    files = {DEFAULT_STORE: os.path.abspath(default_path)}
+    for spec in stores:
+        name, sep, path = spec.partition("=")
+        if not sep or not path:
+            raise ConfigError(f"--store {spec!r} must be NAME=PATH")
+        if not STORE_NAME.match(name):
+            raise ConfigError(f"--store name {name!r} must be 1-32 lower-case letters, digits, '_' or '-'")
+        if name in files:
+            raise ConfigError(f"--store {name} is given twice (or names the default key store)")
+        path = os.path.abspath(path)
+        if path in files.values():
+            raise ConfigError(f"key store file {path} is configured under two names")
+        files[name] = path
+    return files
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything `mcagent serve` needs.
@@ -65,7 +84,8 @@ class Config:
         data_dir: holds the database, the socket and the default key store file.
         socket_path: the Unix socket clients connect to.
         default_backend: backend for credentials that name none.
-        keystore_path: the pre-filled key store file path.
+        keystore_files: the key store files by name; ``default`` is the one used when a request
+            names none. Clients choose among these by name, never by path.
         keystore_password: enables the file backend; None leaves it off.
         pkcs11_module: PKCS#11 library; with a token label, enables the pkcs11 backend.
         pkcs11_token: label of the token.
@@ -81,7 +101,7 @@ class Config:
     data_dir: str
     socket_path: str
     default_backend: Backend
-    keystore_path: str
+    keystore_files: dict[str, str]
     keystore_password: str | None = None
     pkcs11_module: str | None = None
     pkcs11_token: str | None = None
@@ -115,6 +135,7 @@ class Config:
         client_ca: str | None = None,
         insecure_listen: str | None = None,
         timezone: str | None = None,
+        stores: list[str] | None = None,
     ) -> Config:
         """Resolve defaults and secrets, and check the combination makes sense.
 
@@ -161,7 +182,7 @@ class Config:
             data_dir=data_dir,
             socket_path=os.path.abspath(socket_path or default_socket_path(data_dir)),
             default_backend=default_backend,
-            keystore_path=os.path.abspath(keystore_path or os.path.join(data_dir, KEYSTORE_NAME)),
+            keystore_files=_keystore_files(keystore_path or os.path.join(data_dir, KEYSTORE_NAME), stores or []),
             keystore_password=password,
             pkcs11_module=pkcs11_module,
             pkcs11_token=pkcs11_token,

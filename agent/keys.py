@@ -1,13 +1,16 @@
-"""The agent's key custody backends: at most one PKCS#11 token and any number of files.
+"""The agent's key custody backends: at most one PKCS#11 token and the configured key store files.
 
 Credentials choose a backend when created (``pkcs11`` or ``file``, default from the daemon's
-configuration) and, for ``file``, a key store path (default: the pre-filled path in the
-data directory). All key store files share the daemon's key store password.
+configuration) and, for ``file``, one of the key store files the operator configured, by
+name (``default`` unless the request names another). A client never names a path: every
+file the daemon opens is one the operator named at start-up. All key store files share the
+daemon's key store password.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 
 from agent.domain.errors import FailedPrecondition, InvalidArgument
@@ -15,6 +18,9 @@ from agent.domain.model import Backend
 from hsm import open_keystore
 from hsm.base import KeyDeleter, KeyStore
 from hsm.uri import FileURI, scheme_of
+
+DEFAULT_STORE = "default"
+STORE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
 class KeyStores:
@@ -24,45 +30,58 @@ class KeyStores:
         self,
         *,
         default_backend: Backend,
-        default_keystore_path: str,
+        keystore_files: dict[str, str],
         keystore_password: str | None,
         pkcs11: KeyStore | None = None,
     ) -> None:
-        """Open the default key store file now, so a wrong password stops start-up.
+        """Open every configured key store file now, so a wrong password stops start-up.
 
         Args:
             default_backend: backend used when a request names none.
-            default_keystore_path: the pre-filled key store file path.
+            keystore_files: key store file paths by name; ``default`` is used when a request
+                names none.
             keystore_password: password of key store files; None disables the file backend.
             pkcs11: the opened token; None disables the pkcs11 backend.
         """
         self.default_backend = default_backend
-        self.default_keystore_path = default_keystore_path
+        self._paths = {name: os.path.normpath(path) for name, path in keystore_files.items()}
+        self._names = {path: name for name, path in self._paths.items()}
         self._password = keystore_password
         self._files: dict[str, KeyStore] = {}
         self._lock = threading.Lock()
         self._pkcs11 = pkcs11
         if keystore_password is not None:
-            self.file_store(default_keystore_path)
+            for name in self._paths:
+                self._open(name)
 
-    def file_store(self, path: str) -> KeyStore:
-        """The key store file at `path`, opened on first use."""
-        if not os.path.isabs(path):
-            raise InvalidArgument(f"key store path must be absolute: {path}")
-        path = os.path.normpath(path)
+    def _open(self, name: str) -> KeyStore:
         with self._lock:
-            store = self._files.get(path)
+            store = self._files.get(name)
             if store is None:
                 if self._password is None:
                     raise FailedPrecondition(
                         "the file key store is not enabled: start the agent with "
                         "MCAGENT_KEYSTORE_PASSWORD or --keystore-password-file"
                     )
-                if not os.path.isdir(os.path.dirname(path)):
-                    raise InvalidArgument(f"key store directory {os.path.dirname(path)} does not exist")
-                store = open_keystore(str(FileURI(path)), self._password)
-                self._files[path] = store
+                store = open_keystore(str(FileURI(self._paths[name])), self._password)
+                self._files[name] = store
             return store
+
+    def file_store(self, name: str | None) -> KeyStore:
+        """The configured key store file called `name` (the default one for None or "").
+
+        Raises:
+            InvalidArgument: no key store file of that name is configured.
+        """
+        name = name or DEFAULT_STORE
+        if name not in self._paths:
+            configured = ", ".join(sorted(self._paths)) or "none"
+            which = f"as {name!r}" if STORE_NAME.match(name) else "under that name"  # a path is not echoed
+            raise InvalidArgument(
+                f"no key store file is configured {which} (configured: {configured}); key store files "
+                "are named by the operator with `mcagent serve --store NAME=PATH`, never chosen by path"
+            )
+        return self._open(name)
 
     def pkcs11_store(self) -> KeyStore:
         """The PKCS#11 token."""
@@ -73,20 +92,31 @@ class KeyStores:
             )
         return self._pkcs11
 
-    def for_new_key(self, backend: Backend | None, keystore_path: str | None) -> tuple[Backend, KeyStore]:
+    def for_new_key(self, backend: Backend | None, store_name: str | None) -> tuple[Backend, KeyStore]:
         """The backend a new key goes to."""
         backend = backend or self.default_backend
         if backend is Backend.PKCS11:
-            if keystore_path:
-                raise InvalidArgument("--keystore applies to the file backend only")
+            if store_name:
+                raise InvalidArgument("a key store file name (--store) applies to the file backend only")
             return backend, self.pkcs11_store()
-        return backend, self.file_store(keystore_path or self.default_keystore_path)
+        return backend, self.file_store(store_name)
 
     def for_uri(self, uri: str) -> KeyStore:
-        """The backend holding the key at `uri`."""
+        """The backend holding the key at `uri`.
+
+        Raises:
+            FailedPrecondition: the key is in a file the operator has not configured (any more).
+        """
         if scheme_of(uri) == "pkcs11":
             return self.pkcs11_store()
-        return self.file_store(FileURI.parse(uri).path)
+        path = os.path.normpath(FileURI.parse(uri).path)
+        name = self._names.get(path)
+        if name is None:
+            raise FailedPrecondition(
+                f"the key is in key store file {path}, which this agent is not configured with; "
+                f"the operator can add it with `mcagent serve --store NAME={path}`"
+            )
+        return self.file_store(name)
 
     def delete_key(self, uri: str) -> int:
         """Destroy the key (every object) at `uri`; returns how many objects went."""

@@ -193,14 +193,13 @@ def cmd_credential_create(args: argparse.Namespace) -> None:
     accepted = ""
     if args.accept_terms:
         accepted = client.credentials.GetMachineTerms(pb.GetMachineTermsRequest()).version
-    keystore = os.path.abspath(args.keystore) if args.keystore else ""
     created = client.credentials.CreateCredential(
         pb.CreateCredentialRequest(
             abn=args.abn,
             name=args.name,
             key_type=KEY_TYPES[args.key_type] if args.key_type else 0,
             backend=BACKENDS[args.backend] if args.backend else 0,
-            keystore_path=keystore,
+            store=args.store or "",
             accepted_terms_version=accepted,
         )
     )
@@ -496,7 +495,8 @@ def cmd_credential_import(args: argparse.Namespace) -> None:
     client = _client(args)
     request = pb.ImportCredentialRequest(
         alias=args.alias or "", password=_password(args, IMPORT_PASSWORD_ENV, confirm=False),
-        backend=BACKENDS[args.backend] if args.backend else 0, principal_authority=args.principal_authority or "",
+        backend=BACKENDS[args.backend] if args.backend else 0, store=args.store or "",
+        principal_authority=args.principal_authority or "",
         accepted_terms_version=client.credentials.GetMachineTerms(pb.GetMachineTermsRequest()).version
         if args.accept_terms else "",
     )
@@ -570,6 +570,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
             client_ca=args.client_ca,
             insecure_listen=args.insecure_listen,
             timezone=args.timezone,
+            stores=args.store,
         )
         AgentServer(config).run_until_signalled()
     except ConfigError as exc:
@@ -607,6 +608,8 @@ def build_parser() -> Parser:
     serve.add_argument("--socket", default=argparse.SUPPRESS, help="Unix socket (default: <data-dir>/mcagent.sock)")
     serve.add_argument("--keystore-backend", choices=list(BACKENDS), default="file", help="default key backend")
     serve.add_argument("--keystore", help="default key store file (default: <data-dir>/keystore.mcks)")
+    serve.add_argument("--store", action="append", metavar="NAME=PATH",
+                       help="another key store file that clients may choose by NAME (repeatable)")
     serve.add_argument("--keystore-password-file", help="file holding the key store password "
                        "(else env MCAGENT_KEYSTORE_PASSWORD)")
     serve.add_argument("--pkcs11-module", help="PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so")
@@ -645,7 +648,8 @@ def build_parser() -> Parser:
     p.add_argument("--name", required=True, help="credential name (the certificate's CN)")
     p.add_argument("--key-type", choices=list(KEY_TYPES), help="default rsa-2048")
     p.add_argument("--backend", choices=list(BACKENDS), help="default: the agent's --keystore-backend")
-    p.add_argument("--keystore", help="key store file for the file backend (default: the agent's)")
+    p.add_argument("--store", metavar="NAME", help="file backend: which of the agent's configured key store files "
+                   "(default: its default one)")
     p.add_argument("--accept-terms", action="store_true", help="accept the current machine terms of use")
     p = leaf(credential, "list", cmd_credential_list, "list credentials, a page at a time")
     p.add_argument("--abn", help="only this business")
@@ -684,6 +688,7 @@ def build_parser() -> Parser:
     p.add_argument("--alias", metavar="ID", help="which credential in it (ABRD:<ABN>_<name>)")
     p.add_argument("--pkcs12", metavar="FILE", help="a PKCS#12 file instead")
     p.add_argument("--backend", choices=list(BACKENDS), help="where the key goes (default: the agent's)")
+    p.add_argument("--store", metavar="NAME", help="file backend: which of the agent's configured key store files")
     p.add_argument("--password-file", help=f"file holding the password (else env {IMPORT_PASSWORD_ENV}, else prompt)")
     p.add_argument("--principal-authority", metavar="PRINCIPAL", help="for a business not yet registered")
     p.add_argument("--accept-terms", action="store_true", help="accept the current machine terms of use")

@@ -559,7 +559,7 @@ class AgentService:
         name: str,
         key_type: KeyType | None,
         backend: Backend | None,
-        keystore_path: str | None,
+        store: str | None,
         accepted_terms_version: str,
     ) -> Created:
         """Create a machine credential with a new key pair in the chosen backend.
@@ -585,7 +585,7 @@ class AgentService:
             key_type = key_type or keys_base.DEFAULT_KEY_TYPE
             return self._provision(
                 caller, ctx, action="credential.create", business=business, name=name, key_type=key_type,
-                backend=backend, keystore_path=keystore_path, terms_version=accepted_terms_version,
+                backend=backend, store=store, terms_version=accepted_terms_version,
                 holder_id=caller.principal_id,
                 make_key=lambda store, label: store.create_key(CreateKeyRequest(label=label, key_type=key_type)),
                 chain_for=lambda key: self._issue_leaf(key, business.abn, name),
@@ -613,7 +613,7 @@ class AgentService:
         name: str,
         key_type: KeyType,
         backend: Backend | None,
-        keystore_path: str | None,
+        store: str | None,
         terms_version: str,
         holder_id: str | None,
         make_key: Callable[[KeyStore, str], KeyInfo],
@@ -633,7 +633,7 @@ class AgentService:
         replaced = [c for c in self._storage.list_credentials(abn=business.abn, name=name)
                     if c.status in (CredentialStatus.ACTIVE, CredentialStatus.UNASSIGNED)]
         previous = replaced[-1] if replaced else None
-        backend, store = self._keys.for_new_key(backend, keystore_path)
+        backend, store = self._keys.for_new_key(backend, store)
         credential_id = str(uuid.uuid4())
         ctx.target = credential_id
         with self._storage.transaction():
@@ -1140,7 +1140,7 @@ class AgentService:
         alias: str,
         password: str,
         backend: Backend | None,
-        keystore_path: str | None,
+        store: str | None,
         principal_authority: str,
         accepted_terms_version: str,
     ) -> Created:
@@ -1192,7 +1192,7 @@ class AgentService:
 
             return self._provision(
                 caller, ctx, action="credential.import", business=business, name=name, key_type=key_type,
-                backend=backend, keystore_path=keystore_path, terms_version=accepted_terms_version,
+                backend=backend, store=store, terms_version=accepted_terms_version,
                 holder_id=holder_id, make_key=make_key, chain_for=lambda _: chain, issued_by_agent=False,
             )
 

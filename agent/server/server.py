@@ -65,6 +65,25 @@ def _prepare_socket_path(path: str) -> None:
     raise ConfigError(f"another agent is already serving on {path}")
 
 
+def _check_private_dir(path: str) -> None:
+    """The data directory must be the daemon's own: nobody else may plant files in it."""
+    st = os.stat(path)
+    if st.st_uid != os.geteuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(f"data directory {path} must be owned by this user and writable by nobody else "
+                          f"(owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}); run: chmod go-w {path}")
+
+
+def _check_database_path(path: str) -> None:
+    """The database is opened by SQLite, which follows links: refuse anything but a regular file."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        raise ConfigError(f"{path} is not a regular file owned by this user (a link or another kind of file); "
+                          "refusing to open it as the agent's database")
+
+
 class AgentServer:
     """Owns start-up and graceful stop of everything the daemon runs."""
 
@@ -88,18 +107,22 @@ class AgentServer:
         os.umask(0o077)  # every file and the socket are for the daemon's user only
         os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
         os.makedirs(os.path.dirname(config.socket_path), mode=0o700, exist_ok=True)
+        _check_private_dir(config.data_dir)
         _prepare_socket_path(config.socket_path)
         try:
             token_uri = config.pkcs11_store_uri()
             self._keys = KeyStores(
                 default_backend=config.default_backend,
-                default_keystore_path=config.keystore_path,
+                keystore_files=config.keystore_files,
                 keystore_password=config.keystore_password,
                 pkcs11=open_keystore(token_uri, config.pkcs11_pin or "") if token_uri else None,
             )
         except KeyStoreError as exc:
             raise ConfigError(str(exc)) from None
-        self._storage = Storage(os.path.join(config.data_dir, "mcagent.db"))
+        database = os.path.join(config.data_dir, "mcagent.db")
+        for path in (database, database + "-wal", database + "-shm"):
+            _check_database_path(path)
+        self._storage = Storage(database)
         service = self._service = AgentService(self._storage, self._keys, timezone=config.timezone)
         service.finish_interrupted_work()
         try:

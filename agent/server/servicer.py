@@ -196,7 +196,7 @@ class CertificateMixin:
             pkcs12=request.pkcs12 if which == "pkcs12" else None,
             alias=request.alias, password=request.password,
             backend=_from_proto(BACKENDS, request.backend, "backend"),
-            keystore_path=request.keystore_path or None, principal_authority=request.principal_authority,
+            store=request.store or None, principal_authority=request.principal_authority,
             accepted_terms_version=request.accepted_terms_version,
         )
         return pb.CreateCredentialResponse(credential=credential_message(created.view), notice=created.notice,
@@ -236,7 +236,7 @@ class CredentialServicer(CertificateMixin, _Servicer, pb_grpc.CredentialServiceS
             name=request.name,
             key_type=_from_proto(KEY_TYPES, request.key_type, "key type"),
             backend=_from_proto(BACKENDS, request.backend, "backend"),
-            keystore_path=request.keystore_path or None,
+            store=request.store or None,
             accepted_terms_version=request.accepted_terms_version,
         )
         return pb.CreateCredentialResponse(credential=credential_message(created.view), notice=created.notice,

@@ -32,7 +32,7 @@ def storage(tmp_path):
 def service(tmp_path, storage, pkcs11_store):
     keys = KeyStores(
         default_backend=Backend.FILE,
-        default_keystore_path=str(tmp_path / "keys.mcks"),
+        keystore_files={"default": str(tmp_path / "keys.mcks")},
         keystore_password=KEYSTORE_PASSWORD,
         pkcs11=pkcs11_store,
     )
@@ -46,7 +46,7 @@ def service(tmp_path, storage, pkcs11_store):
 
 def _create(service, backend=Backend.PKCS11, **overrides):
     options = dict(abn=ABN, name="server-1", key_type=KeyType.EC_P256, backend=backend,
-                   keystore_path=None, accepted_terms_version=CURRENT_TERMS.version)
+                   store=None, accepted_terms_version=CURRENT_TERMS.version)
     options.update(overrides)
     return service.create_credential(service.test_pa, **options).view.credential
 

@@ -69,12 +69,15 @@ def test_file_backend_signs_with_every_key_type_and_algorithm(file_daemon, tmp_p
     assert keystore.stat().st_mode & 0o777 == 0o600
 
 
-def test_credential_in_a_chosen_key_store_file(file_daemon, tmp_path):
+def test_credential_in_a_configured_key_store_file_chosen_by_name(start_daemon, tmp_path):
+    from tests.conftest import KEYSTORE_PASSWORD
+
     chosen = tmp_path / "elsewhere" / "my-store.mcks"
-    chosen.parent.mkdir()
-    pa = file_daemon.new_business(ABN, "pa")
+    chosen.parent.mkdir(mode=0o700)
+    daemon = start_daemon("--store", f"desk={chosen}", env={"MCAGENT_KEYSTORE_PASSWORD": KEYSTORE_PASSWORD})
+    pa = daemon.new_business(ABN, "pa")
     created = json.loads(pa.ok("credential", "create", "--abn", ABN, "--name", "desk", "--backend", "file",
-                                        "--keystore", str(chosen), "--accept-terms", "--json"))
+                               "--store", "desk", "--accept-terms", "--json"))
     assert created["key_uri"].startswith(f"file://{chosen}#")
     assert chosen.exists() and chosen.stat().st_mode & 0o777 == 0o600
 

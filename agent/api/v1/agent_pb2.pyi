@@ -257,20 +257,20 @@ class CreateCredentialResponse(_message.Message):
     def __init__(self, credential: _Optional[_Union[Credential, _Mapping]] = ..., notice: _Optional[str] = ..., replaces_id: _Optional[str] = ...) -> None: ...
 
 class CreateCredentialRequest(_message.Message):
-    __slots__ = ("abn", "name", "key_type", "backend", "keystore_path", "accepted_terms_version")
+    __slots__ = ("abn", "name", "key_type", "backend", "store", "accepted_terms_version")
     ABN_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KEY_TYPE_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
-    KEYSTORE_PATH_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_TERMS_VERSION_FIELD_NUMBER: _ClassVar[int]
     abn: str
     name: str
     key_type: KeyType
     backend: Backend
-    keystore_path: str
+    store: str
     accepted_terms_version: str
-    def __init__(self, abn: _Optional[str] = ..., name: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., backend: _Optional[_Union[Backend, str]] = ..., keystore_path: _Optional[str] = ..., accepted_terms_version: _Optional[str] = ...) -> None: ...
+    def __init__(self, abn: _Optional[str] = ..., name: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., backend: _Optional[_Union[Backend, str]] = ..., store: _Optional[str] = ..., accepted_terms_version: _Optional[str] = ...) -> None: ...
 
 class GetCredentialRequest(_message.Message):
     __slots__ = ("id",)
@@ -435,13 +435,13 @@ class InstallCertificateRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., certificate: _Optional[bytes] = ..., chain: _Optional[bytes] = ...) -> None: ...
 
 class ImportCredentialRequest(_message.Message):
-    __slots__ = ("keystore_xml", "pkcs12", "alias", "password", "backend", "keystore_path", "principal_authority", "accepted_terms_version")
+    __slots__ = ("keystore_xml", "pkcs12", "alias", "password", "backend", "store", "principal_authority", "accepted_terms_version")
     KEYSTORE_XML_FIELD_NUMBER: _ClassVar[int]
     PKCS12_FIELD_NUMBER: _ClassVar[int]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
     PASSWORD_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
-    KEYSTORE_PATH_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_AUTHORITY_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_TERMS_VERSION_FIELD_NUMBER: _ClassVar[int]
     keystore_xml: bytes
@@ -449,10 +449,10 @@ class ImportCredentialRequest(_message.Message):
     alias: str
     password: str
     backend: Backend
-    keystore_path: str
+    store: str
     principal_authority: str
     accepted_terms_version: str
-    def __init__(self, keystore_xml: _Optional[bytes] = ..., pkcs12: _Optional[bytes] = ..., alias: _Optional[str] = ..., password: _Optional[str] = ..., backend: _Optional[_Union[Backend, str]] = ..., keystore_path: _Optional[str] = ..., principal_authority: _Optional[str] = ..., accepted_terms_version: _Optional[str] = ...) -> None: ...
+    def __init__(self, keystore_xml: _Optional[bytes] = ..., pkcs12: _Optional[bytes] = ..., alias: _Optional[str] = ..., password: _Optional[str] = ..., backend: _Optional[_Union[Backend, str]] = ..., store: _Optional[str] = ..., principal_authority: _Optional[str] = ..., accepted_terms_version: _Optional[str] = ...) -> None: ...
 
 class ExportCredentialRequest(_message.Message):
     __slots__ = ("id", "format", "password")
