@@ -21,8 +21,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from agent.domain.audit import GENESIS, AuditEntry, entry_hash
+from agent.domain.audit import GENESIS, AuditEntry, bounded, entry_hash
 from agent.domain.credential import CredentialStatus
+from agent.domain.errors import Unavailable
 from agent.domain.model import Backend, Business, Credential, Principal, Reminder, RoleGrant
 from agent.domain.notification import Notification, NotificationStatus
 from agent.domain.policy import Role
@@ -270,27 +271,41 @@ class Storage:
     def transaction(self, *, changes_state: bool = True) -> Iterator[sqlite3.Connection]:
         """A write transaction (BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error).
 
+        A transaction that does not commit leaves nothing behind: neither rows nor the
+        in-memory head of the audit chain (it is read again from the database).
+
         Args:
             changes_state: False for transactions that only append audit entries; the others
                 invalidate the service's read caches when they commit.
+
+        Raises:
+            Unavailable: the database cannot be written now (disk full, I/O error, locked,
+                read-only); nothing of the transaction was kept.
         """
         with self._lock:
             outer = self._tx_owner is None
             self._tx_owner = threading.get_ident()
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                self._audit_head = None  # entries appended in this transaction are gone
-                raise
-            else:
-                self._conn.execute("COMMIT")
-                if changes_state:
-                    self.state_version += 1
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    yield self._conn
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._audit_head = None  # entries appended in this transaction are gone
+                    if self._conn.in_transaction:
+                        try:
+                            self._conn.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass  # SQLite rolled back already (or will, when the connection is next used)
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise Unavailable(f"the agent's database cannot be written ({exc}); nothing was changed, "
+                                  "try again") from exc
             finally:
                 if outer:
                     self._tx_owner = None
+            if changes_state:
+                self.state_version += 1
 
     def _one(self, query: str, params: tuple = ()) -> sqlite3.Row | None:
         return self._reader().execute(query, params).fetchone()
@@ -508,6 +523,15 @@ class Storage:
             "UPDATE ca SET crl_number = crl_number + 1 WHERE role = 'issuing' RETURNING crl_number").fetchone()
         return number
 
+    def revoked_among(self, credential_ids: set[str]) -> set[str]:
+        """Which of these credentials are revoked (read in the caller's transaction, if any)."""
+        if not credential_ids:
+            return set()
+        ids = sorted(credential_ids)
+        rows = self._all(f"SELECT id FROM credential WHERE status = 'revoked' AND id IN ({', '.join('?' * len(ids))})",
+                         ids)
+        return {row["id"] for row in rows}
+
     def revoked_agent_certificates(self) -> list[tuple[int, dt.datetime]]:
         """(serial, revocation time) of revoked credentials whose certificate the agent issued."""
         rows = self._all("SELECT certificate_serial, revoked_at FROM credential WHERE status = 'revoked'"
@@ -575,7 +599,7 @@ class Storage:
         written = []
         for fields in entries:
             seq += 1
-            entry = AuditEntry(seq=seq, prev_hash=prev_hash, **{**fields, "detail": fields.get("detail") or {}})
+            entry = AuditEntry(seq=seq, prev_hash=prev_hash, **bounded(fields))
             entry = dataclasses.replace(entry, hash=entry_hash(entry))
             written.append(entry)
             prev_hash = entry.hash
@@ -607,6 +631,15 @@ class Storage:
             after = batch[-1].seq
 
 
+def _choose(fields: dict[str, Any], revoked: set[str]) -> dict[str, Any]:
+    """An entry marked ``unless_revoked=ID`` with its ``if_revoked`` alternative: the one that applies."""
+    if "unless_revoked" not in fields:
+        return fields
+    if fields["unless_revoked"] in revoked:
+        return fields["if_revoked"]
+    return {k: v for k, v in fields.items() if k not in ("unless_revoked", "if_revoked")}
+
+
 class AuditAppender:
     """Appends audit-only entries (signs, refusals) in batches: every entry queued while the
     previous batch was being written goes into the next transaction, so concurrent signs share
@@ -625,7 +658,11 @@ class AuditAppender:
         return self.append_many([fields])[0]
 
     def append_many(self, entries: list[dict[str, Any]]) -> list[AuditEntry]:
-        """Append several entries, in order, in the same commit; waits for it."""
+        """Append several entries, in order, in the same commit; waits for it.
+
+        An entry may carry ``unless_revoked=<credential id>`` and ``if_revoked=<other entry>``:
+        the other entry is written instead when that credential is revoked at commit time.
+        """
         pending = _PendingEntry(entries)
         self._queue.put(pending)
         pending.done.wait()
@@ -650,8 +687,13 @@ class AuditAppender:
                 batch.append(item)
             try:
                 with self._storage.transaction(changes_state=False):
+                    # Read in the same transaction as the append: a revoke commits either before
+                    # (the entry is swapped) or after (the entry precedes the revoke's).
+                    revoked = self._storage.revoked_among(
+                        {f["unless_revoked"] for p in batch for f in p.fields if "unless_revoked" in f})
                     for pending in batch:
-                        pending.entries = self._storage.append_audit_many(pending.fields)
+                        pending.entries = self._storage.append_audit_many(
+                            [_choose(fields, revoked) for fields in pending.fields])
             except Exception as exc:  # every waiter learns its entries were not written
                 for pending in batch:
                     pending.entries, pending.error = [], exc

@@ -544,13 +544,11 @@ def cmd_ca_crl(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    import logging
-
-    from agent.config import Config
+    from agent import log
+    from agent.config import Config, ConfigError
     from agent.server.server import AgentServer
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from agent.config import ConfigError
+    log.configure(args.log_level)
 
     try:
         config = Config.build(

@@ -19,6 +19,41 @@ from typing import Any
 GENESIS = "0" * 64
 MAX_PAGE = 1000  # RAM exports at most 1,000 records at a time
 
+# What one entry may hold, so that no caller can make the log grow by more than a few KiB per
+# entry: names, paths and messages are cut with a marker; request payloads are never recorded.
+MAX_FIELD = 128  # actor, target, abn
+MAX_TEXT = 512  # a string inside the detail
+MAX_ITEMS = 20  # a list inside the detail
+MAX_DETAIL = 2048  # the whole detail, as JSON
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters plus a marker saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[{len(text) - limit} more characters]"
+
+
+def _bounded(value: Any) -> Any:
+    if isinstance(value, str):
+        return clip(value, MAX_TEXT)
+    if isinstance(value, dict):
+        return {clip(str(k), MAX_FIELD): _bounded(v) for k, v in list(value.items())[:MAX_ITEMS]}
+    if isinstance(value, (list, tuple)):
+        items = [_bounded(v) for v in value[:MAX_ITEMS]]
+        return items + [f"...[{len(value) - MAX_ITEMS} more items]"] if len(value) > MAX_ITEMS else items
+    return value
+
+
+def bounded(fields: dict[str, Any]) -> dict[str, Any]:
+    """An entry's fields with every part cut to the bounds above (the one place that applies them)."""
+    detail = _bounded(fields.get("detail") or {})
+    size = len(json.dumps(detail, sort_keys=True))
+    if size > MAX_DETAIL:
+        detail = {"truncated": f"the detail ({size} bytes) was over {MAX_DETAIL} bytes", "keys": sorted(detail)}
+    return {**fields, "detail": detail,
+            **{name: clip(fields.get(name) or "", MAX_FIELD) for name in ("actor", "target", "abn")}}
+
 
 @dataclass(frozen=True)
 class AuditEntry:

@@ -20,6 +20,7 @@ import secrets
 import threading
 import uuid
 import zoneinfo
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from agent.domain.notification import Notification, NotificationStatus
 from agent.domain.permissions import ALL_PERMISSIONS, CATALOGUE, Permission, check_permissions
 from agent.domain.policy import ALLOWED, MANAGES, MCA, PA, Action, Role, may, may_manage
 from agent.domain.terms import CURRENT_TERMS, MachineTerms
+from agent.domain.throttle import RefusalThrottle
 from agent.keys import KeyStores
 from agent.storage import AuditAppender, Storage
 from hsm import base as keys_base
@@ -77,6 +79,8 @@ PRINCIPAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 TOKEN_PREFIX = "mcat_"
 SYSTEM_ACTOR = "mcagent"
 MAX_BATCH = 1000
+MAX_REFUSALS_AUDITED = 100  # per batch, one entry each; the rest are counted in one summary entry
+WITHHELD = "the credential was revoked while the signature was being made; the signature was withheld"
 BATCH_WORKERS = 4  # parallel signs within one batch; the token's sessions bound it too
 
 
@@ -267,6 +271,7 @@ class AgentService:
         self._appender = AuditAppender(storage)
         self._batch_executor = ThreadPoolExecutor(BATCH_WORKERS, thread_name_prefix="batch-sign")
         self._cache = _ReadCache(storage)
+        self._refusals = RefusalThrottle()
         try:
             self._timezone = zoneinfo.ZoneInfo(timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -275,6 +280,10 @@ class AgentService:
     def close(self) -> None:
         """Write the audit entries still queued; stop the appender."""
         self._batch_executor.shutdown()
+        try:
+            self.flush_refusal_summaries(force=True)
+        except Exception:
+            log.exception("could not write the summaries of refused unauthenticated requests")
         self._appender.close()
 
     def today(self) -> dt.date:
@@ -290,28 +299,45 @@ class AgentService:
         return self._storage.append_audit(at=self._clock(), actor=actor, action=action, outcome=outcome,
                                           abn=abn, target=target, detail=detail)
 
-    def _append_audit(self, caller: Caller | str, action: str, *, abn: str = "", target: str = "",
-                      detail: dict[str, Any] | None = None, outcome: str = "allowed") -> AuditEntry:
-        """Append an audit-only entry (no state change goes with it); shares commits with others."""
-        actor = caller if isinstance(caller, str) else caller.name
-        return self._appender.append(at=self._clock(), actor=actor, action=action, outcome=outcome, abn=abn,
-                                     target=target, detail=detail)
-
     @contextlib.contextmanager
-    def _audited(self, caller: Caller | str, action: str, abn: str = "", target: str = "") -> Iterator[_AuditContext]:
-        """Audit a refusal of `action` if the block raises a domain or key custody error."""
+    def _audited(self, caller: Caller | str, action: str, abn: str = "", target: str = "",
+                 unauthenticated: bool = False) -> Iterator[_AuditContext]:
+        """Audit a refusal of `action` if the block raises a domain or key custody error.
+
+        Args:
+            unauthenticated: the caller is not known yet; its refusals are throttled
+                (see agent.domain.throttle) so that nobody can flood the log.
+        """
         context = _AuditContext(abn=abn, target=target)
         try:
             yield context
         except (DomainError, KeyStoreError) as exc:
             detail = {**context.detail, "reason": str(exc)}
             try:
-                self._append_audit(caller, action, abn=context.abn, target=context.target, detail=detail,
-                                   outcome="refused")
+                summaries: list[tuple[str, dict[str, Any]]] = []
+                write = True
+                if unauthenticated:
+                    actor = caller if isinstance(caller, str) else caller.name
+                    write, summaries = self._refusals.admit(action, actor, self._clock())
+                entries = [dict(at=self._clock(), actor=SYSTEM_ACTOR, action=f"{name}.summary", outcome="refused",
+                                detail=summary) for name, summary in summaries]
+                if write:
+                    entries.append(dict(at=self._clock(), actor=caller if isinstance(caller, str) else caller.name,
+                                        action=action, outcome="refused", abn=context.abn, target=context.target,
+                                        detail=detail))
+                if entries:
+                    self._appender.append_many(entries)
             except Exception:
                 log.exception("could not audit the refusal of %s", action)
                 raise Unavailable("the audit log cannot be written; the request was refused") from exc
             raise
+
+    def flush_refusal_summaries(self, force: bool = False) -> None:
+        """Write the summaries of throttled refusals whose window has closed (all, with `force`)."""
+        summaries = self._refusals.flush(self._clock(), force)
+        if summaries:
+            self._appender.append_many([dict(at=self._clock(), actor=SYSTEM_ACTOR, action=f"{name}.summary",
+                                             outcome="refused", detail=summary) for name, summary in summaries])
 
     # -- who may do what --------------------------------------------------------------------
 
@@ -347,7 +373,7 @@ class AgentService:
 
     def authenticate_token(self, token: str) -> Caller:
         """The principal holding bearer token `token`."""
-        with self._audited("unknown caller", "auth.token"):
+        with self._audited("unknown caller", "auth.token", unauthenticated=True):
             principal = self._cache.get("token", token_hash(token),
                                         lambda key: self._storage.principal_where("token_hash", key))
             if principal is None:
@@ -358,7 +384,7 @@ class AgentService:
         """The caller behind a Unix-socket peer with `uid`."""
         if uid in admin_uids:
             return Caller(f"local-administrator(uid={uid})", is_admin=True)
-        with self._audited(f"uid {uid}", "auth.uid"):
+        with self._audited(f"uid {uid}", "auth.uid", unauthenticated=True):
             principal = self._storage.principal_where("uid", uid)
             if principal is None:
                 raise Unauthenticated(
@@ -369,7 +395,7 @@ class AgentService:
 
     def authenticate_subject(self, subject: str) -> Caller:
         """The principal mapped to TLS client certificate subject `subject`."""
-        with self._audited(f"certificate {subject}", "auth.certificate"):
+        with self._audited(f"certificate {subject}", "auth.certificate", unauthenticated=True):
             principal = self._storage.principal_where("certificate_subject", subject)
             if principal is None:
                 raise Unauthenticated(f"client certificate subject {subject!r} is not mapped to a principal")
@@ -752,9 +778,11 @@ class AgentService:
         with self._audited(caller, "credential.sign", target=credential_id) as ctx:
             prepared = self._prepare_sign(caller, ctx, credential_id, algorithm, data, digest, permission)
             signature = self._sign_prepared(prepared)
-            self._record_signs(caller, [prepared])
-            return Signature(signature=signature, algorithm=prepared.algorithm,
-                             certificate_chain=prepared.credential.certificate_chain)
+            withheld = self._record_signs(caller, [prepared])
+        if withheld:  # its entry says refused already
+            raise FailedPrecondition(f"credential {credential_id}: {WITHHELD}")
+        return Signature(signature=signature, algorithm=prepared.algorithm,
+                         certificate_chain=prepared.credential.certificate_chain)
 
     def sign_batch(self, caller: Caller, items: list[BatchItem]) -> list[Signature | DomainError | KeyStoreError]:
         """Sign many digests in one request (cloud servers signing in bulk).
@@ -796,7 +824,11 @@ class AgentService:
                 results[index] = Signature(signature=outcome, algorithm=item.algorithm,
                                            certificate_chain=item.credential.certificate_chain)
                 done.append(item)
-        self._record_signs(caller, done, refusals)
+        withheld = self._record_signs(caller, done, refusals)
+        if withheld:  # revoked meanwhile: those items' signatures never leave (their entries say refused)
+            for index, result in enumerate(results):
+                if isinstance(result, Signature) and items[index].credential_id in withheld:
+                    results[index] = FailedPrecondition(f"credential {items[index].credential_id}: {WITHHELD}")
         return results
 
     def _sign_or_error(self, prepared: _PreparedSign) -> bytes | Exception:
@@ -847,8 +879,15 @@ class AgentService:
             digest=prepared.digest))
 
     def _record_signs(self, caller: Caller, signed: list[_PreparedSign],
-                      refusals: list[tuple[_AuditContext, Exception]] = ()) -> None:
-        """First uses, then one audit entry per sign and per refusal; raise if they are not written."""
+                      refusals: list[tuple[_AuditContext, Exception]] = ()) -> set[str]:
+        """First uses, then one audit entry per sign and per refusal; raise if they are not written.
+
+        A sign whose credential was revoked by the time its entry commits is recorded as
+        refused instead, and its signature must be withheld.
+
+        Returns:
+            The ids of the credentials whose signatures must be withheld (revoked meanwhile).
+        """
         try:
             first_used = {p.credential.id: p.credential for p in signed if p.credential.first_used_at is None}
             for credential in first_used.values():
@@ -860,18 +899,28 @@ class AgentService:
                         self._audit(caller, "credential.first-use", abn=credential.abn, target=credential.id,
                                     detail={"permissions": list(ALL_PERMISSIONS)})
             now, actor = self._clock(), caller.name
-            entries = [dict(at=now, actor=actor, action="credential.sign", outcome="allowed", abn=p.credential.abn,
-                            target=p.credential.id, detail={
-                                "algorithm": p.algorithm.algorithm_name, "permission": p.permission,
-                                "digest_sha256": hashlib.sha256(p.digest).hexdigest()})
-                       for p in signed]
+            entries = []
+            for p in signed:
+                common = dict(at=now, actor=actor, action="credential.sign", abn=p.credential.abn,
+                              target=p.credential.id)
+                detail = {"algorithm": p.algorithm.algorithm_name, "permission": p.permission,
+                          "digest_sha256": hashlib.sha256(p.digest).hexdigest()}
+                entries.append(dict(**common, outcome="allowed", detail=detail, unless_revoked=p.credential.id,
+                                    if_revoked=dict(**common, outcome="refused", detail={**detail, "reason": WITHHELD})))
+            audited = refusals[:MAX_REFUSALS_AUDITED]
             entries += [dict(at=now, actor=actor, action="credential.sign", outcome="refused", abn=ctx.abn,
                              target=ctx.target, detail={**ctx.detail, "reason": str(exc)})
-                        for ctx, exc in refusals]
-            self._appender.append_many(entries)
+                        for ctx, exc in audited]
+            if len(refusals) > len(audited):
+                entries.append(dict(at=now, actor=actor, action="credential.sign.summary", outcome="refused",
+                                    detail={"refusals_not_written": len(refusals) - len(audited),
+                                            "reasons": dict(Counter(type(exc).__name__
+                                                                    for _, exc in refusals[len(audited):]))}))
+            written = self._appender.append_many(entries)
         except Exception as exc:
             log.exception("signs not recorded; signatures withheld")
             raise Unavailable("the signature was withheld: its audit entry could not be written") from exc
+        return {e.target for e in written[:len(signed)] if e.outcome == "refused"}
 
     def revoke_credential(self, caller: Caller, credential_id: str, *, confirm: bool) -> CredentialView:
         """Revoke a credential for good and destroy its key.

@@ -179,8 +179,9 @@ class AgentServer:
         while not self._stopping.wait(REMINDER_INTERVAL_SECONDS):
             try:
                 service.record_due_reminders()
+                service.flush_refusal_summaries()
             except Exception:
-                log.exception("recording reminders failed; retrying in a minute")
+                log.exception("recording reminders or refusal summaries failed; retrying in a minute")
 
     def stop(self) -> None:
         """Finish requests in flight (up to the grace period), then close everything."""
