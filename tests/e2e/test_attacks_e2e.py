@@ -96,3 +96,170 @@ def test_the_daemon_refuses_a_planted_database_link_and_a_shared_data_dir(tmp_pa
         assert result.returncode != 0
         assert expected in result.stderr.decode()
     assert (tmp_path / "victim").read_text() == "not a database"
+
+
+# -- the audit log cannot be flooded or amplified ------------------------------------------------
+
+
+def test_a_principal_with_no_role_cannot_amplify_the_audit_log(file_daemon):
+    nobody = file_daemon.new_principal("nobody")
+    database = file_daemon.data_dir / "mcagent.db"
+    before = len(_audit(file_daemon))
+    huge = "n" * 1_500_000  # twice in one message: under the 4 MB limit
+    channel, stub, metadata = _stub(nobody)
+    with channel:
+        for _ in range(10):
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.CreateCredential(pb.CreateCredentialRequest(abn=ABN, name=huge, store=huge), metadata=metadata)
+            assert refused.value.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT,
+                                             grpc.StatusCode.PERMISSION_DENIED)
+    entries = _audit(file_daemon)[before:]
+    assert len(entries) == 10
+    for entry in entries:  # every part bounded, the marker says what was cut
+        assert len(json.dumps(entry)) < 4096
+        assert "more characters]" in entry["target"] + entry.get("detail_json", "")
+    wal = database.with_name("mcagent.db-wal")
+    assert database.stat().st_size + (wal.stat().st_size if wal.exists() else 0) < 2_000_000
+    assert "audit log intact" in file_daemon.as_principal(None).ok("audit", "verify")
+
+
+def test_a_flood_of_unknown_tokens_is_summarised_not_written_row_by_row(start_daemon):
+    from tests.conftest import KEYSTORE_PASSWORD
+
+    env = {"MCAGENT_KEYSTORE_PASSWORD": KEYSTORE_PASSWORD}
+    daemon = start_daemon(env=env)
+    before = len(_audit(daemon))
+    bogus = dataclasses_replace(daemon, token="mcat_not-a-token")
+    channel, stub, metadata = _stub(bogus, pb_grpc.PrincipalServiceStub)
+    with channel:
+        for _ in range(300):
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.WhoAmI(pb.WhoAmIRequest(), metadata=metadata)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    written = [e for e in _audit(daemon)[before:] if e["action"].startswith("auth.token")]
+    assert 1 <= len(written) <= 20
+    assert daemon.stop() == 0  # the summary of the window is written at shutdown at the latest
+    daemon = start_daemon(env=env, data_dir=daemon.data_dir)
+    summaries = [json.loads(e["detail_json"]) for e in _audit(daemon) if e["action"] == "auth.token.summary"]
+    assert sum(s["refusals_not_written"] for s in summaries) == 300 - len(written)
+    assert "audit log intact" in daemon.as_principal(None).ok("audit", "verify")
+
+
+def dataclasses_replace(daemon: Daemon, **changes) -> Daemon:
+    import dataclasses
+
+    return dataclasses.replace(daemon, **changes)
+
+
+def test_a_newline_in_a_client_string_cannot_forge_a_log_line(pa):
+    credential = pa.ok("credential", "create", "--abn", ABN, "--name", "ec", "--key-type", "ec-p256",
+                       "--accept-terms").strip()
+    forged = "x\n2026-11-28 08:00:00,000 INFO agent.server: forged line"
+    channel, stub, metadata = _stub(pa)
+    with channel, pytest.raises(grpc.RpcError):
+        stub.Sign(pb.SignRequest(credential_id=credential, data=b"d", permission=forged), metadata=metadata)
+    lines = pa.log().splitlines()
+    assert not [line for line in lines if line.startswith("2026-11-28 08:00:00,000 INFO agent.server: forged")]
+    assert [line for line in lines if "forged line" in line and "\\n2026-11-28" in line]
+
+
+# -- a failed write leaves the chain exact; revocation and signing do not race -------------------
+
+
+def _signers(daemon: Daemon, credential: str, clients: int, stop, results: list, lock) -> list:
+    """Threads signing with `credential` until `stop` is set; results get (sent, received, digest, outcome)."""
+    import hashlib
+    import threading
+    import time
+
+    def run(index: int) -> None:
+        channel, stub, metadata = _stub(daemon)
+        with channel:
+            n = 0
+            while not stop.is_set():
+                digest = hashlib.sha256(f"{index}-{n}".encode()).digest()
+                n += 1
+                sent = time.monotonic()
+                try:
+                    reply = stub.Sign(pb.SignRequest(credential_id=credential, digest=digest), metadata=metadata,
+                                      timeout=30)
+                    outcome = reply.signature
+                except grpc.RpcError as exc:
+                    outcome = exc.code()
+                with lock:
+                    results.append((sent, time.monotonic(), digest, outcome))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def test_a_database_that_cannot_be_written_for_a_moment_fails_closed_and_the_chain_stays_exact(pa):
+    import hashlib
+    import resource
+    import threading
+    import time
+
+    credential = pa.ok("credential", "create", "--abn", ABN, "--name", "ec", "--key-type", "ec-p256",
+                       "--accept-terms").strip()
+    stop, lock, results = threading.Event(), threading.Lock(), []
+    threads = _signers(pa, credential, 4, stop, results, lock)
+    pid = pa.process.pid
+    time.sleep(0.5)
+    # Every write past the first byte of any file now fails with EFBIG, as on a full disk.
+    limits = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (1, limits[1]))
+    try:
+        time.sleep(0.5)
+        create = pa.cli("credential", "create", "--abn", ABN, "--name", "during", "--accept-terms")
+        revoke = pa.cli("credential", "revoke", credential, "--yes")
+        time.sleep(0.5)
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, limits)
+    time.sleep(1.0)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert create.returncode != 0 and "UNAVAILABLE" in create.stderr.decode(), create.stderr
+    assert revoke.returncode != 0 and "UNAVAILABLE" in revoke.stderr.decode(), revoke.stderr
+    outcomes = [r[3] for r in results]
+    assert grpc.StatusCode.UNAVAILABLE in outcomes  # failed closed during the fault
+    assert isinstance(outcomes[-1], bytes)  # and signs again after it
+    assert not [o for o in outcomes if isinstance(o, grpc.StatusCode) and o != grpc.StatusCode.UNAVAILABLE]
+    assert "audit log intact" in pa.as_principal(None).ok("audit", "verify")
+    audited = {json.loads(e["detail_json"])["digest_sha256"] for e in _audit(pa)
+               if e["action"] == "credential.sign" and e["outcome"] == "allowed"}
+    returned = [hashlib.sha256(r[2]).hexdigest() for r in results if isinstance(r[3], bytes)]
+    assert set(returned) <= audited and len(returned) == len(audited)
+    names = [c["name"] for c in json.loads(pa.ok("credential", "list", "--json"))["credentials"]]
+    assert names == ["ec"]  # nothing half-written: no credential from the create that failed
+    assert json.loads(pa.ok("credential", "show", credential, "--json"))["status"] == "active"
+
+
+def test_once_revoke_has_answered_no_signature_made_with_the_key_reaches_anyone(pa):
+    import threading
+    import time
+
+    credential = pa.ok("credential", "create", "--abn", ABN, "--name", "ec", "--key-type", "ec-p256",
+                       "--accept-terms").strip()
+    stop, lock, results = threading.Event(), threading.Lock(), []
+    threads = _signers(pa, credential, 6, stop, results, lock)
+    time.sleep(1.0)
+    channel, stub, metadata = _stub(pa)
+    with channel:
+        stub.RevokeCredential(pb.RevokeCredentialRequest(id=credential, confirm=True), metadata=metadata)
+    answered = time.monotonic()
+    time.sleep(0.5)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    signed = [r for r in results if isinstance(r[3], bytes)]
+    assert signed, "the signers never signed"
+    assert not [r for r in signed if r[0] > answered], "a sign sent after the revoke's answer returned a signature"
+    assert [r for r in results if r[0] > answered], "no sign was attempted after the revoke"
+    entries = [e for e in _audit(pa) if e.get("target") == credential]
+    revoke_seq = next(int(e["seq"]) for e in entries if e["action"] == "credential.revoke")
+    allowed = [int(e["seq"]) for e in entries if e["action"] == "credential.sign" and e["outcome"] == "allowed"]
+    assert allowed and max(allowed) < revoke_seq, "a sign was recorded as allowed after the revoke"
+    assert len(allowed) == len(signed)  # every returned signature, and only those, recorded as allowed
