@@ -17,7 +17,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -611,6 +611,23 @@ class Storage:
         )
         self._audit_head = (seq, prev_hash)
         return written
+
+    def audit_head(self) -> tuple[int, str]:
+        """(seq, hash) of the newest committed entry; (0, GENESIS) when the log is empty."""
+        row = self._one("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        return (row["seq"], row["hash"]) if row else (0, GENESIS)
+
+    def newest_audit_entry(self, action: str) -> AuditEntry | None:
+        """The newest entry with this action, or None."""
+        row = self._one("SELECT * FROM audit WHERE action = ? ORDER BY seq DESC LIMIT 1", (action,))
+        return None if row is None else _audit(row)
+
+    def append_signed(self, make: Callable[[int, str], dict[str, Any]]) -> AuditEntry:
+        """Append the entry `make(seq, hash)` builds from the head it follows, in one transaction,
+        so that nothing can come between the head it signs and the entry itself."""
+        with self.transaction(changes_state=False):
+            seq, head = self.audit_head()
+            return self.append_audit_many([make(seq, head)])[0]
 
     def audit_page(self, *, abn: str | None, after: int, limit: int) -> list[AuditEntry]:
         """Entries after sequence number `after`, oldest first, at most `limit`."""

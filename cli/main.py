@@ -352,9 +352,11 @@ def cmd_audit_list(args: argparse.Namespace) -> None:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> None:
-    result = _client(args).audit.VerifyAudit(pb.VerifyAuditRequest())
+    result = _client(args).audit.VerifyAudit(pb.VerifyAuditRequest(expect_head=args.expect_head or ""))
     if result.ok:
-        _emit(args, result, f"audit log intact: {result.entries} entries, head {result.head_hash}")
+        _emit(args, result, f"audit log intact: {result.entries} entries, head {result.entries}:{result.head_hash} "
+                            f"(keep it elsewhere; check later with --expect-head), newest signed checkpoint: "
+                            f"entry {result.checkpoint_seq}")
         return
     if args.json:
         print(json.dumps(MessageToDict(result, preserving_proto_field_name=True), indent=2))
@@ -776,7 +778,8 @@ def build_parser() -> Parser:
     p.add_argument("--abn", help="one business (required unless you are the local administrator)")
     p.add_argument("--limit", type=int, default=100, help="entries per page, at most 1000")
     p.add_argument("--after", type=int, default=0, metavar="CURSOR", help="continue after this entry")
-    leaf(audit, "verify", cmd_audit_verify, "check the audit log's hash chain")
+    p = leaf(audit, "verify", cmd_audit_verify, "check the audit log's hash chain and signed checkpoints")
+    p.add_argument("--expect-head", metavar="SEQ:HASH", help="an entry recorded earlier that must still be there")
     return parser
 
 

@@ -2,9 +2,16 @@
 
 Each entry carries the hash of the one before it; the first carries GENESIS. An entry's
 hash covers its sequence number, its fields and the previous hash, so editing an entry,
-removing one or swapping two breaks the chain at that point. (Removing the newest entries
-leaves a shorter, valid chain: the head hash printed by `audit verify` is what to keep
-elsewhere to detect that.)
+removing one or swapping two breaks the chain at that point.
+
+Whoever holds the database could still cut off the newest entries, or rewrite entries and
+recompute every hash. So the agent anchors the chain in its key custody: a *checkpoint*
+entry (action ``audit.checkpoint``) carries a signature, made with the agent's audit key in
+the token or key store file, over the sequence number and hash of the entry just before it.
+Rewriting anything before a checkpoint breaks that signature; removing every checkpoint, or
+the entries after the one the running agent last wrote, is reported too. What remains
+undetectable from the database alone (cutting the log back to an older checkpoint while the
+agent is stopped) is caught by comparing with a head kept elsewhere (`--expect-head`).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +111,15 @@ def entry_hash(entry: AuditEntry) -> str:
     return hashlib.sha256(f"{entry.prev_hash}\n{body}".encode()).hexdigest()
 
 
+CHECKPOINT = "audit.checkpoint"
+TAMPERING = "audit.tampering-detected"  # written at start-up when the newest checkpoint is gone or forged
+
+
+def checkpoint_message(seq: int, head_hash: str) -> bytes:
+    """What a checkpoint signs: the position and hash of the entry before it."""
+    return f"mcagent audit checkpoint\n{seq}\n{head_hash}".encode()
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     """What `verify_chain` found."""
@@ -113,11 +129,18 @@ class VerifyResult:
     head_hash: str
     problem: str = ""
     bad_seq: int = 0
+    checkpoint_seq: int = 0  # the newest valid checkpoint entry, 0 if none
 
 
-def verify_chain(entries: Iterable[AuditEntry]) -> VerifyResult:
-    """Walk the chain in sequence order and report the first entry that does not fit."""
-    prev_hash, expected_seq, count = GENESIS, 1, 0
+def verify_chain(entries: Iterable[AuditEntry],
+                 checkpoint_valid: Callable[[AuditEntry], bool] | None = None) -> VerifyResult:
+    """Walk the chain in sequence order and report the first entry that does not fit.
+
+    Args:
+        checkpoint_valid: checks a checkpoint entry's signature (over its ``prev_hash``);
+            None skips the signatures.
+    """
+    prev_hash, expected_seq, count, checkpoint = GENESIS, 1, 0, 0
     for entry in entries:
         if entry.seq != expected_seq:
             problem = (f"entry {expected_seq} is missing (removed)" if entry.seq > expected_seq
@@ -128,6 +151,12 @@ def verify_chain(entries: Iterable[AuditEntry]) -> VerifyResult:
                                 f"entry {entry.seq} does not follow entry {entry.seq - 1} "
                                 "(an entry was removed or reordered)", entry.seq)
         if entry_hash(entry) != entry.hash:
-            return VerifyResult(False, count, prev_hash, f"entry {entry.seq} was changed", entry.seq)
+            return VerifyResult(False, count, prev_hash, f"entry {entry.seq} was changed", entry.seq, checkpoint)
+        if entry.action == CHECKPOINT and checkpoint_valid is not None:
+            if not checkpoint_valid(entry):
+                return VerifyResult(False, count, prev_hash,
+                                    f"checkpoint entry {entry.seq} does not carry a valid signature of the audit key "
+                                    "over the entries before it: they were rewritten", entry.seq, checkpoint)
+            checkpoint = entry.seq
         prev_hash, expected_seq, count = entry.hash, expected_seq + 1, count + 1
-    return VerifyResult(True, count, prev_hash)
+    return VerifyResult(True, count, prev_hash, checkpoint_seq=checkpoint)

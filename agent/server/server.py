@@ -127,8 +127,10 @@ class AgentServer:
         service.finish_interrupted_work()
         try:
             service.ensure_ca()
+            service.check_audit_anchor()
+            service.checkpoint_audit()
         except KeyStoreError as exc:
-            raise ConfigError(f"cannot create the agent's CA: {exc}") from None
+            raise ConfigError(f"cannot create the agent's CA or audit key: {exc}") from None
         service.record_due_reminders()
 
         # The gRPC server's own socket lives in a private directory (short path: AF_UNIX
@@ -175,11 +177,13 @@ class AgentServer:
         log.info("mcagent serving on %s (default backend: %s)", ", ".join(listeners), config.default_backend.value)
 
     def _remind(self, service: AgentService) -> None:
-        """Record due reminders to claim unassigned credentials, once a minute."""
+        """Once a minute: due reminders to claim unassigned credentials, summaries of throttled
+        refusals, and a signed checkpoint of the audit chain if it has grown."""
         while not self._stopping.wait(REMINDER_INTERVAL_SECONDS):
             try:
                 service.record_due_reminders()
                 service.flush_refusal_summaries()
+                service.checkpoint_audit()
             except Exception:
                 log.exception("recording reminders or refusal summaries failed; retrying in a minute")
 

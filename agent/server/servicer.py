@@ -333,9 +333,10 @@ class AuditServicer(_Servicer, pb_grpc.AuditServiceServicer):
         )
 
     def VerifyAudit(self, request: pb.VerifyAuditRequest, context: grpc.ServicerContext) -> Any:
-        result = self._service.verify_audit(self._auth.caller(context))
+        result = self._service.verify_audit(self._auth.caller(context), request.expect_head)
         return pb.VerifyAuditResponse(ok=result.ok, entries=result.entries, head_hash=result.head_hash,
-                                      problem=result.problem, bad_seq=result.bad_seq)
+                                      problem=result.problem, bad_seq=result.bad_seq,
+                                      checkpoint_seq=result.checkpoint_seq)
 
 
 def notification_message(view: NotificationView) -> pb.Notification:
