@@ -263,10 +263,10 @@ class AgentService:
             timezone: where "today" is decided for notification dates (IANA name).
             publication: CRL URL and policy OID that issued leaves carry (None: neither).
         """
-        self._publication = publication
         self._storage = storage
         self._keys = keys
         self._clock = clock
+        self._publication = publication
         self._appender = AuditAppender(storage)
         self._batch_executor = ThreadPoolExecutor(BATCH_WORKERS, thread_name_prefix="batch-sign")
         self._cache = _ReadCache(storage)
@@ -653,14 +653,14 @@ class AgentService:
             raise
         try:
             chain = chain_for(key)
+            issued_by_agent = self._issued_by_agent(chain[0])
             if isinstance(store, CertificateStore):  # next to the key, for PKCS#11-aware software
                 store.store_certificate(key.uri, chain[0].public_bytes(serialization.Encoding.DER))
             with self._storage.transaction():
                 self._storage.update_credential(
                     credential_id, CredentialStatus.CREATING, status=CredentialStatus.ACTIVE, key_uri=key.uri,
                     certificate_chain=[c.public_bytes(serialization.Encoding.DER) for c in chain],
-                    certificate_serial=str(chain[0].serial_number),
-                    issued_by_agent=int(self._issued_by_agent(chain[0])),
+                    certificate_serial=str(chain[0].serial_number), issued_by_agent=int(issued_by_agent),
                 )
                 self._audit(caller, action, abn=business.abn, target=credential_id, detail={
                     "name": name, "key_type": key_type.value, "backend": backend.value, "terms_version": terms_version,
@@ -1129,14 +1129,14 @@ class AgentService:
             certificates.check_installable(leaf, public_key=key.public_key, abn=credential.abn, now=self._clock())
             full = [leaf, *rest, *extra]
             store = self._keys.for_uri(credential.key_uri)
+            issued_by_agent = self._issued_by_agent(leaf)  # decided from the certificate, wherever it came from
             if isinstance(store, CertificateStore):
                 store.store_certificate(credential.key_uri, leaf.public_bytes(serialization.Encoding.DER))
             with self._storage.transaction():
                 self._storage.update_credential(
                     credential.id, credential.status,
                     certificate_chain=[c.public_bytes(serialization.Encoding.DER) for c in full],
-                    certificate_serial=str(leaf.serial_number),
-                    issued_by_agent=int(self._issued_by_agent(leaf)))
+                    certificate_serial=str(leaf.serial_number), issued_by_agent=int(issued_by_agent))
                 self._audit(caller, "credential.install", abn=credential.abn, target=credential.id,
                             detail={"issuer": leaf.issuer.rfc4514_string(), "serial": str(leaf.serial_number)})
             return self._view(self._credential(credential_id))
