@@ -66,7 +66,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server: _CrlHttpServer
     timeout = REQUEST_TIMEOUT_SECONDS
     server_version = "mcagent-crl"
-    sys_version = ""
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         self._answer(body=True)
@@ -110,6 +109,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                         body=getattr(self, "command", "") != "HEAD")
         except OSError:
             pass
+
+    def version_string(self) -> str:
+        """The Server header: no Python version."""
+        return self.server_version
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
         log.debug("crl http %s: " + format, self.client_address[0], *args)
