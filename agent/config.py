@@ -76,6 +76,35 @@ def _keystore_files(default_path: str, stores: list[str]) -> dict[str, str]:
     return files
 
 
+def split_host_port(value: str, flag: str) -> tuple[str, int]:
+    """HOST:PORT (or [IPv6]:PORT) as (host, port).
+
+    Raises:
+        ConfigError: not HOST:PORT with a port from 1 to 65535.
+    """
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{flag} {value!r} is not HOST:PORT (e.g. 127.0.0.1:8080)")
+    return host, int(port)
+
+
+def _check_publication(crl_url: str | None, certificate_policy: str | None, crl_listen: str | None) -> None:
+    """Refuse a CRL URL, policy OID or CRL listener that cannot work."""
+    from agent.domain import certificates
+    from agent.domain.errors import InvalidArgument
+
+    for flag, value, check in (("--crl-url", crl_url, certificates.check_crl_url),
+                               ("--certificate-policy", certificate_policy, certificates.check_policy_oid)):
+        try:
+            if value is not None:
+                check(value)
+        except InvalidArgument as exc:
+            raise ConfigError(f"{flag}: {exc}") from None
+    if crl_listen is not None:
+        split_host_port(crl_listen, "--crl-listen")
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything `mcagent serve` needs.
@@ -96,6 +125,9 @@ class Config:
         tls_cert, tls_key, client_ca: PEM for that listener; client certificates must chain to client_ca.
         insecure_listen: HOST:PORT for a plain TCP listener (development only), or None.
         timezone: where "today" is for notification start dates (Australian Eastern time).
+        crl_url: http(s) URL of the CRL, written into every leaf the agent issues, or None.
+        certificate_policy: policy OID written into every leaf the agent issues, or None.
+        crl_listen: HOST:PORT of the plain HTTP listener serving GET /crl, or None.
     """
 
     data_dir: str
@@ -114,6 +146,9 @@ class Config:
     client_ca: bytes | None = None
     insecure_listen: str | None = None
     timezone: str = DEFAULT_TIMEZONE
+    crl_url: str | None = None
+    certificate_policy: str | None = None
+    crl_listen: str | None = None
 
     @classmethod
     def build(
@@ -136,6 +171,9 @@ class Config:
         insecure_listen: str | None = None,
         timezone: str | None = None,
         stores: list[str] | None = None,
+        crl_url: str | None = None,
+        certificate_policy: str | None = None,
+        crl_listen: str | None = None,
     ) -> Config:
         """Resolve defaults and secrets, and check the combination makes sense.
 
@@ -174,6 +212,7 @@ class Config:
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"--timezone {timezone!r} is not a time zone; use an IANA name such as "
                               "Australia/Sydney") from None
+        _check_publication(crl_url, certificate_policy, crl_listen)
         if default_backend is Backend.FILE and password is None:
             raise ConfigError(
                 f"no key store password: set {KEYSTORE_PASSWORD_ENV} or pass --keystore-password-file FILE"
@@ -195,6 +234,9 @@ class Config:
             client_ca=tls_material[2],
             insecure_listen=insecure_listen,
             timezone=timezone,
+            crl_url=crl_url,
+            certificate_policy=certificate_policy,
+            crl_listen=crl_listen,
         )
 
     def pkcs11_store_uri(self) -> str | None:

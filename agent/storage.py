@@ -145,6 +145,11 @@ MIGRATIONS = [
     ALTER TABLE credential ADD COLUMN certificate_serial TEXT;
     ALTER TABLE credential ADD COLUMN issued_by_agent INTEGER NOT NULL DEFAULT 0;
     """,
+    # Installed and imported certificates were recorded as issued elsewhere whatever their
+    # issuer; 2 = not decided yet: start-up decides from the certificate (decide_crl_membership).
+    """
+    UPDATE credential SET issued_by_agent = 2 WHERE issued_by_agent = 0 AND certificate_serial IS NOT NULL;
+    """,
 ]
 
 
@@ -533,10 +538,26 @@ class Storage:
         return {row["id"] for row in rows}
 
     def revoked_agent_certificates(self) -> list[tuple[int, dt.datetime]]:
-        """(serial, revocation time) of revoked credentials whose certificate the agent issued."""
-        rows = self._all("SELECT certificate_serial, revoked_at FROM credential WHERE status = 'revoked'"
-                         " AND issued_by_agent = 1 AND certificate_serial IS NOT NULL ORDER BY revoked_at")
+        """(serial, revocation time) of revoked credentials whose certificate the agent issued.
+
+        A certificate held by two credentials (created, then imported again) is listed once,
+        revoked when the first of them was.
+        """
+        rows = self._all("SELECT certificate_serial, MIN(revoked_at) AS revoked_at FROM credential"
+                         " WHERE status = 'revoked' AND issued_by_agent = 1 AND certificate_serial IS NOT NULL"
+                         " GROUP BY certificate_serial ORDER BY revoked_at")
         return [(int(r["certificate_serial"]), _dt(r["revoked_at"])) for r in rows]
+
+    def undecided_crl_membership(self) -> list[tuple[str, bytes]]:
+        """(credential id, leaf DER) of credentials whose CRL membership is not decided yet."""
+        rows = self._all("SELECT id, certificate_chain FROM credential WHERE issued_by_agent = 2")
+        chains = [(r["id"], json.loads(r["certificate_chain"] or "[]")) for r in rows]
+        return [(credential_id, base64.b64decode(chain[0])) for credential_id, chain in chains if chain]
+
+    def set_issued_by_agent(self, credential_id: str, issued_by_agent: bool) -> None:
+        """Record whether the agent's CA issued the credential's certificate (inside a transaction)."""
+        self._conn.execute("UPDATE credential SET issued_by_agent = ? WHERE id = ?",
+                           (int(issued_by_agent), credential_id))
 
     # -- notifications --------------------------------------------------------------------
 

@@ -571,6 +571,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
             insecure_listen=args.insecure_listen,
             timezone=args.timezone,
             stores=args.store,
+            crl_url=args.crl_url,
+            certificate_policy=args.certificate_policy,
+            crl_listen=args.crl_listen,
         )
         AgentServer(config).run_until_signalled()
     except ConfigError as exc:
@@ -623,6 +626,11 @@ def build_parser() -> Parser:
     serve.add_argument("--client-ca", help="CA whose client certificates are accepted (PEM)")
     serve.add_argument("--insecure-listen", help="HOST:PORT for plain TCP without TLS: development only")
     serve.add_argument("--timezone", help="where 'today' is for notification dates (default Australia/Sydney)")
+    serve.add_argument("--crl-url", help="http(s) URL of the CRL, written into every leaf the agent issues "
+                       "(cRLDistributionPoints)")
+    serve.add_argument("--certificate-policy", metavar="OID",
+                       help="policy OID written into every leaf the agent issues (certificatePolicies)")
+    serve.add_argument("--crl-listen", metavar="HOST:PORT", help="serve the CRL over plain HTTP at /crl")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
     business = groups.add_parser("business", help="businesses").add_subparsers(

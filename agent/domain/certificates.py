@@ -5,15 +5,24 @@ subject C=AU, O=<ABN>, CN=<credential name>, dnQualifier=ABR; sha256WithRSAEncry
 valid 730 days minus one second; basicConstraints CA:FALSE (critical); keyUsage (critical)
 digitalSignature, nonRepudiation, keyEncipherment, dataEncipherment; extendedKeyUsage
 clientAuth and emailProtection; subjectKeyIdentifier = SHA-1 of the public key (the key's
-CKA_ID).
+CKA_ID). When the operator configures them (`--crl-url`, `--certificate-policy`), the leaves
+the agent issues also carry cRLDistributionPoints and certificatePolicies, non-critical, as
+the ATO's RAM leaves do.
+
+Whether a certificate belongs on the agent's CRL is decided from the certificate itself
+(`issued_by`): its issuer, not the way it reached the agent (created, installed, imported).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+import urllib.parse
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -72,6 +81,62 @@ def build_csr(key: CertificateIssuerPrivateKeyTypes, abn: str, name: str) -> x50
         key, hashes.SHA256())
 
 
+@dataclass(frozen=True)
+class Publication:
+    """Where relying parties find the agent's CRL, and the policy its leaves assert.
+
+    Attributes:
+        crl_url: http(s) URL of the DER CRL; None leaves cRLDistributionPoints out.
+        policy_oid: dotted OID for certificatePolicies; None leaves the extension out.
+    """
+
+    crl_url: str | None = None
+    policy_oid: str | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse a URL relying parties could not fetch, or a malformed OID.
+
+        Raises:
+            InvalidArgument: the URL is not http(s)://host/..., or the OID is not dotted decimal.
+        """
+        if self.crl_url is not None:
+            check_crl_url(self.crl_url)
+        if self.policy_oid is not None:
+            check_policy_oid(self.policy_oid)
+
+
+def check_crl_url(url: str) -> None:
+    """Refuse a CRL URL other than an absolute http or https URL with a host.
+
+    Raises:
+        InvalidArgument: what is wrong with it.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # raises ValueError when out of range or not a number
+    except ValueError as exc:
+        raise InvalidArgument(f"CRL URL {url!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidArgument(f"CRL URL {url!r} must be http://HOST[:PORT]/PATH or https://... "
+                              "(relying parties fetch the CRL from it)")
+    if any(c.isspace() or not c.isprintable() for c in url) or not url.isascii():
+        raise InvalidArgument(f"CRL URL {url!r} must be plain ASCII without spaces (percent-encode them)")
+
+
+def check_policy_oid(oid: str) -> None:
+    """Refuse a certificate policy that is not a dotted-decimal OID such as 1.2.36.1.333.1.
+
+    Raises:
+        InvalidArgument: what is wrong with it.
+    """
+    if not re.fullmatch(r"[0-2](\.(0|[1-9][0-9]*))+", oid):
+        raise InvalidArgument(f"certificate policy {oid!r} is not a dotted-decimal OID such as 1.2.36.1.333.1")
+    try:
+        x509.ObjectIdentifier(oid)
+    except ValueError as exc:
+        raise InvalidArgument(f"certificate policy {oid!r} is not a valid OID: {exc}") from None
+
+
 def issue_leaf(
     *,
     issuer_key: CertificateIssuerPrivateKeyTypes,
@@ -80,9 +145,14 @@ def issue_leaf(
     abn: str,
     name: str,
     now: dt.datetime,
+    publication: Publication | None = None,
 ) -> x509.Certificate:
-    """A machine-credential certificate with the profile above."""
-    return (
+    """A machine-credential certificate with the profile above.
+
+    Args:
+        publication: the CRL URL and policy OID to add (non-critical), where configured.
+    """
+    builder = (
         _builder(credential_subject(abn, name), issuer.subject, public_key, now, LEAF_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(
@@ -93,8 +163,30 @@ def issue_leaf(
                        critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()), critical=False)
-        .sign(issuer_key, hashes.SHA256())
     )
+    if publication is not None and publication.crl_url:
+        builder = builder.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(publication.crl_url)], relative_name=None, reasons=None,
+            crl_issuer=None)]), critical=False)
+    if publication is not None and publication.policy_oid:
+        builder = builder.add_extension(x509.CertificatePolicies([x509.PolicyInformation(
+            x509.ObjectIdentifier(publication.policy_oid), policy_qualifiers=None)]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def issued_by(leaf: x509.Certificate, issuing: x509.Certificate) -> bool:
+    """True when `issuing` signed `leaf`: so the leaf's revocation belongs on that CA's CRL.
+
+    Both the issuer name and the signature must match: a certificate from another CA that
+    merely copies the issuing CA's name is not ours, and neither is one we did not sign.
+    """
+    if leaf.issuer != issuing.subject:
+        return False
+    try:
+        leaf.verify_directly_issued_by(issuing)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def _ca_certificate(*, subject: x509.Name, issuer: x509.Name, public_key: PublicKeyTypes,

@@ -269,15 +269,18 @@ class AgentService:
     """Everything the agent does, with the RAM rules applied."""
 
     def __init__(self, storage: Storage, keys: KeyStores, clock: Clock = system_clock,
-                 timezone: str = notices.DEFAULT_TIMEZONE) -> None:
+                 timezone: str = notices.DEFAULT_TIMEZONE,
+                 publication: certificates.Publication | None = None) -> None:
         """Wire the service to its storage, key backends and clock.
 
         Args:
             timezone: where "today" is decided for notification dates (IANA name).
+            publication: CRL URL and policy OID that issued leaves carry (None: neither).
         """
         self._storage = storage
         self._keys = keys
         self._clock = clock
+        self._publication = publication
         self._appender = AuditAppender(storage)
         self._batch_executor = ThreadPoolExecutor(BATCH_WORKERS, thread_name_prefix="batch-sign")
         self._cache = _ReadCache(storage)
@@ -656,7 +659,6 @@ class AgentService:
         holder_id: str | None,
         make_key: Callable[[KeyStore, str], KeyInfo],
         chain_for: Callable[[KeyInfo], tuple[x509.Certificate, ...]],
-        issued_by_agent: bool = True,
     ) -> Created:
         """Make a credential's record, key and certificate exist together or not at all.
 
@@ -689,6 +691,7 @@ class AgentService:
             raise
         try:
             chain = chain_for(key)
+            issued_by_agent = self._issued_by_agent(chain[0])
             if isinstance(store, CertificateStore):  # next to the key, for PKCS#11-aware software
                 store.store_certificate(key.uri, chain[0].public_bytes(serialization.Encoding.DER))
             with self._storage.transaction():
@@ -1124,8 +1127,30 @@ class AgentService:
     def _issue_leaf(self, key: KeyInfo, abn: str, name: str) -> tuple[x509.Certificate, ...]:
         issuer_key, issuing, root = self._ca_signer()
         leaf = certificates.issue_leaf(issuer_key=issuer_key, issuer=issuing, public_key=key.public_key, abn=abn,
-                                       name=name, now=self._clock())
+                                       name=name, now=self._clock(), publication=self._publication)
         return leaf, issuing, root
+
+    def _issued_by_agent(self, leaf: x509.Certificate) -> bool:
+        """Whether the agent's issuing CA signed `leaf` (so its revocation goes on our CRL)."""
+        issuing = self._storage.ca().get("issuing")
+        return issuing is not None and certificates.issued_by(
+            leaf, x509.load_der_x509_certificate(issuing["certificate"]))
+
+    def decide_crl_membership(self) -> None:
+        """Decide from their certificates whether credentials recorded before such decisions
+        were made belong on the CRL (start-up; e.g. agent-issued certificates installed with
+        `credential install`, once recorded as issued elsewhere)."""
+        for credential_id, leaf in self._storage.undecided_crl_membership():
+            ours = self._issued_by_agent(x509.load_der_x509_certificate(leaf))
+            with self._storage.transaction():
+                self._storage.set_issued_by_agent(credential_id, ours)
+            if ours:
+                log.info("credential %s: its certificate is the agent's; it goes on the CRL once revoked",
+                         credential_id)
+
+    def crl_entries(self) -> list[tuple[int, dt.datetime]]:
+        """(serial, revocation time) of every certificate the agent's CRL lists now."""
+        return self._storage.revoked_agent_certificates()
 
     def _credential_key(self, credential: Credential) -> tuple[KeyStore, KeyInfo]:
         if credential.status is CredentialStatus.REVOKED:
@@ -1166,13 +1191,14 @@ class AgentService:
             certificates.check_installable(leaf, public_key=key.public_key, abn=credential.abn, now=self._clock())
             full = [leaf, *rest, *extra]
             store = self._keys.for_uri(credential.key_uri)
+            issued_by_agent = self._issued_by_agent(leaf)  # decided from the certificate, wherever it came from
             if isinstance(store, CertificateStore):
                 store.store_certificate(credential.key_uri, leaf.public_bytes(serialization.Encoding.DER))
             with self._storage.transaction():
                 self._storage.update_credential(
                     credential.id, credential.status,
                     certificate_chain=[c.public_bytes(serialization.Encoding.DER) for c in full],
-                    certificate_serial=str(leaf.serial_number), issued_by_agent=0)
+                    certificate_serial=str(leaf.serial_number), issued_by_agent=int(issued_by_agent))
                 self._audit(caller, "credential.install", abn=credential.abn, target=credential.id,
                             detail={"issuer": leaf.issuer.rfc4514_string(), "serial": str(leaf.serial_number)})
             return self._view(self._credential(credential_id))
@@ -1255,7 +1281,7 @@ class AgentService:
             return self._provision(
                 caller, ctx, action="credential.import", business=business, name=name, key_type=key_type,
                 backend=backend, store=store, terms_version=accepted_terms_version,
-                holder_id=holder_id, make_key=make_key, chain_for=lambda _: chain, issued_by_agent=False,
+                holder_id=holder_id, make_key=make_key, chain_for=lambda _: chain,
             )
 
     def export_credential(self, caller: Caller, credential_id: str, *, format: str, password: str) -> bytes:

@@ -21,10 +21,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from agent.api.v1 import agent_pb2, agent_pb2_grpc
-from agent.config import Config, ConfigError
+from agent.config import Config, ConfigError, split_host_port
+from agent.domain import certificates
 from agent.domain.service import AgentService
 from agent.keys import KeyStores
 from agent.server.auth import Authenticator
+from agent.server.crl_http import CrlHttpListener
 from agent.server.interceptors import ErrorInterceptor
 from agent.server.servicer import (
     AuditServicer,
@@ -96,6 +98,7 @@ class AgentServer:
         self._private_dir: str | None = None
         self._stopping = threading.Event()
         self._service: AgentService | None = None
+        self._crl_http: CrlHttpListener | None = None
 
     def start(self) -> None:
         """Open everything and start serving.
@@ -123,7 +126,9 @@ class AgentServer:
         for path in (database, database + "-wal", database + "-shm"):
             _check_database_path(path)
         self._storage = Storage(database)
-        service = self._service = AgentService(self._storage, self._keys, timezone=config.timezone)
+        service = self._service = AgentService(
+            self._storage, self._keys, timezone=config.timezone,
+            publication=certificates.Publication(crl_url=config.crl_url, policy_oid=config.certificate_policy))
         service.finish_interrupted_work()
         try:
             service.ensure_ca()
@@ -131,6 +136,7 @@ class AgentServer:
             service.checkpoint_audit()
         except KeyStoreError as exc:
             raise ConfigError(f"cannot create the agent's CA or audit key: {exc}") from None
+        service.decide_crl_membership()
         service.record_due_reminders()
 
         # The gRPC server's own socket lives in a private directory (short path: AF_UNIX
@@ -172,9 +178,22 @@ class AgentServer:
         self._front = UnixFront(config.socket_path, config.socket_mode, self._private_dir, grpc_path)
         self._front.start()
         threading.Thread(target=self._remind, args=(service,), name="reminders", daemon=True).start()
+        if config.crl_listen:
+            self._start_crl_http(service, config.crl_listen)
         listeners = [f"unix:{config.socket_path}"] + [f"mtls:{config.listen}"] * bool(config.listen)
         listeners += [f"insecure:{config.insecure_listen}"] * bool(config.insecure_listen)
         log.info("mcagent serving on %s (default backend: %s)", ", ".join(listeners), config.default_backend.value)
+
+    def _start_crl_http(self, service: AgentService, address: str) -> None:
+        host, port = split_host_port(address, "--crl-listen")
+        try:
+            self._crl_http = CrlHttpListener(host, port, service)
+        except OSError as exc:
+            raise ConfigError(f"cannot serve the CRL on {address}: {exc.strerror or exc}") from None
+        self._crl_http.start()
+        log.info("CRL published over HTTP at http://%s/crl%s", self._crl_http.address,
+                 f" (leaves point to {self.config.crl_url})" if self.config.crl_url else
+                 " (no --crl-url: leaves carry no distribution point)")
 
     def _remind(self, service: AgentService) -> None:
         """Once a minute: due reminders to claim unassigned credentials, summaries of throttled
@@ -191,6 +210,9 @@ class AgentServer:
         """Finish requests in flight (up to the grace period), then close everything."""
         self._stopping.set()
         was_serving = self._server is not None
+        if self._crl_http is not None:
+            self._crl_http.stop()
+            self._crl_http = None
         if self._front is not None:
             self._front.stop()
             self._front = None
