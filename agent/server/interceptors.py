@@ -2,7 +2,9 @@
 
 Domain and key custody errors carry messages meant for the caller. Anything else is a
 bug: it is logged with its traceback and the caller gets INTERNAL with a generic message
-(nothing internal, and never a secret, leaves the process).
+(nothing internal, and never a secret, leaves the process). That includes a panic inside a
+native library (pyo3's PanicException derives from BaseException, not Exception): grpcio
+catches only Exception, so without this the call would never be answered.
 
 A request whose bytes are not a valid message of the method's request type (garbage, a
 truncated field, a string field that is not UTF-8) is the caller's mistake, not ours: it is
@@ -106,7 +108,9 @@ class ErrorInterceptor(grpc.ServerInterceptor):
                 code = status_of(exc) or grpc.StatusCode.INTERNAL
                 log.info("%s refused: %s: %s", method, code.name, exc)
                 context.abort(code, str(exc))
-            except Exception:
+            except (KeyboardInterrupt, SystemExit, GeneratorExit):
+                raise
+            except BaseException:  # also a native library's panic (pyo3 PanicException is not an Exception)
                 log.exception("%s failed with an unexpected error", method)
                 context.abort(grpc.StatusCode.INTERNAL, "internal error in the agent; see its log")
 
