@@ -11,13 +11,24 @@ unknown bearer token), with:
 
 Every answer's status is collected; the test fails listing each INTERNAL/UNKNOWN answer with
 the method, caller and input. The example counts are fixed and the example database is off, so
-the run is bounded (about a minute) and reproducible from the seed hypothesis prints.
+the run is bounded (about a minute) and reproducible (fixed seed; MCAGENT_FUZZ_SEED and
+MCAGENT_FUZZ_SCALE explore further by hand).
+
+Expected to FAIL until fixes outside the servicer land (they are pinned in
+test_pinned_bad_inputs_are_invalid_argument below):
+- ImportCredential, RAM key store with an empty password: TypeError in ramkeystore.decrypt
+  (cryptography treats b"" as "no password") -> INTERNAL.
+- ImportCredential, PKCS#12 with a NUL in the password: a Rust panic in cryptography's
+  load_key_and_certificates (pyo3 PanicException, a BaseException) -> INTERNAL now; before the
+  interceptor caught BaseException the call was never answered (client deadline).
 """
 
 from __future__ import annotations
 
 import collections
 import datetime
+import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,8 +50,11 @@ ABN = "51824753556"
 DSP_ABN = "53004085616"
 UNREGISTERED_ABN = "83914571673"
 CALL_TIMEOUT = 20.0
-FIELD_EXAMPLES = 300   # per RPC: generated request messages
-GARBAGE_EXAMPLES = 40  # per RPC: raw bytes
+# Exploring further by hand: MCAGENT_FUZZ_SEED=<n> MCAGENT_FUZZ_SCALE=<k> runs k times the examples.
+SEED = int(os.environ.get("MCAGENT_FUZZ_SEED", "20260311"))
+SCALE = float(os.environ.get("MCAGENT_FUZZ_SCALE", "1"))
+FIELD_EXAMPLES = int(300 * SCALE)   # per RPC: generated request messages
+GARBAGE_EXAMPLES = int(40 * SCALE)  # per RPC: raw bytes
 MAX_STRING = 300
 MAX_BYTES = 4096
 MAX_REPEATED = 4
@@ -349,13 +363,13 @@ def test_no_rpc_answers_internal_or_unknown_to_fuzzed_requests(fuzz_target):
     common = dict(deadline=None, database=None, print_blob=False, suppress_health_check=list(HealthCheck))
 
     def fuzz(rpc: Rpc) -> None:
-        @seed(20260311)
+        @seed(SEED)
         @settings(max_examples=FIELD_EXAMPLES, **common)
         @given(message=message_strategy(rpc.request.DESCRIPTOR, hints), caller=st.sampled_from(weighted))
         def fields(message, caller):
             record(rpc, caller, message, message.SerializeToString())
 
-        @seed(20260311)
+        @seed(SEED)
         @settings(max_examples=GARBAGE_EXAMPLES, **common)
         @given(data=garbage_strategy(rpc), caller=st.sampled_from(weighted))
         def garbage(data, caller):
@@ -374,10 +388,12 @@ def test_no_rpc_answers_internal_or_unknown_to_fuzzed_requests(fuzz_target):
     assert audit.returncode == 0 and "audit log intact" in audit.stdout.decode(), audit.stderr.decode()
     summary = "\n".join(f"{path}: {dict(counter)}" for path, counter in sorted(codes.items()))
     assert len(codes) == len(RPCS), summary
-    print(f"{sum(map(sum, (c.values() for c in codes.values())))} calls in {elapsed:.0f}s\n{summary}")
+    errors = collections.Counter(line for line in daemon.log().splitlines()
+                                 if re.match(r"[A-Za-z_][\w.]*(Error|Exception|Panic)\b", line))
     failures = "\n".join(f"{o.rpc} as {o.caller}: {o.code.name}: {o.details}\n    request: {o.request}"
                          for o in outcomes)
-    assert not outcomes, f"{len(outcomes)} bad answers in {elapsed:.0f}s:\n{failures}\n\nall answers:\n{summary}"
+    assert not outcomes, (f"{len(outcomes)} bad answers in {elapsed:.0f}s:\n{failures}\n\n"
+                          f"exceptions in the daemon's log: {dict(errors)}\n\nall answers:\n{summary}")
     assert "Traceback" not in daemon.log(), daemon.log()[-5000:]
 
 
