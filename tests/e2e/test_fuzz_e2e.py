@@ -308,7 +308,8 @@ def fuzz_target(file_daemon: Daemon):
     ids = [*credential_ids, notification]
     hints = {
         "abn": [ABN, "51 824 753 556", UNREGISTERED_ABN], "dsp_abn": [DSP_ABN, UNREGISTERED_ABN],
-        "name": ["fuzz-new", "Example Pty Ltd"], "principal": ["pa", "mca", "dsp"], "principal_authority": ["pa", "mca", "dsp"],
+        "name": ["fuzz-new", "Example Pty Ltd"], "principal": ["pa", "mca", "dsp"],
+        "principal_authority": ["pa", "mca", "dsp"],
         "role": [1, 2, 3, 4], "key_type": [agent_pb2.KEY_TYPE_EC_P256, agent_pb2.KEY_TYPE_RSA_2048],
         "backend": [0, agent_pb2.BACKEND_FILE], "accepted_terms_version": [terms],
         "id": ids, "credential_id": credential_ids, "confirm": [True], "accept_declaration": [True],
