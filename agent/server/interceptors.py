@@ -2,7 +2,14 @@
 
 Domain and key custody errors carry messages meant for the caller. Anything else is a
 bug: it is logged with its traceback and the caller gets INTERNAL with a generic message
-(nothing internal, and never a secret, leaves the process).
+(nothing internal, and never a secret, leaves the process). That includes a panic inside a
+native library (pyo3's PanicException derives from BaseException, not Exception): grpcio
+catches only Exception, so without this the call would never be answered.
+
+A request whose bytes are not a valid message of the method's request type (garbage, a
+truncated field, a string field that is not UTF-8) is the caller's mistake, not ours: it is
+answered INVALID_ARGUMENT naming the expected message type, where grpcio on its own would
+answer INTERNAL "Exception deserializing request!". The bytes are never echoed.
 """
 
 from __future__ import annotations
@@ -47,8 +54,42 @@ def status_of(exc: Exception) -> grpc.StatusCode | None:
     return None
 
 
+class MalformedRequest:
+    """Stands in for a request that could not be decoded; the handler refuses it."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _decode_problem(exc: Exception) -> str:
+    """Why the bytes are not a message, in fixed words (the error's own text may quote them)."""
+    if "utf-8" in str(exc).lower() or isinstance(exc, UnicodeError):
+        return "a string field is not valid UTF-8"
+    return "the bytes are not well-formed protobuf"
+
+
+def tolerant_deserializer(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """`deserialize`, answering a `MalformedRequest` instead of raising on bad bytes."""
+    if deserialize is None:
+        return None
+    message_class = getattr(deserialize, "__self__", None)
+    descriptor = getattr(message_class, "DESCRIPTOR", None)
+    type_name = getattr(descriptor, "full_name", None) or "request"
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # any decode failure means the caller sent bad bytes
+            return MalformedRequest(f"the request is not a valid {type_name} message: {_decode_problem(exc)}")
+
+    return decode
+
+
 class ErrorInterceptor(grpc.ServerInterceptor):
-    """Wraps every unary handler so its errors leave as status codes."""
+    """Wraps every unary-unary handler (ours and the health Check) so its errors leave as
+    status codes, and undecodable requests as INVALID_ARGUMENT."""
 
     def intercept_service(self, continuation: Callable[..., Any], handler_call_details: Any) -> Any:
         handler = continuation(handler_call_details)
@@ -58,18 +99,23 @@ class ErrorInterceptor(grpc.ServerInterceptor):
         inner = handler.unary_unary
 
         def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            if isinstance(request, MalformedRequest):
+                log.info("%s refused: INVALID_ARGUMENT: %s", method, request.message)
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
             try:
                 return inner(request, context)
             except (domain.DomainError, keys.KeyStoreError) as exc:
                 code = status_of(exc) or grpc.StatusCode.INTERNAL
                 log.info("%s refused: %s: %s", method, code.name, exc)
                 context.abort(code, str(exc))
-            except Exception:
+            except (KeyboardInterrupt, SystemExit, GeneratorExit):
+                raise
+            except BaseException:  # also a native library's panic (pyo3 PanicException is not an Exception)
                 log.exception("%s failed with an unexpected error", method)
                 context.abort(grpc.StatusCode.INTERNAL, "internal error in the agent; see its log")
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=tolerant_deserializer(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
