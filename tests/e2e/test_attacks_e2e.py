@@ -263,3 +263,93 @@ def test_once_revoke_has_answered_no_signature_made_with_the_key_reaches_anyone(
     allowed = [int(e["seq"]) for e in entries if e["action"] == "credential.sign" and e["outcome"] == "allowed"]
     assert allowed and max(allowed) < revoke_seq, "a sign was recorded as allowed after the revoke"
     assert len(allowed) == len(signed)  # every returned signature, and only those, recorded as allowed
+
+
+# -- whoever holds the database file cannot rewrite or cut the log unnoticed -----------------------
+
+
+def _tamper(daemon: Daemon, *statements: str, rehash_from: int | None = None) -> None:
+    """Change the audit table behind the agent's back, as someone holding the file could."""
+    import dataclasses
+    import datetime as dt
+    import sqlite3
+
+    from agent.domain.audit import AuditEntry, entry_hash
+
+    with sqlite3.connect(daemon.data_dir / "mcagent.db") as conn:
+        conn.execute("DROP TRIGGER audit_append_only_update")
+        conn.execute("DROP TRIGGER audit_append_only_delete")
+        for statement in statements:
+            conn.execute(statement)
+        if rehash_from is not None:  # recompute every hash from there on, so the plain chain is valid again
+            conn.row_factory = sqlite3.Row
+            rows = conn.execute("SELECT * FROM audit WHERE seq >= ? ORDER BY seq", (rehash_from,)).fetchall()
+            prev = conn.execute("SELECT hash FROM audit WHERE seq = ?", (rehash_from - 1,)).fetchone()[0]
+            for row in rows:
+                entry = AuditEntry(seq=row["seq"], at=dt.datetime.fromisoformat(row["at"]), actor=row["actor"],
+                                   action=row["action"], outcome=row["outcome"], abn=row["abn"], target=row["target"],
+                                   detail=json.loads(row["detail"]), prev_hash=prev)
+                entry = dataclasses.replace(entry, hash=entry_hash(entry))
+                conn.execute("UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, entry.hash, entry.seq))
+                prev = entry.hash
+
+
+def _verify(daemon: Daemon, *args: str):
+    return daemon.as_principal(None).cli("audit", "verify", *args)
+
+
+@pytest.fixture
+def busy(start_daemon):
+    """A daemon with some history, stopped (its shutdown checkpoint written); start it again with `.restart()`."""
+    from tests.conftest import KEYSTORE_PASSWORD
+
+    env = {"MCAGENT_KEYSTORE_PASSWORD": KEYSTORE_PASSWORD}
+    daemon = start_daemon(env=env)
+    pa = daemon.new_business(ABN, "pa")
+    credential = pa.ok("credential", "create", "--abn", ABN, "--name", "ec", "--key-type", "ec-p256",
+                       "--accept-terms").strip()
+    for _ in range(3):
+        pa.ok("credential", "show", credential)
+    (pa.data_dir / "message").write_bytes(b"m")
+    pa.ok("credential", "sign", credential, "--in", str(pa.data_dir / "message"), "--out", "/dev/null")
+    assert daemon.stop() == 0
+    daemon.restart = lambda: start_daemon(env=env, data_dir=daemon.data_dir)
+    return daemon
+
+
+def test_rewriting_entries_and_recomputing_every_hash_is_caught_by_the_signed_checkpoints(busy):
+    _tamper(busy, "UPDATE audit SET actor = 'someone-else' WHERE action = 'credential.create'", rehash_from=3)
+    daemon = busy.restart()
+    result = _verify(daemon)
+    assert result.returncode != 0
+    assert "does not carry a valid signature" in result.stderr.decode()
+    assert "audit log tampered with" in daemon.log()
+
+
+def test_deleting_every_entry_is_caught(busy):
+    _tamper(busy, "DELETE FROM audit")
+    result = _verify(busy.restart())
+    assert result.returncode != 0
+    assert "holds no checkpoint although the agent's audit key exists" in result.stderr.decode()
+
+
+def test_cutting_off_the_newest_entries_while_the_agent_runs_is_caught(busy):
+    daemon = busy.restart()
+    assert _verify(daemon).returncode == 0
+    _tamper(daemon, "DELETE FROM audit WHERE seq >= (SELECT max(seq) - 2 FROM audit)")
+    result = _verify(daemon)
+    assert result.returncode != 0
+    assert "the newest entries were removed" in result.stderr.decode()
+
+
+def test_a_head_kept_elsewhere_catches_a_cut_back_to_an_older_checkpoint(busy):
+    daemon = busy.restart()
+    kept = _verify(daemon).stdout.decode().split("head ")[1].split()[0]  # SEQ:HASH, as an operator keeps it
+    assert daemon.stop() == 0
+    # Cut back to the checkpoint written when this start began: the log is valid and anchored, only shorter.
+    _tamper(daemon, "DELETE FROM audit WHERE seq > (SELECT max(seq) FROM audit WHERE action = 'audit.checkpoint'"
+                    " AND seq < (SELECT max(seq) FROM audit))")
+    daemon = busy.restart()
+    assert _verify(daemon).returncode == 0  # the documented limit of what the database alone can show
+    result = _verify(daemon, "--expect-head", kept)
+    assert result.returncode != 0 and "not the one expected" in result.stderr.decode()
