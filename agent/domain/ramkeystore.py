@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from agent.domain.audit import clip
 from agent.domain.certificates import abn_of, name_of, same_public_key
 from agent.domain.errors import FailedPrecondition, InvalidArgument
 
@@ -132,7 +133,8 @@ def parse(data: bytes) -> list[StoredCredential]:
     except Exception as exc:  # defusedxml and expat raise several types
         raise InvalidArgument(f"not a key store file: the XML cannot be read ({exc})") from None
     if root.tag != f"{{{NS}}}credentialStore":
-        raise InvalidArgument(f"not a RAM key store file: the root element is {root.tag}, not credentialStore")
+        raise InvalidArgument(f"not a RAM key store file: the root element is {clip(root.tag, 100)}, not "
+                              f"{{{NS}}}credentialStore")
     found = []
     for element in root.iter(f"{{{NS}}}credential"):
         alias = element.get("id", "")
@@ -190,6 +192,16 @@ def check_consistent(credential: StoredCredential, now: dt.datetime) -> None:
                                  f"({expiry.isoformat()}); create a new one instead")
 
 
+def _password_bytes(password: str, what: str) -> bytes:
+    """The password as the decoders take it; refused if they could not (empty, or with a NUL,
+    which the PKCS#12 decoder cannot take and would report with the password in its error)."""
+    if not password:
+        raise InvalidArgument(f"the {what} password is empty; give the password it was saved with")
+    if "\x00" in password:
+        raise InvalidArgument(f"wrong password for the {what}: a password cannot contain a NUL character")
+    return password.encode("utf-8")
+
+
 def decrypt(credential: StoredCredential, password: str) -> PrivateKeyTypes:
     """The credential's private key.
 
@@ -197,7 +209,7 @@ def decrypt(credential: StoredCredential, password: str) -> PrivateKeyTypes:
         InvalidArgument: wrong password, an unsupported cipher, or a key that is not the certificate's.
     """
     try:
-        key = serialization.load_der_private_key(credential.protected_key, password.encode("utf-8"))
+        key = serialization.load_der_private_key(credential.protected_key, _password_bytes(password, "key store"))
     except ValueError as exc:
         if "incorrect password" in str(exc).lower() or "bad decrypt" in str(exc).lower():
             raise InvalidArgument("wrong password for the key store") from None
@@ -233,7 +245,7 @@ def load_pkcs12(data: bytes, password: str) -> tuple[PrivateKeyTypes, tuple[x509
         InvalidArgument: wrong password or not PKCS#12, no key or certificate, or mismatched.
     """
     try:
-        key, certificate, others = pkcs12.load_key_and_certificates(data, password.encode("utf-8"))
+        key, certificate, others = pkcs12.load_key_and_certificates(data, _password_bytes(password, "PKCS#12 file"))
     except ValueError:
         raise InvalidArgument("wrong password for the PKCS#12 file (or it is not PKCS#12)") from None
     if key is None or certificate is None:

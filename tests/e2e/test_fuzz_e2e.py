@@ -64,9 +64,6 @@ MAX_DEPTH = 3
 # misread bad input as an outage (the caller would retry forever): a bug too.
 FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.UNAVAILABLE,
              grpc.StatusCode.DATA_LOSS}
-# Being removed from the API (replaced by the name of an operator-configured key store):
-# never generated, so that this test stays valid after that change.
-EXCLUDED_FIELDS = {"keystore_path"}
 DESTRUCTIVE = {"RevokeCredential", "RemoveRole", "RemoveNotification"}
 
 FD = pb_descriptor.FieldDescriptor
@@ -142,8 +139,6 @@ def message_strategy(descriptor: pb_descriptor.Descriptor, hints: dict[str, list
     cls = message_factory.GetMessageClass(descriptor)
     fields: dict[str, tuple[st.SearchStrategy | None, st.SearchStrategy]] = {}
     for field in descriptor.fields:
-        if field.name in EXCLUDED_FIELDS:
-            continue
         if field.type == FD.TYPE_MESSAGE:
             if depth >= MAX_DEPTH:
                 continue
