@@ -33,6 +33,16 @@ class StoreCorrupted(KeyStoreError):
     """A key store file cannot be read: it is not one, or it has been damaged."""
 
 
+class StoreUnsafe(KeyStoreError):
+    """A key store file or its directory is not safe to use: refused before reading or writing.
+
+    Someone else could read or change it (wrong owner, open permissions, a symbolic
+    link), or it is not a regular file.
+
+    Permanent until the operator fixes what the message names; nothing was read or written.
+    """
+
+
 class StoreLocked(KeyStoreError):
     """Another writer holds the key store file's lock for longer than we wait."""
 

@@ -14,6 +14,14 @@ AES-GCM and its label as associated data, so entries cannot be swapped unnoticed
 Writes take an exclusive lock on ``<file>.lock``, re-read the file (another process may
 have written since), write ``<file>.tmp``, fsync it, rename it over the file and fsync the
 directory: a crash at any instant leaves the old or the new file, never a broken one.
+
+Nothing the store opens is taken on trust. The directory must be the agent's own (owned by
+its uid, not writable by group or others); the file, ``.lock`` and ``.tmp`` are opened
+relative to that directory, never through a symbolic link (O_NOFOLLOW), only when they are
+regular files owned by the agent (checked on the open descriptor; O_NONBLOCK so a FIFO
+cannot hang the open), and the file must not be open to group or others. ``.tmp`` is
+always created anew (O_EXCL); a stale one, left by a writer that crashed holding the lock,
+is unlinked first. A file that is not a key store is refused without quoting it.
 """
 
 from __future__ import annotations
@@ -21,9 +29,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,8 +54,10 @@ from hsm.errors import (
     InvalidURI,
     KeyExists,
     KeyNotFound,
+    KeyStoreError,
     StoreCorrupted,
     StoreLocked,
+    StoreUnsafe,
 )
 from hsm.uri import FileURI
 
@@ -111,19 +123,106 @@ class FileKeyStore(KeyStore):
         Raises:
             AuthFailed: empty password, or the wrong one for an existing file.
             StoreCorrupted: the file exists but is not a readable key store.
+            StoreUnsafe: the file or its directory could be read or changed by someone
+                else, or the path is a symbolic link or not a regular file.
+            KeyStoreError: the directory does not exist.
         """
         if not password:
             raise AuthFailed(f"no password given for key store file {path}")
         if not os.path.isabs(path):
             raise InvalidURI(f"key store path must be absolute: {path}")
         self.path = path
+        self._dirname, self._name = os.path.split(path)
+        if not self._name:
+            raise InvalidURI(f"key store path names a directory, not a file: {path}")
         self._password = password.encode("utf-8")
         self._derived: dict[bytes, bytes] = {}  # salt -> AES key; scrypt is slow on purpose
         self._private: dict[str, PrivateKeyTypes] = {}  # decrypted keys, by label
         self._lock = threading.RLock()
-        self._contents = self._read()
+        with self._directory() as directory:
+            self._contents = self._read(directory)
 
     # -- file I/O -----------------------------------------------------------------------
+
+    # Everything the store opens is opened relative to its directory's descriptor, never
+    # through a symbolic link, and only if it is a regular file owned by us: the key store
+    # must not become a way to read, block on or overwrite someone else's file.
+
+    @contextlib.contextmanager
+    def _directory(self) -> Iterator[int]:
+        """The key store's directory, opened and checked: ours, not writable by others."""
+        try:
+            fd = os.open(self._dirname, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise KeyStoreError(
+                f"directory {self._dirname} of key store file {self.path} does not exist; "
+                "create it (owned by the agent's user, mode 0700)"
+            ) from None
+        except NotADirectoryError:
+            raise StoreUnsafe(
+                f"{self._dirname}, the directory of key store file {self.path}, is not a directory"
+            ) from None
+        try:
+            st = os.fstat(fd)
+            uid = os.geteuid()
+            if st.st_uid != uid:
+                raise StoreUnsafe(
+                    f"directory {self._dirname} holding key store file {self.path} is owned by uid {st.st_uid}, "
+                    f"not by the agent's uid {uid}; keep the key store in a directory of the agent's own "
+                    f"(chown {uid} {self._dirname})"
+                )
+            if st.st_mode & 0o022:
+                raise StoreUnsafe(
+                    f"directory {self._dirname} holding key store file {self.path} is writable by group or others "
+                    f"(mode {stat.S_IMODE(st.st_mode):04o}); fix it: chmod go-w {self._dirname}"
+                )
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _check_file(self, st: os.stat_result, name: str, what: str) -> None:
+        full = os.path.join(self._dirname, name)
+        if stat.S_ISLNK(st.st_mode):
+            raise StoreUnsafe(
+                f"{what} {full} is a symbolic link; the agent does not follow links there: "
+                "configure the real path, or remove the link"
+            )
+        if not stat.S_ISREG(st.st_mode):
+            raise StoreUnsafe(f"{what} {full} is not a regular file; remove it or configure another path")
+        uid = os.geteuid()
+        if st.st_uid != uid:
+            raise StoreUnsafe(f"{what} {full} is owned by uid {st.st_uid}, not by the agent's uid {uid}")
+
+    def _open_file(self, directory: int, name: str, flags: int, what: str) -> tuple[int, os.stat_result]:
+        """Open `name` in `directory` without following a link; only a regular file of ours.
+
+        O_NONBLOCK keeps a FIFO or device from blocking the open; it is cleared once the
+        descriptor is known to be a regular file.
+
+        Raises:
+            FileNotFoundError: there is no such file (and `flags` do not create it).
+            StoreUnsafe: a symbolic link, not a regular file, or not ours.
+        """
+        full = os.path.join(self._dirname, name)
+        with contextlib.suppress(FileNotFoundError):
+            # Refuse early, without opening a FIFO or device at all; fstat below decides.
+            self._check_file(os.stat(name, dir_fd=directory, follow_symlinks=False), name, what)
+        try:
+            fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600, dir_fd=directory)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                self._check_file(os.stat(name, dir_fd=directory, follow_symlinks=False), name, what)
+            if exc.errno in (errno.ELOOP, errno.ENXIO, errno.ENODEV, errno.EISDIR):
+                raise StoreUnsafe(f"{what} {full} is not a regular file; remove it or configure another path") from None
+            raise
+        try:
+            st = os.fstat(fd)
+            self._check_file(st, name, what)
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, st
 
     def _key_for(self, salt: bytes, kdf: dict[str, int]) -> bytes:
         key = self._derived.get(salt)
@@ -132,44 +231,68 @@ class FileKeyStore(KeyStore):
             self._derived[salt] = key
         return key
 
-    def _stamp(self) -> tuple[int, int, int] | None:
+    def _stamp(self, directory: int) -> tuple[int, int, int] | None:
         try:
-            st = os.stat(self.path)
+            st = os.stat(self._name, dir_fd=directory, follow_symlinks=False)
         except FileNotFoundError:
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
-    def _read(self) -> _Contents:
+    def _read(self, directory: int) -> _Contents:
         """Read and authenticate the file, or start empty contents when there is none."""
-        stamp = self._stamp()
-        if stamp is None:
+        try:
+            fd, st = self._open_file(directory, self._name, os.O_RDONLY, "key store file")
+        except FileNotFoundError:
             salt = os.urandom(16)
             key = self._key_for(salt, _SCRYPT)
             return _Contents(salt, dict(_SCRYPT), _seal(key, _CHECK_TEXT, b"check"), {}, None)
         try:
-            with open(self.path, "rb") as fh:
-                raw = json.loads(fh.read())
+            if stat.S_IMODE(st.st_mode) & 0o077:
+                raise StoreUnsafe(
+                    f"key store file {self.path} is open to group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
+                    f"fix it: chmod 600 {self.path}"
+                )
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise StoreCorrupted(f"key store file {self.path} cannot be read: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        try:
+            raw = json.loads(data)
             if raw.get("format") != FORMAT:
-                raise ValueError(f"format is {raw.get('format')!r}, expected {FORMAT!r}")
+                raise ValueError("not our format")
             kdf = {k: int(raw["kdf"][k]) for k in ("n", "r", "p")}
             contents = _Contents(_unb64(raw["kdf"]["salt"]), kdf, raw["check"], dict(raw["keys"]), stamp)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise StoreCorrupted(f"key store file {self.path} cannot be read: {exc}") from None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            # Say nothing about what the file holds: parser messages quote its content.
+            raise StoreCorrupted(
+                f"key store file {self.path} cannot be read: it is not an mcagent key store file"
+            ) from None
         try:
             if _open_sealed(self._key_for(contents.salt, kdf), contents.check, b"check") != _CHECK_TEXT:
                 raise InvalidTag()
         except InvalidTag:
             raise AuthFailed(f"wrong password for key store file {self.path}") from None
+        except ValueError:
+            raise StoreCorrupted(
+                f"key store file {self.path} cannot be read: it is not an mcagent key store file"
+            ) from None
         return contents
 
     def _refresh(self) -> None:
         """Re-read the file if another process has replaced it since we last looked."""
-        if self._stamp() != self._contents.stamp:
-            self._contents = self._read()
+        with self._directory() as directory:
+            self._refresh_in(directory)
+
+    def _refresh_in(self, directory: int) -> None:
+        if self._stamp(directory) != self._contents.stamp:
+            self._contents = self._read(directory)
 
     @contextlib.contextmanager
-    def _file_lock(self) -> Iterator[None]:
-        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    def _file_lock(self, directory: int) -> Iterator[None]:
+        fd, _ = self._open_file(directory, self._name + ".lock", os.O_RDWR | os.O_CREAT, "lock file")
         try:
             deadline = time.monotonic() + _LOCK_WAIT
             while True:
@@ -186,7 +309,24 @@ class FileKeyStore(KeyStore):
         finally:
             os.close(fd)  # closing releases the lock
 
-    def _write(self, contents: _Contents) -> None:
+    def _create_temporary(self, directory: int) -> int:
+        """Create ``<file>.tmp`` anew (O_EXCL: never an existing file, never a link's target)."""
+        name = self._name + ".tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            return os.open(name, flags, 0o600, dir_fd=directory)
+        except FileExistsError:
+            pass
+        # Left by a writer that crashed while holding the lock we hold now. unlink removes
+        # a symbolic link itself, never what it points to.
+        try:
+            os.unlink(name, dir_fd=directory)
+            return os.open(name, flags, 0o600, dir_fd=directory)
+        except OSError as exc:
+            full = os.path.join(self._dirname, name)
+            raise StoreUnsafe(f"stale temporary file {full} cannot be replaced ({exc.strerror}); remove it") from None
+
+    def _write(self, directory: int, contents: _Contents) -> None:
         document = {
             "format": FORMAT,
             "kdf": {"name": "scrypt", "salt": _b64(contents.salt), **contents.kdf},
@@ -194,32 +334,33 @@ class FileKeyStore(KeyStore):
             "keys": contents.entries,
         }
         data = json.dumps(document, indent=1, sort_keys=True).encode("utf-8")
-        temporary = self.path + ".tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        temporary = self._name + ".tmp"
+        fd = self._create_temporary(directory)
         try:
-            os.fchmod(fd, 0o600)  # a stale temporary file may have other permissions
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, self.path)
-        directory = os.open(os.path.dirname(self.path), os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-        contents.stamp = self._stamp()
+            try:
+                os.fchmod(fd, 0o600)  # whatever the umask
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, self._name, src_dir_fd=directory, dst_dir_fd=directory)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary, dir_fd=directory)
+            raise
+        os.fsync(directory)
+        contents.stamp = self._stamp(directory)
 
     def _update(self, change: Callable[[_Contents], Any]) -> Any:
         """Apply `change` to the newest contents and save them, holding the file lock."""
-        with self._lock, self._file_lock():
-            self._refresh()
+        with self._lock, self._directory() as directory, self._file_lock(directory):
+            self._refresh_in(directory)
             # Change a copy: if the write fails, memory still matches the file.
             draft = dataclasses.replace(self._contents, entries=dict(self._contents.entries))
             result = change(draft)
-            self._write(draft)
+            self._write(directory, draft)
             self._contents = draft
             return result
 

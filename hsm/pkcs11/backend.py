@@ -119,6 +119,7 @@ class Pkcs11KeyStore(KeyStore):
             if list(session.get_objects(self._template(parsed, ObjectClass.PUBLIC_KEY))):
                 raise p11e.UserNotLoggedIn()
         if not found:
+            self._pool.require_token()  # an empty answer may mean the token went away
             raise KeyNotFound(f"no {object_class.name.lower().replace('_', ' ')} at {parsed}")
         if len(found) > 1:
             raise KeyStoreError(f"{len(found)} objects match {parsed}; the URI is ambiguous")
@@ -280,6 +281,8 @@ class Pkcs11KeyStore(KeyStore):
 
         def destroy(worker: WorkerSession) -> int:
             found = list(worker.session.get_objects(self._template(parsed, None)))
+            if not found:
+                self._pool.require_token()  # "nothing destroyed" must not hide a missing token
             for obj in found:
                 obj.destroy()
             return len(found)
@@ -294,7 +297,9 @@ class Pkcs11KeyStore(KeyStore):
         """URIs of every private key in the token."""
 
         def collect(worker: WorkerSession) -> list[str]:
-            keys = worker.session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})
+            keys = list(worker.session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}))
+            if not keys:
+                self._pool.require_token()
             return [
                 str(Pkcs11URI(self.token_label, bytes(k[Attribute.ID]), k[Attribute.LABEL]))
                 for k in keys

@@ -70,6 +70,8 @@ def classify(exc: p11e.PKCS11Error, what: str) -> KeyStoreError:
     name = type(exc).__name__
     if isinstance(exc, _AUTH):
         return AuthFailed(f"{what}: the token refused the PIN ({name})")
+    if isinstance(exc, (p11e.TokenNotPresent, p11e.DeviceRemoved, p11e.NoSuchToken)):
+        return TokenUnavailable(f"{what}: token not present ({name}); retry when it is back")
     if is_transient(exc):
         return TokenUnavailable(f"{what}: token unavailable ({name}); retry shortly")
     return KeyStoreError(f"{what}: PKCS#11 error {name}")
@@ -173,6 +175,8 @@ class SessionPool:
         self._next_attempt = 0.0
         self._closed = False
         self._token: Any = None
+        self._serial: bytes | None = None  # of the token logged in to, to tell it from another
+        self._last_failure = ""
         self._login_session: Any = None
         try:
             self._lib = pkcs11.lib(module_path)
@@ -196,7 +200,7 @@ class SessionPool:
                 self._initializer.ensure_initialized()
             self._token = self._lib.get_token(token_label=self._token_label)
         except p11e.NoSuchToken as exc:
-            raise TokenUnavailable(f"{what} not found in module {self._module_path}") from exc
+            raise TokenUnavailable(f"{what} not present in module {self._module_path}") from exc
         except (p11e.PKCS11Error, OSError) as exc:
             raise TokenUnavailable(f"{what}: module failed to initialise ({exc})") from exc
         try:
@@ -205,7 +209,9 @@ class SessionPool:
             self._login_session = self._token.open(rw=True)
         except p11e.PKCS11Error as exc:
             raise classify(exc, f"login to {what}") from exc
+        self._serial = self._token.serial
         self._healthy = True
+        self._last_failure = ""
         log.info("logged in to %s", what)
 
     def _discard_sessions(self) -> None:
@@ -237,6 +243,7 @@ class SessionPool:
                 self._start(recovering=True)
             except KeyStoreError as exc:
                 self._next_attempt = time.monotonic() + self._retry_backoff
+                self._last_failure = str(exc)
                 log.error("recovery of PKCS#11 token %r failed: %s", self._token_label, exc)
 
     def close(self) -> None:
@@ -271,8 +278,9 @@ class SessionPool:
                     if self._closed:
                         raise TokenUnavailable(f"{what}: the key store is closed")
                     if not self._healthy:
+                        reason = f" ({self._last_failure})" if self._last_failure else ""
                         raise TokenUnavailable(
-                            f"{what}: PKCS#11 token {self._token_label!r} unavailable; "
+                            f"{what}: PKCS#11 token {self._token_label!r} unavailable{reason}; "
                             "recovery is retried every "
                             f"{self._retry_backoff:g}s"
                         )
@@ -324,6 +332,27 @@ class SessionPool:
             worker = WorkerSession(self._token.open(rw=True))
             self._all.append(worker)
             return worker
+
+    def require_token(self) -> None:
+        """Check that the token logged in to is still there; call it when a search finds nothing.
+
+        SoftHSM 2.6.1 answers object searches with an empty list, not an error, once its
+        token directory has gone, so "no such key" may really mean "no token". The token is
+        asked directly (C_GetTokenInfo on its slot) and must still carry the label and
+        serial number it had at login.
+
+        Raises:
+            pkcs11.exceptions.TokenNotPresent: the token is gone or another one is in its
+                slot (a transient error: the pool recovers and retries).
+        """
+        try:
+            info = self._token.slot.get_token()
+        except p11e.PKCS11Error as exc:
+            if is_transient(exc) or isinstance(exc, p11e.SlotIDInvalid):
+                raise p11e.TokenNotPresent() from exc
+            raise
+        if info.label != self._token_label or info.serial != self._serial:
+            raise p11e.TokenNotPresent()
 
     def forget_keys(self) -> None:
         """Empty every session's key cache (after keys are destroyed)."""

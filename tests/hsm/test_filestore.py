@@ -5,16 +5,18 @@ from __future__ import annotations
 import base64
 import os
 import random
+import re
 import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from hsm.base import CreateKeyRequest, KeyType, SignatureAlgorithm, SignRequest
-from hsm.errors import AuthFailed, StoreCorrupted
+from hsm.errors import AuthFailed, StoreCorrupted, StoreUnsafe
 from hsm.filestore import FileKeyStore
 from tests.conftest import KEYSTORE_PASSWORD, REPO
 from tests.verify import verify
@@ -151,3 +153,207 @@ def test_killed_writer_leaves_old_or_new_file(tmp_path):
             _sign_check(store, label)
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert len(saved) > 30  # the writers really wrote
+
+
+# -- paths an attacker could prepare ------------------------------------------------------
+
+
+def _store_with_key(path) -> bytes:
+    FileKeyStore(str(path), KEYSTORE_PASSWORD).create_key(CreateKeyRequest(label="one", key_type=EC))
+    return path.read_bytes()
+
+
+def _victim(tmp_path):
+    """A file that is not the key store's business, outside its directory."""
+    outside = tmp_path / "outside"
+    outside.mkdir(exist_ok=True)
+    victim = outside / "precious"
+    victim.write_bytes(b"root:$6$not-a-key-store:19000:0:99999:7:::\n")
+    victim.chmod(0o644)
+    return victim
+
+
+def _unchanged(victim, content=b"root:$6$not-a-key-store:19000:0:99999:7:::\n") -> None:
+    assert victim.read_bytes() == content
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+
+
+def test_symlinked_store_path_is_refused(tmp_path):
+    store_dir = tmp_path / "store"
+    store_dir.mkdir(mode=0o700)
+    real = store_dir / "real.mcks"
+    content = _store_with_key(real)
+    link = store_dir / "keys.mcks"
+    link.symlink_to(real)
+    with pytest.raises(StoreUnsafe, match=f"key store file {re.escape(str(link))} is a symbolic link"):
+        FileKeyStore(str(link), KEYSTORE_PASSWORD)
+    # Nor may a link to a file that is not a key store be opened, or replaced by a write.
+    victim = _victim(tmp_path)
+    link.unlink()
+    link.symlink_to(victim)
+    with pytest.raises(StoreUnsafe, match="is a symbolic link"):
+        FileKeyStore(str(link), KEYSTORE_PASSWORD)
+    assert real.read_bytes() == content
+    assert link.is_symlink()
+    _unchanged(victim)
+
+
+def test_symlink_made_after_opening_is_refused_on_write(tmp_path):
+    path = tmp_path / "keys.mcks"
+    store = FileKeyStore(str(path), KEYSTORE_PASSWORD)  # no file yet
+    victim = _victim(tmp_path)
+    path.symlink_to(victim)
+    with pytest.raises(StoreUnsafe, match="is a symbolic link"):
+        store.create_key(CreateKeyRequest(label="one", key_type=EC))
+    assert path.is_symlink()
+    _unchanged(victim)
+
+
+def test_symlinked_temporary_file_leaves_its_target_untouched(tmp_path):
+    path = tmp_path / "keys.mcks"
+    store = FileKeyStore(str(path), KEYSTORE_PASSWORD)
+    store.create_key(CreateKeyRequest(label="one", key_type=EC))
+    victim = _victim(tmp_path)
+    (tmp_path / "keys.mcks.tmp").symlink_to(victim)
+    # Treated as a stale temporary file: the link is removed, never followed.
+    store.create_key(CreateKeyRequest(label="two", key_type=EC))
+    _unchanged(victim)
+    assert not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not (tmp_path / "keys.mcks.tmp").exists()
+    reopened = FileKeyStore(str(path), KEYSTORE_PASSWORD)
+    assert _labels(reopened) == ["one", "two"]
+    _sign_check(reopened, "two")
+
+
+def test_symlinked_lock_file_is_refused(tmp_path):
+    path = tmp_path / "keys.mcks"
+    content = _store_with_key(path)
+    victim = _victim(tmp_path)
+    lock = tmp_path / "keys.mcks.lock"
+    lock.unlink()
+    lock.symlink_to(victim)
+    store = FileKeyStore(str(path), KEYSTORE_PASSWORD)
+    with pytest.raises(StoreUnsafe, match=f"lock file {re.escape(str(lock))} is a symbolic link"):
+        store.create_key(CreateKeyRequest(label="two", key_type=EC))
+    _unchanged(victim)
+    assert path.read_bytes() == content
+    # A dangling link would otherwise create its target: refused the same way.
+    lock.unlink()
+    lock.symlink_to(tmp_path / "outside" / "created-by-the-agent")
+    with pytest.raises(StoreUnsafe, match="is a symbolic link"):
+        store.create_key(CreateKeyRequest(label="two", key_type=EC))
+    assert not (tmp_path / "outside" / "created-by-the-agent").exists()
+
+
+def test_fifo_as_store_path_fails_at_once(tmp_path):
+    path = tmp_path / "keys.mcks"
+    os.mkfifo(path, 0o600)
+    outcome: list[BaseException | None] = []
+
+    def open_store() -> None:
+        try:
+            FileKeyStore(str(path), KEYSTORE_PASSWORD)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    opener = threading.Thread(target=open_store, daemon=True)
+    opener.start()
+    opener.join(timeout=30)
+    blocked = opener.is_alive()
+    if blocked:  # release a reader stuck in open() so the thread can end
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        opener.join(timeout=30)
+    assert not blocked, "opening a FIFO as the key store blocked"
+    assert isinstance(outcome[0], StoreUnsafe), outcome
+    assert f"key store file {path} is not a regular file" in str(outcome[0])
+
+
+def test_lock_file_that_is_a_fifo_is_refused(tmp_path):
+    path = tmp_path / "keys.mcks"
+    store = FileKeyStore(str(path), KEYSTORE_PASSWORD)
+    os.mkfifo(tmp_path / "keys.mcks.lock", 0o600)
+    with pytest.raises(StoreUnsafe, match="lock file .* is not a regular file"):
+        store.create_key(CreateKeyRequest(label="one", key_type=EC))
+
+
+@pytest.mark.parametrize("mode", [0o770, 0o703, 0o1777], ids=lambda m: f"{m:04o}")
+def test_directory_open_to_others_is_refused(tmp_path, mode):
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    path = directory / "keys.mcks"
+    content = _store_with_key(path)
+    directory.chmod(mode)
+    with pytest.raises(StoreUnsafe, match=f"directory {re.escape(str(directory))} .* writable by group or others .*"
+                                          f"fix it: chmod go-w {re.escape(str(directory))}$"):
+        FileKeyStore(str(path), KEYSTORE_PASSWORD)
+    # A store opened before the directory was opened up stops writing too.
+    directory.chmod(0o700)
+    store = FileKeyStore(str(path), KEYSTORE_PASSWORD)
+    directory.chmod(mode)
+    with pytest.raises(StoreUnsafe, match="chmod go-w"):
+        store.create_key(CreateKeyRequest(label="two", key_type=EC))
+    assert path.read_bytes() == content
+
+
+def test_store_file_open_to_group_or_others_is_refused(tmp_path):
+    path = tmp_path / "keys.mcks"
+    content = _store_with_key(path)
+    path.chmod(0o640)
+    escaped = re.escape(str(path))
+    expected = f"key store file {escaped} is open to group or others .*chmod 600 {escaped}$"
+    with pytest.raises(StoreUnsafe, match=expected):
+        FileKeyStore(str(path), KEYSTORE_PASSWORD)
+    assert path.read_bytes() == content
+
+
+def _require_root() -> None:
+    if os.geteuid() == 0:
+        return
+    message = "needs root to give a file to another user (chown)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + "; CI runs the tests as root")
+    pytest.skip(message)
+
+
+def test_store_file_owned_by_someone_else_is_refused(tmp_path):
+    _require_root()
+    path = tmp_path / "keys.mcks"
+    content = _store_with_key(path)
+    os.chown(path, 65534, 65534)
+    escaped = re.escape(str(path))
+    with pytest.raises(StoreUnsafe, match=f"key store file {escaped} is owned by uid 65534, not by the agent's uid 0"):
+        FileKeyStore(str(path), KEYSTORE_PASSWORD)
+    assert path.read_bytes() == content
+    os.chown(path, 0, 0)
+    os.chown(tmp_path / "keys.mcks.lock", 65534, 65534)
+    with pytest.raises(StoreUnsafe, match="lock file .* is owned by uid 65534"):
+        FileKeyStore(str(path), KEYSTORE_PASSWORD).create_key(CreateKeyRequest(label="two", key_type=EC))
+
+
+def test_directory_owned_by_someone_else_is_refused(tmp_path):
+    _require_root()
+    directory = tmp_path / "theirs"
+    directory.mkdir(mode=0o700)
+    os.chown(directory, 65534, 65534)
+    escaped = re.escape(str(directory))
+    with pytest.raises(StoreUnsafe, match=f"directory {escaped} .* owned by uid 65534, not by the agent's uid 0"):
+        FileKeyStore(str(directory / "keys.mcks"), KEYSTORE_PASSWORD)
+
+
+@pytest.mark.parametrize("content", [
+    b"root:$6$secret-hash-material:19000:0:99999:7:::\n",
+    b'{"password": "hunter2-Secret"}',
+    b"[1, 2, 3]",
+    b"",
+], ids=["passwd-line", "other-json", "json-list", "empty"])
+def test_file_that_is_not_a_key_store_is_refused_without_quoting_it(tmp_path, content):
+    path = tmp_path / "keys.mcks"
+    path.write_bytes(content)
+    path.chmod(0o600)
+    with pytest.raises(StoreCorrupted) as caught:
+        FileKeyStore(str(path), KEYSTORE_PASSWORD)
+    message = str(caught.value)
+    assert message == f"key store file {path} cannot be read: it is not an mcagent key store file"
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert path.read_bytes() == content

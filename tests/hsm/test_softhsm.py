@@ -139,3 +139,52 @@ def test_pin_in_uri_is_refused(softhsm):
 
     with pytest.raises(InvalidURI, match="must not carry a PIN"):
         Pkcs11URI.parse(f"pkcs11:token={softhsm.token};pin-value=1234")
+
+
+def test_missing_key_on_a_present_token_is_key_not_found(pkcs11_store):
+    from hsm.errors import KeyNotFound
+
+    uri = pkcs11_store.label_uri(f"never-created-{uuid.uuid4()}")
+    with pytest.raises(KeyNotFound, match="no private key at"):
+        pkcs11_store.sign(SignRequest(uri=uri, algorithm=SignatureAlgorithm.RSA_PKCS1_SHA256,
+                                      key_type=KeyType.RSA_2048, digest=bytes(32)))
+    assert pkcs11_store.stats().healthy
+
+
+def test_token_directory_gone_is_token_unavailable_then_signing_resumes(softhsm, tmp_path):
+    """SoftHSM 2.6.1 answers searches with nothing once its token directory is gone."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    from tests.conftest import SO_PIN, USER_PIN, require_tool
+
+    util = require_tool("softhsm2-util", "softhsm2")
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    conf = tmp_path / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    env = {**os.environ, "SOFTHSM2_CONF": str(conf), "TOKEN_PIN": USER_PIN}
+    subprocess.run([util, "--init-token", "--free", "--label", "goes-away", "--pin", USER_PIN, "--so-pin", SO_PIN],
+                   check=True, capture_output=True, env=env)
+    (token_dir,) = tokens.iterdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.hsm.token_loss", f"pkcs11:token=goes-away?module-path={softhsm.module}",
+         str(token_dir)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    public_key = load_pem_public_key(report["public_key"].encode())
+    algorithm = SignatureAlgorithm.ECDSA_SHA256
+
+    verify(public_key, algorithm, b"token loss", bytes.fromhex(report["before"]["signature"]))
+    assert report["missing_before"]["error"] == "KeyNotFound"
+    for step in ("gone", "gone_again"):
+        assert report[step]["error"] == "TokenUnavailable", report[step]
+        assert "not present" in report[step]["message"]
+        assert USER_PIN not in report[step]["message"]
+    # Back without a restart: the key signs again and a missing key is a missing key again.
+    assert "signature" in report["back"], report
+    verify(public_key, algorithm, b"token loss", bytes.fromhex(report["back"]["signature"]))
+    assert set(report["failures_after_return"]) <= {"TokenUnavailable"}
+    assert report["missing_after"]["error"] == "KeyNotFound"
+    assert "no private key at" in report["missing_after"]["message"]
