@@ -21,9 +21,11 @@ from typing import Any
 import grpc
 
 from agent.domain import errors as domain
+from agent.domain.audit import clip
 from hsm import errors as keys
 
 log = logging.getLogger(__name__)
+MAX_DETAILS = 1000  # characters of an error message sent back
 
 # Most specific first: the first matching class decides.
 STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
@@ -42,6 +44,7 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (keys.Unsupported, grpc.StatusCode.FAILED_PRECONDITION),
     (keys.AuthFailed, grpc.StatusCode.UNAVAILABLE),
     (keys.StoreCorrupted, grpc.StatusCode.DATA_LOSS),
+    (keys.StoreUnsafe, grpc.StatusCode.FAILED_PRECONDITION),
     (keys.KeyStoreError, grpc.StatusCode.INTERNAL),
 ]
 
@@ -107,7 +110,7 @@ class ErrorInterceptor(grpc.ServerInterceptor):
             except (domain.DomainError, keys.KeyStoreError) as exc:
                 code = status_of(exc) or grpc.StatusCode.INTERNAL
                 log.info("%s refused: %s: %s", method, code.name, exc)
-                context.abort(code, str(exc))
+                context.abort(code, clip(str(exc), MAX_DETAILS))  # a caller's own huge input is not echoed whole
             except (KeyboardInterrupt, SystemExit, GeneratorExit):
                 raise
             except BaseException:  # also a native library's panic (pyo3 PanicException is not an Exception)
