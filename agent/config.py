@@ -17,6 +17,10 @@ from agent.domain.notification import DEFAULT_TIMEZONE
 
 PIN_ENV = "MCAGENT_PKCS11_PIN"
 KEYSTORE_PASSWORD_ENV = "MCAGENT_KEYSTORE_PASSWORD"
+# Unix-socket limits: enough for desktop software and scripts; a flood is refused, not served.
+DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_MAX_CONNECTIONS_PER_UID = 64
+DEFAULT_IDLE_TIMEOUT = 300  # seconds
 
 
 class ConfigError(Exception):
@@ -76,6 +80,9 @@ class Config:
         tls_cert, tls_key, client_ca: PEM for that listener; client certificates must chain to client_ca.
         insecure_listen: HOST:PORT for a plain TCP listener (development only), or None.
         timezone: where "today" is for notification start dates (Australian Eastern time).
+        max_connections: Unix-socket connections relayed at once, all uids together.
+        max_connections_per_uid: Unix-socket connections relayed at once for one uid.
+        idle_timeout: seconds without a byte either way after which a Unix-socket connection is closed.
     """
 
     data_dir: str
@@ -94,6 +101,9 @@ class Config:
     client_ca: bytes | None = None
     insecure_listen: str | None = None
     timezone: str = DEFAULT_TIMEZONE
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_uid: int = DEFAULT_MAX_CONNECTIONS_PER_UID
+    idle_timeout: int = DEFAULT_IDLE_TIMEOUT
 
     @classmethod
     def build(
@@ -115,6 +125,9 @@ class Config:
         client_ca: str | None = None,
         insecure_listen: str | None = None,
         timezone: str | None = None,
+        max_connections: int | None = None,
+        max_connections_per_uid: int | None = None,
+        idle_timeout: int | None = None,
     ) -> Config:
         """Resolve defaults and secrets, and check the combination makes sense.
 
@@ -153,6 +166,11 @@ class Config:
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"--timezone {timezone!r} is not a time zone; use an IANA name such as "
                               "Australia/Sydney") from None
+        limits = {"--max-connections": max_connections, "--max-connections-per-uid": max_connections_per_uid,
+                  "--idle-timeout": idle_timeout}
+        for flag, value in limits.items():
+            if value is not None and value < 1:
+                raise ConfigError(f"{flag} {value} must be a positive whole number")
         if default_backend is Backend.FILE and password is None:
             raise ConfigError(
                 f"no key store password: set {KEYSTORE_PASSWORD_ENV} or pass --keystore-password-file FILE"
@@ -174,6 +192,9 @@ class Config:
             client_ca=tls_material[2],
             insecure_listen=insecure_listen,
             timezone=timezone,
+            max_connections=max_connections or DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_uid=max_connections_per_uid or DEFAULT_MAX_CONNECTIONS_PER_UID,
+            idle_timeout=idle_timeout or DEFAULT_IDLE_TIMEOUT,
         )
 
     def pkcs11_store_uri(self) -> str | None:

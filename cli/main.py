@@ -570,6 +570,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
             client_ca=args.client_ca,
             insecure_listen=args.insecure_listen,
             timezone=args.timezone,
+            max_connections=args.max_connections,
+            max_connections_per_uid=args.max_connections_per_uid,
+            idle_timeout=args.idle_timeout,
         )
         AgentServer(config).run_until_signalled()
     except ConfigError as exc:
@@ -620,6 +623,12 @@ def build_parser() -> Parser:
     serve.add_argument("--client-ca", help="CA whose client certificates are accepted (PEM)")
     serve.add_argument("--insecure-listen", help="HOST:PORT for plain TCP without TLS: development only")
     serve.add_argument("--timezone", help="where 'today' is for notification dates (default Australia/Sydney)")
+    serve.add_argument("--max-connections", type=int, metavar="N",
+                       help="Unix-socket connections at once, all uids together (default 1024)")
+    serve.add_argument("--max-connections-per-uid", type=int, metavar="N",
+                       help="Unix-socket connections at once from one uid (default 64)")
+    serve.add_argument("--idle-timeout", type=int, metavar="SECONDS",
+                       help="close a Unix-socket connection idle this long (default 300)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
     business = groups.add_parser("business", help="businesses").add_subparsers(
