@@ -228,6 +228,8 @@ class UnixFront:
             self._update(connection)
 
     def _read(self, direction: _Direction) -> None:
+        if not direction.wants_read():
+            return
         try:
             data = direction.source.recv(min(_CHUNK, _PENDING_LIMIT - direction.pending_bytes))
         except (BlockingIOError, InterruptedError):

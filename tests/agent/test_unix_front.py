@@ -87,7 +87,7 @@ def test_half_close_and_megabytes_both_ways_on_several_connections_at_once(relay
         worker.start()
     for worker in workers:
         worker.join()
-    for payload, answer in zip(payloads, answers):
+    for payload, answer in zip(payloads, answers, strict=True):
         assert answer == hashlib.sha256(payload).digest() + bytes(len(payload))
     assert len(peers) == 4 and {peer_uid(peer, private) for peer in peers} == {os.getuid()}
 

@@ -16,6 +16,7 @@ import pytest
 from agent.api.v1 import agent_pb2 as pb
 from agent.api.v1 import agent_pb2_grpc as pb_grpc
 from tests.conftest import KEYSTORE_PASSWORD
+from tests.e2e.conftest import MCAGENT
 from tests.e2e.test_transport_e2e import NOBODY
 
 PASSWORD_ENV = {"MCAGENT_KEYSTORE_PASSWORD": KEYSTORE_PASSWORD}
@@ -258,3 +259,11 @@ def test_the_relay_carries_many_concurrent_calls_and_large_messages(file_daemon)
         worker.join()
     assert not errors, errors[0]
     assert len(codes) == 6 and not TRANSPORT_FAILURES & set(codes), codes
+
+
+@pytest.mark.parametrize("flag", ["--max-connections", "--max-connections-per-uid", "--idle-timeout"])
+def test_limits_must_be_positive(tmp_path, flag):
+    result = subprocess.run([MCAGENT, "serve", "--data-dir", str(tmp_path / "data"), flag, "0"],
+                            capture_output=True, timeout=60, env={**os.environ, **PASSWORD_ENV})
+    assert result.returncode == 1
+    assert f"{flag} 0 must be a positive whole number" in result.stderr.decode()
