@@ -18,6 +18,10 @@ from agent.keys import DEFAULT_STORE, STORE_NAME
 
 PIN_ENV = "MCAGENT_PKCS11_PIN"
 KEYSTORE_PASSWORD_ENV = "MCAGENT_KEYSTORE_PASSWORD"
+# Unix-socket limits: enough for desktop software and scripts; a flood is refused, not served.
+DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_MAX_CONNECTIONS_PER_UID = 64
+DEFAULT_IDLE_TIMEOUT = 300  # seconds
 
 
 class ConfigError(Exception):
@@ -128,6 +132,9 @@ class Config:
         crl_url: http(s) URL of the CRL, written into every leaf the agent issues, or None.
         certificate_policy: policy OID written into every leaf the agent issues, or None.
         crl_listen: HOST:PORT of the plain HTTP listener serving GET /crl, or None.
+        max_connections: Unix-socket connections relayed at once, all uids together.
+        max_connections_per_uid: Unix-socket connections relayed at once for one uid.
+        idle_timeout: seconds without a byte either way after which a Unix-socket connection is closed.
     """
 
     data_dir: str
@@ -149,6 +156,9 @@ class Config:
     crl_url: str | None = None
     certificate_policy: str | None = None
     crl_listen: str | None = None
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_uid: int = DEFAULT_MAX_CONNECTIONS_PER_UID
+    idle_timeout: int = DEFAULT_IDLE_TIMEOUT
 
     @classmethod
     def build(
@@ -174,6 +184,9 @@ class Config:
         crl_url: str | None = None,
         certificate_policy: str | None = None,
         crl_listen: str | None = None,
+        max_connections: int | None = None,
+        max_connections_per_uid: int | None = None,
+        idle_timeout: int | None = None,
     ) -> Config:
         """Resolve defaults and secrets, and check the combination makes sense.
 
@@ -213,6 +226,11 @@ class Config:
             raise ConfigError(f"--timezone {timezone!r} is not a time zone; use an IANA name such as "
                               "Australia/Sydney") from None
         _check_publication(crl_url, certificate_policy, crl_listen)
+        limits = {"--max-connections": max_connections, "--max-connections-per-uid": max_connections_per_uid,
+                  "--idle-timeout": idle_timeout}
+        for flag, value in limits.items():
+            if value is not None and value < 1:
+                raise ConfigError(f"{flag} {value} must be a positive whole number")
         if default_backend is Backend.FILE and password is None:
             raise ConfigError(
                 f"no key store password: set {KEYSTORE_PASSWORD_ENV} or pass --keystore-password-file FILE"
@@ -237,6 +255,9 @@ class Config:
             crl_url=crl_url,
             certificate_policy=certificate_policy,
             crl_listen=crl_listen,
+            max_connections=max_connections or DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_uid=max_connections_per_uid or DEFAULT_MAX_CONNECTIONS_PER_UID,
+            idle_timeout=idle_timeout or DEFAULT_IDLE_TIMEOUT,
         )
 
     def pkcs11_store_uri(self) -> str | None:

@@ -574,6 +574,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
             crl_url=args.crl_url,
             certificate_policy=args.certificate_policy,
             crl_listen=args.crl_listen,
+            max_connections=args.max_connections,
+            max_connections_per_uid=args.max_connections_per_uid,
+            idle_timeout=args.idle_timeout,
         )
         AgentServer(config).run_until_signalled()
     except ConfigError as exc:
@@ -631,6 +634,12 @@ def build_parser() -> Parser:
     serve.add_argument("--certificate-policy", metavar="OID",
                        help="policy OID written into every leaf the agent issues (certificatePolicies)")
     serve.add_argument("--crl-listen", metavar="HOST:PORT", help="serve the CRL over plain HTTP at /crl")
+    serve.add_argument("--max-connections", type=int, metavar="N",
+                       help="Unix-socket connections at once, all uids together (default 1024)")
+    serve.add_argument("--max-connections-per-uid", type=int, metavar="N",
+                       help="Unix-socket connections at once from one uid (default 64)")
+    serve.add_argument("--idle-timeout", type=int, metavar="SECONDS",
+                       help="close a Unix-socket connection idle this long (default 300)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
     business = groups.add_parser("business", help="businesses").add_subparsers(

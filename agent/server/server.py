@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -86,6 +87,20 @@ def _check_database_path(path: str) -> None:
                           "refusing to open it as the agent's database")
 
 
+def _raise_open_file_limit(max_connections: int) -> None:
+    """Raise the soft open-file limit to the hard one: each Unix-socket connection takes three fds."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):  # e.g. an unlimited hard limit above the kernel's nr_open
+            pass
+    if soft != resource.RLIM_INFINITY and soft < 3 * max_connections + 256:
+        log.warning("the open-file limit (%d) is low for --max-connections %d (3 files each); "
+                    "raise it (ulimit -n) or lower --max-connections", soft, max_connections)
+
+
 class AgentServer:
     """Owns start-up and graceful stop of everything the daemon runs."""
 
@@ -108,6 +123,7 @@ class AgentServer:
         """
         config = self.config
         os.umask(0o077)  # every file and the socket are for the daemon's user only
+        _raise_open_file_limit(config.max_connections)
         os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
         os.makedirs(os.path.dirname(config.socket_path), mode=0o700, exist_ok=True)
         _check_private_dir(config.data_dir)
@@ -175,7 +191,10 @@ class AgentServer:
             log.warning("!" * 72)
         server.start()
         self._server = server
-        self._front = UnixFront(config.socket_path, config.socket_mode, self._private_dir, grpc_path)
+        self._front = UnixFront(config.socket_path, config.socket_mode, self._private_dir, grpc_path,
+                                max_connections=config.max_connections,
+                                max_connections_per_uid=config.max_connections_per_uid,
+                                idle_timeout=config.idle_timeout)
         self._front.start()
         threading.Thread(target=self._remind, args=(service,), name="reminders", daemon=True).start()
         if config.crl_listen:

@@ -7,22 +7,32 @@ private 0700 directory, from a socket bound to the name ``p-<uid>-<n>`` there. T
 server reports that name as the peer address (`context.peer()`), and only the daemon's
 user can create names in that directory, so the uid cannot be forged by other users.
 Linux only (SO_PEERCRED).
+
+One thread accepts and relays every connection (non-blocking sockets and a selector), so
+an idle connection costs file descriptors but no thread. Connections are capped overall
+and per uid, and a connection that moves no byte for `idle_timeout` seconds is closed.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import os
 import re
+import selectors
 import socket
 import struct
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
-_BUFFER = 256 * 1024
+_CHUNK = 64 * 1024  # largest single recv
+_PENDING_LIMIT = 256 * 1024  # per direction: stop reading a side while this much waits for the other
+_ACCEPTS_PER_WAKE = 64  # so a connect flood cannot starve the relayed connections
+_REFUSAL_LOG_INTERVAL = 10.0  # seconds between warnings about refused connections
 
 
 def peer_uid(peer: str, private_dir: str) -> int | None:
@@ -31,19 +41,59 @@ def peer_uid(peer: str, private_dir: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+class _Direction:
+    """Bytes on their way from `source` to `target`: what was read and not yet written."""
+
+    def __init__(self, connection: _Connection, source: socket.socket, target: socket.socket) -> None:
+        self.connection = connection
+        self.source = source
+        self.target = target
+        self.pending: collections.deque[memoryview] = collections.deque()
+        self.pending_bytes = 0
+        self.eof = False  # the source has nothing more to send
+        self.done = False  # ... and all of it reached the target, whose write side is shut
+
+    def wants_read(self) -> bool:
+        return not self.eof and self.pending_bytes < _PENDING_LIMIT
+
+
+class _Connection:
+    """One relayed connection: the client's socket, our upstream socket, both directions."""
+
+    def __init__(self, uid: int, client: socket.socket, upstream: socket.socket) -> None:
+        self.uid = uid
+        self.client = client
+        self.upstream = upstream
+        self.outbound = _Direction(self, client, upstream)
+        self.inbound = _Direction(self, upstream, client)
+        self.registered: dict[socket.socket, int] = {}  # socket -> selector events, when registered
+
+
 class UnixFront:
     """Listens on the public socket and relays each connection with its uid attached."""
 
-    def __init__(self, public_path: str, mode: int, private_dir: str, grpc_path: str) -> None:
+    def __init__(self, public_path: str, mode: int, private_dir: str, grpc_path: str, *,
+                 max_connections: int, max_connections_per_uid: int, idle_timeout: float) -> None:
         self.public_path = public_path
         self._mode = mode
         self._private_dir = private_dir
         self._grpc_path = grpc_path
+        self._max_connections = max_connections
+        self._max_per_uid = max_connections_per_uid
+        self._idle_timeout = idle_timeout
         self._counter = itertools.count(1)
         self._listener: socket.socket | None = None
-        self._connections: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._closing = False
+        self._selector = selectors.DefaultSelector()
+        # Insertion order is last-activity order (moved to the end on every byte), so the idle
+        # sweep looks only at the front.
+        self._connections: collections.OrderedDict[_Connection, float] = collections.OrderedDict()
+        self._per_uid: collections.Counter[int] = collections.Counter()
+        self._refused_since_log = 0
+        self._last_refusal_log = -_REFUSAL_LOG_INTERVAL
+        self._accepts_paused_until = 0.0
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Bind the public socket with its mode and start accepting."""
@@ -51,79 +101,206 @@ class UnixFront:
         listener.bind(self.public_path)
         os.chmod(self.public_path, self._mode)
         listener.listen(128)
+        listener.setblocking(False)
         self._listener = listener
-        threading.Thread(target=self._accept_loop, name="unix-front", daemon=True).start()
+        self._wake_r.setblocking(False)
+        self._selector.register(listener, selectors.EVENT_READ, None)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._thread = threading.Thread(target=self._loop, name="unix-front", daemon=True)
+        self._thread.start()
 
-    def _accept_loop(self) -> None:
+    def stop(self) -> None:
+        """Stop accepting, drop every relayed connection and remove the public socket."""
+        self._stopping.set()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if os.path.exists(self.public_path):
+            os.unlink(self.public_path)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        sweep = min(1.0, self._idle_timeout / 4)
+        try:
+            while not self._stopping.is_set():
+                for key, events in self._selector.select(timeout=sweep):
+                    if key.fileobj is self._listener:
+                        self._accept()
+                    elif key.data is not None:
+                        self._service(key.data, key.fileobj, events)
+                self._close_idle()
+                if self._accepts_paused_until and time.monotonic() >= self._accepts_paused_until:
+                    self._accepts_paused_until = 0.0
+                    self._selector.register(self._listener, selectors.EVENT_READ, None)
+        except Exception:
+            log.exception("the Unix-socket relay failed; closing its connections")
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._listener is not None:
+            self._listener.close()  # new connections are refused by the kernel from here
+            self._listener = None
+        for connection in list(self._connections):
+            self._close(connection)
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _accept(self) -> None:
         assert self._listener is not None
-        while True:
+        for _ in range(_ACCEPTS_PER_WAKE):
             try:
                 client, _ = self._listener.accept()
-            except OSError:
-                if self._closing:
-                    return
-                log.exception("accept on %s failed", self.public_path)
-                continue
-            try:
-                self._relay(client)
+            except (BlockingIOError, InterruptedError):
+                return
             except OSError as exc:
-                log.error("cannot relay a connection on %s: %s", self.public_path, exc)
+                # EMFILE and the like: the listener stays readable, so pause it rather than spin;
+                # the connections wait in the backlog.
+                log.error("accept on %s failed: %s; pausing accepts for a second", self.public_path, exc)
+                self._selector.unregister(self._listener)
+                self._accepts_paused_until = time.monotonic() + 1.0
+                return
+            try:
+                _, uid, _ = _UCRED.unpack(client.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+            except OSError:
                 client.close()
+                continue
+            if len(self._connections) >= self._max_connections:
+                self._refuse(client, uid, f"{len(self._connections)} connections open (--max-connections)")
+            elif self._per_uid[uid] >= self._max_per_uid:
+                self._refuse(client, uid, f"{self._per_uid[uid]} connections from this uid "
+                                          "(--max-connections-per-uid)")
+            else:
+                self._relay(client, uid)
 
-    def _relay(self, client: socket.socket) -> None:
-        _, uid, _ = _UCRED.unpack(client.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    def _refuse(self, client: socket.socket, uid: int, why: str) -> None:
+        client.close()
+        self._refused_since_log += 1
+        now = time.monotonic()
+        if now - self._last_refusal_log >= _REFUSAL_LOG_INTERVAL:
+            more = self._refused_since_log - 1
+            log.warning("refused a connection from uid %d on %s: %s%s", uid, self.public_path, why,
+                        f" ({more} more refused since the last warning)" if more else "")
+            self._last_refusal_log = now
+            self._refused_since_log = 0
+
+    def _relay(self, client: socket.socket, uid: int) -> None:
         upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         name = os.path.join(self._private_dir, f"p-{uid}-{next(self._counter)}")
         try:
             upstream.bind(name)
-            upstream.connect(self._grpc_path)
-        except OSError:
+            upstream.setblocking(False)
+            upstream.connect(self._grpc_path)  # AF_UNIX: completes at once, or EAGAIN if its backlog is full
+            client.setblocking(False)
+        except OSError as exc:
+            log.error("cannot relay a connection from uid %d on %s: %s", uid, self.public_path, exc)
             upstream.close()
-            raise
+            client.close()
+            return
         finally:
             if os.path.exists(name):
                 os.unlink(name)  # the bound name lives on in the connection; the file is not needed
-        pair = (client, upstream)
-        with self._lock:
-            self._connections.update(pair)
-        remaining = [2]  # both directions must end before the sockets close
-        for source, target in (pair, pair[::-1]):
-            threading.Thread(target=self._pump, args=(source, target, pair, remaining), daemon=True,
-                             name=f"relay-uid{uid}").start()
+        connection = _Connection(uid, client, upstream)
+        self._connections[connection] = time.monotonic()
+        self._per_uid[uid] += 1
+        self._update(connection)
 
-    def _pump(self, source: socket.socket, target: socket.socket, pair: tuple[socket.socket, socket.socket],
-              remaining: list[int]) -> None:
+    def _service(self, connection: _Connection, sock: socket.socket, events: int) -> None:
+        if connection not in self._connections:
+            return  # closed earlier in this round
         try:
-            while data := source.recv(_BUFFER):
-                target.sendall(data)
-        except OSError:
-            pass
-        finally:
-            try:
-                target.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-            with self._lock:
-                remaining[0] -= 1
-                done = remaining[0] == 0
-                if done:
-                    self._connections.difference_update(pair)
-            if done:
-                for sock in pair:
-                    sock.close()
+            if events & selectors.EVENT_WRITE:
+                self._flush(connection.outbound if sock is connection.upstream else connection.inbound)
+            if events & selectors.EVENT_READ:
+                self._read(connection.outbound if sock is connection.client else connection.inbound)
+        except OSError:  # reset, broken pipe: the connection is over in both directions
+            self._close(connection)
+            return
+        if connection.outbound.done and connection.inbound.done:
+            self._close(connection)
+        else:
+            self._update(connection)
 
-    def stop(self) -> None:
-        """Stop accepting, drop every relayed connection and remove the public socket."""
-        self._closing = True
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            connections = list(self._connections)
-        for connection in connections:
+    def _read(self, direction: _Direction) -> None:
+        if not direction.wants_read():
+            return
+        try:
+            data = direction.source.recv(min(_CHUNK, _PENDING_LIMIT - direction.pending_bytes))
+        except (BlockingIOError, InterruptedError):
+            return
+        if data:
+            self._touch(direction)
+            direction.pending.append(memoryview(data))  # the one copy, kernel to us; sent from here
+            direction.pending_bytes += len(data)
+        else:
+            direction.eof = True
+        self._flush(direction)
+
+    def _flush(self, direction: _Direction) -> None:
+        while direction.pending:
             try:
-                connection.shutdown(socket.SHUT_RDWR)
+                sent = direction.target.send(direction.pending[0])
+            except (BlockingIOError, InterruptedError):
+                return
+            self._touch(direction)
+            direction.pending_bytes -= sent
+            if sent == len(direction.pending[0]):
+                direction.pending.popleft()
+            else:
+                direction.pending[0] = direction.pending[0][sent:]
+                return  # the target's buffer is full
+        if direction.eof and not direction.done:
+            direction.done = True
+            try:
+                direction.target.shutdown(socket.SHUT_WR)  # half-close: pass the EOF on
             except OSError:
                 pass
-        if os.path.exists(self.public_path):
-            os.unlink(self.public_path)
+
+    def _touch(self, direction: _Direction) -> None:
+        self._connections[direction.connection] = time.monotonic()
+        self._connections.move_to_end(direction.connection)
+
+    def _update(self, connection: _Connection) -> None:
+        """Register each socket for what its directions need now (nothing: unregistered)."""
+        for sock, reading, writing in ((connection.client, connection.outbound, connection.inbound),
+                                       (connection.upstream, connection.inbound, connection.outbound)):
+            events = (selectors.EVENT_READ if reading.wants_read() else 0) | (
+                selectors.EVENT_WRITE if writing.pending else 0)
+            current = connection.registered.get(sock, 0)
+            if events == current:
+                continue
+            if not events:
+                self._selector.unregister(sock)
+                del connection.registered[sock]
+            elif current:
+                self._selector.modify(sock, events, connection)
+                connection.registered[sock] = events
+            else:
+                self._selector.register(sock, events, connection)
+                connection.registered[sock] = events
+
+    def _close_idle(self) -> None:
+        deadline = time.monotonic() - self._idle_timeout
+        while self._connections:
+            connection, last = next(iter(self._connections.items()))
+            if last > deadline:
+                return
+            log.debug("closing a connection from uid %d: idle for %.0f s", connection.uid, self._idle_timeout)
+            self._close(connection)
+
+    def _close(self, connection: _Connection) -> None:
+        for sock in list(connection.registered):
+            self._selector.unregister(sock)
+        connection.registered.clear()
+        connection.client.close()
+        connection.upstream.close()
+        if self._connections.pop(connection, None) is not None:
+            self._per_uid[connection.uid] -= 1
+            if not self._per_uid[connection.uid]:
+                del self._per_uid[connection.uid]
