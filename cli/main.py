@@ -548,11 +548,12 @@ def cmd_ca_crl(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from agent import log
     from agent.config import Config, ConfigError
-    from agent.server.server import AgentServer
+    from agent.server.server import AgentServer, forbid_core_dumps
 
     log.configure(args.log_level)
 
     try:
+        forbid_core_dumps()  # before a PIN, password or key is in memory
         config = Config.build(
             data_dir=args.data_dir,
             socket_path=args.socket,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -268,12 +268,31 @@ def check_installable(certificate: x509.Certificate, *, public_key: PublicKeyTyp
         raise FailedPrecondition(f"the certificate expired on {certificate.not_valid_after_utc.isoformat()}")
 
 
+MAX_CHAIN = 10  # certificates kept with a credential, leaf included (RAM's chains hold 3)
+MAX_CHAIN_BYTES = 64 * 1024
+
+
+def check_chain_size(chain: list[x509.Certificate] | tuple[x509.Certificate, ...]) -> None:
+    """Refuse a chain longer or larger than a credential keeps (it is returned with signatures).
+
+    Raises:
+        InvalidArgument: more than MAX_CHAIN certificates or MAX_CHAIN_BYTES bytes.
+    """
+    size = sum(len(c.public_bytes(serialization.Encoding.DER)) for c in chain)
+    if len(chain) > MAX_CHAIN or size > MAX_CHAIN_BYTES:
+        raise InvalidArgument(f"the certificate chain holds {len(chain)} certificates ({size:,} bytes); at most "
+                              f"{MAX_CHAIN} certificates and {MAX_CHAIN_BYTES:,} bytes are kept with a credential")
+
+
 def load_certificates(data: bytes, what: str) -> list[x509.Certificate]:
     """Certificates from PEM (one or more) or a single DER certificate.
 
     Raises:
-        InvalidArgument: not certificates.
+        InvalidArgument: not certificates, or more bytes than a chain may hold.
     """
+    if len(data) > 4 * MAX_CHAIN_BYTES:  # PEM is about 4/3 of DER; refuse before parsing
+        raise InvalidArgument(f"{what} is {len(data):,} bytes; a certificate chain is at most "
+                              f"{MAX_CHAIN_BYTES:,} bytes of DER")
     try:
         if b"-----BEGIN" in data:
             return x509.load_pem_x509_certificates(data)

@@ -89,6 +89,7 @@ PRINCIPAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 TOKEN_PREFIX = "mcat_"
 SYSTEM_ACTOR = "mcagent"
 MAX_BATCH = 1000
+MAX_UID = 2**32 - 2  # (uid_t)-1 means "no uid" to the kernel
 MAX_REFUSALS_AUDITED = 100  # per batch, one entry each; the rest are counted in one summary entry
 WITHHELD = "the credential was revoked while the signature was being made; the signature was withheld"
 BATCH_WORKERS = 4  # parallel signs within one batch; the token's sessions bound it too
@@ -434,8 +435,9 @@ class AgentService:
                     f"principal name {name!r} must be 1-64 letters, digits, '.', '_', '@' or '-', "
                     "starting with a letter or digit"
                 )
-            if uid is not None and uid < 0:
-                raise InvalidArgument(f"uid {uid} is not a valid uid")
+            if uid is not None and not 1 <= uid <= MAX_UID:
+                raise InvalidArgument(f"uid {uid} is not a principal's uid: uid 0 is the administrator (root), and "
+                                      f"uids run from 1 to {MAX_UID}")
             subject = normalise_subject(certificate_subject) if certificate_subject else None
             for column, value, what in (("name", name, "name"), ("uid", uid, "uid"),
                                         ("certificate_subject", subject, "certificate subject")):
@@ -526,6 +528,9 @@ class AgentService:
         with self._audited(caller, "role.grant", abn=abn, target=f"{principal_name}:{role.value}") as ctx:
             abn, principal = self._role_change_checks(caller, abn, principal_name, role, "grant")
             ctx.abn = abn
+            if principal.id == caller.principal_id:  # separation of duties: nobody widens their own authority
+                raise PermissionDenied(f"{caller.name} may not grant a role to itself; another principal who may "
+                                       f"grant the {role.title} role must do it")
             now = self._clock()
             with self._storage.transaction():
                 if not self._storage.grant_role(abn, principal.id, role, now, caller.name):
@@ -670,6 +675,9 @@ class AgentService:
         takes over its permissions.
         """
         name = _check_name("credential name", name, MAX_CREDENTIAL_NAME)
+        if len(name.encode("utf-8")) > MAX_CREDENTIAL_NAME:  # the certificate library counts UTF-8 bytes
+            raise InvalidArgument(f"credential name is {len(name.encode('utf-8'))} bytes long in UTF-8; the "
+                                  f"certificate's common name holds at most {MAX_CREDENTIAL_NAME}")
         replaced = [c for c in self._storage.list_credentials(abn=business.abn, name=name)
                     if c.status in (CredentialStatus.ACTIVE, CredentialStatus.UNASSIGNED)]
         previous = replaced[-1] if replaced else None
@@ -691,6 +699,7 @@ class AgentService:
             raise
         try:
             chain = chain_for(key)
+            certificates.check_chain_size(chain)
             issued_by_agent = self._issued_by_agent(chain[0])
             if isinstance(store, CertificateStore):  # next to the key, for PKCS#11-aware software
                 store.store_certificate(key.uri, chain[0].public_bytes(serialization.Encoding.DER))
@@ -1190,6 +1199,7 @@ class AgentService:
             extra = certificates.load_certificates(chain, "--chain") if chain else []
             certificates.check_installable(leaf, public_key=key.public_key, abn=credential.abn, now=self._clock())
             full = [leaf, *rest, *extra]
+            certificates.check_chain_size(full)
             store = self._keys.for_uri(credential.key_uri)
             issued_by_agent = self._issued_by_agent(leaf)  # decided from the certificate, wherever it came from
             if isinstance(store, CertificateStore):

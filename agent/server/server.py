@@ -6,6 +6,7 @@ TCP with mutual TLS (--listen), and plain TCP for development only (--insecure-l
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import resource
@@ -45,6 +46,7 @@ from hsm.errors import KeyStoreError
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = [service.full_name for service in agent_pb2.DESCRIPTOR.services_by_name.values()]
+PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 STOP_GRACE_SECONDS = 5.0
 REMINDER_INTERVAL_SECONDS = 60.0
 
@@ -66,6 +68,14 @@ def _prepare_socket_path(path: str) -> None:
     finally:
         probe.close()
     raise ConfigError(f"another agent is already serving on {path}")
+
+
+def forbid_core_dumps() -> None:
+    """Make the process non-dumpable: no core file, and no ptrace or /proc/PID/mem by other
+    processes of the same user, could show the PIN or a decrypted key (Linux prctl)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise ConfigError(f"cannot make the daemon non-dumpable: {os.strerror(ctypes.get_errno())}")
 
 
 def _check_private_dir(path: str) -> None:

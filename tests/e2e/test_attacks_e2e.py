@@ -353,3 +353,76 @@ def test_a_head_kept_elsewhere_catches_a_cut_back_to_an_older_checkpoint(busy):
     assert _verify(daemon).returncode == 0  # the documented limit of what the database alone can show
     result = _verify(daemon, "--expect-head", kept)
     assert result.returncode != 0 and "not the one expected" in result.stderr.decode()
+
+
+# -- low: self-granted roles, uids, chains, core dumps --------------------------------------------
+
+
+def test_nobody_grants_a_role_to_itself(pa):
+    aa = pa.new_principal("aa")
+    pa.ok("role", "grant", "--abn", ABN, "--principal", "aa", "--role", "authorisation-administrator")
+    result = aa.cli("role", "grant", "--abn", ABN, "--principal", "aa", "--role", "machine-credential-administrator")
+    assert result.returncode != 0 and "PERMISSION_DENIED" in result.stderr.decode()
+    assert "may not grant a role to itself" in result.stderr.decode()
+    pa.new_principal("mca")
+    aa.ok("role", "grant", "--abn", ABN, "--principal", "mca", "--role", "machine-credential-administrator")
+    roles = pa.ok("role", "list", "--abn", ABN)
+    assert "aa" in roles and roles.count("machine-credential-administrator") == 1
+
+
+@pytest.mark.parametrize("uid", ["0", str(2**40), str(2**32 - 1)])
+def test_a_principal_cannot_take_uid_0_or_one_outside_the_uid_range(file_daemon, uid):
+    result = file_daemon.cli("principal", "create", "evil", "--uid", uid)
+    assert result.returncode != 0 and "INVALID_ARGUMENT" in result.stderr.decode()
+    assert "evil" not in file_daemon.ok("principal", "list")
+
+
+def test_an_oversized_certificate_bundle_is_refused(pa, tmp_path):
+    credential = pa.ok("credential", "create", "--abn", ABN, "--name", "rsa", "--accept-terms").strip()
+    chain = pa.ok("credential", "certificate", credential)
+    leaf = chain[:chain.index("-----END CERTIFICATE-----") + 26]
+    issuers = chain[len(leaf):]
+    for copies, expected in ((5, "holds 11 certificates"), (1000, "a certificate chain is at most")):
+        bundle = tmp_path / f"bundle{copies}.pem"
+        bundle.write_text(leaf + issuers * copies)
+        result = pa.cli("credential", "install", credential, "--certificate", str(bundle))
+        assert result.returncode != 0 and "INVALID_ARGUMENT" in result.stderr.decode(), result.stderr
+        assert expected in result.stderr.decode()
+    assert pa.ok("credential", "certificate", credential) == chain
+
+
+def test_a_long_multibyte_credential_name_is_bad_input_not_an_outage(pa):
+    result = pa.cli("credential", "create", "--abn", ABN, "--name", "é" * 40, "--accept-terms")
+    assert result.returncode != 0 and "INVALID_ARGUMENT" in result.stderr.decode()
+    assert "80 bytes long in UTF-8" in result.stderr.decode()
+    assert json.loads(pa.ok("credential", "list", "--json")).get("credentials", []) == []
+
+
+def test_the_daemon_cannot_dump_core(tmp_path):
+    """A core file would hold the PIN and decrypted keys. The daemon is killed by SIGABRT with
+    core dumps allowed by its limits: no core file may appear."""
+    import resource
+    import signal
+    import subprocess
+
+    from tests.conftest import KEYSTORE_PASSWORD
+    from tests.e2e.conftest import MCAGENT, wait_until_serving
+
+    data_dir, log_path = tmp_path / "data", tmp_path / "daemon.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([MCAGENT, "serve", "--data-dir", str(data_dir)], cwd=tmp_path, stdout=log,
+                                   stderr=subprocess.STDOUT,
+                                   env={**os.environ, "MCAGENT_KEYSTORE_PASSWORD": KEYSTORE_PASSWORD})
+    try:
+        wait_until_serving(process, str(data_dir / "mcagent.sock"), log_path)
+        resource.prlimit(process.pid, resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        process.send_signal(signal.SIGABRT)
+        assert process.wait(timeout=30) == -signal.SIGABRT
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("core")]
+    probe = subprocess.run([os.sys.executable, "-c", (
+        "import ctypes; from agent.server.server import forbid_core_dumps; forbid_core_dumps(); "
+        "print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))")], capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "0"  # PR_GET_DUMPABLE after the call the daemon makes at start
