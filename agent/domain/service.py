@@ -1631,10 +1631,18 @@ class AgentService:
 
     # -- start-up -----------------------------------------------------------------------------
 
-    def finish_interrupted_work(self) -> None:
+    def finish_interrupted_work(self, started_before: dt.timedelta | None = None) -> None:
         """Remove credentials whose creation was interrupted (and their keys), and destroy
-        the keys of revoked credentials whose destruction did not complete."""
+        the keys of revoked credentials whose destruction did not complete.
+
+        Args:
+            started_before: while serving, only creations older than this are taken as
+                interrupted (e.g. by a database fault that also stopped their clean-up);
+                None at start-up, when none can be in progress.
+        """
         for credential in self._storage.list_credentials(status=CredentialStatus.CREATING):
+            if started_before is not None and self._clock() - credential.created_at < started_before:
+                continue
             removed = self._keys.delete_key(credential.key_uri)
             with self._storage.transaction():
                 self._storage.delete_credential(credential.id)

@@ -7,6 +7,7 @@ TCP with mutual TLS (--listen), and plain TCP for development only (--insecure-l
 from __future__ import annotations
 
 import ctypes
+import datetime as dt
 import logging
 import os
 import resource
@@ -49,6 +50,7 @@ SERVICE_NAMES = [service.full_name for service in agent_pb2.DESCRIPTOR.services_
 PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 STOP_GRACE_SECONDS = 5.0
 REMINDER_INTERVAL_SECONDS = 60.0
+INTERRUPTED_AFTER = dt.timedelta(minutes=10)  # a creation still "creating" this long after it began failed
 
 
 def _prepare_socket_path(path: str) -> None:
@@ -226,12 +228,14 @@ class AgentServer:
 
     def _remind(self, service: AgentService) -> None:
         """Once a minute: due reminders to claim unassigned credentials, summaries of throttled
-        refusals, and a signed checkpoint of the audit chain if it has grown."""
+        refusals, a signed checkpoint of the audit chain if it has grown, and clean-up of
+        creations and key destructions that a fault interrupted."""
         while not self._stopping.wait(REMINDER_INTERVAL_SECONDS):
             try:
                 service.record_due_reminders()
                 service.flush_refusal_summaries()
                 service.checkpoint_audit()
+                service.finish_interrupted_work(started_before=INTERRUPTED_AFTER)
             except Exception:
                 log.exception("recording reminders or refusal summaries failed; retrying in a minute")
 
