@@ -134,11 +134,13 @@ class SignRequest:
         """
         algorithm = self.algorithm
         if not algorithm.fits(self.key_type):
-            raise Unsupported(f"{algorithm.algorithm_name} does not fit a {self.key_type.value} key")
+            fitting = ", ".join(a.algorithm_name for a in SignatureAlgorithm if a.fits(self.key_type))
+            raise Unsupported(f"{algorithm.algorithm_name} does not fit a {self.key_type.value} key; "
+                              f"use one of: {fitting}")
         if len(self.digest) != algorithm.hash.digest_size:
             raise Unsupported(
-                f"{algorithm.algorithm_name} needs a {algorithm.hash.digest_size}-byte digest, "
-                f"got {len(self.digest)} bytes"
+                f"{algorithm.algorithm_name} needs a {algorithm.hash.digest_size}-byte "
+                f"{algorithm.hash.hashlib_name.upper()} digest, got {len(self.digest)} bytes"
             )
 
 

@@ -9,12 +9,34 @@
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Callable
+from typing import Any
+
 import grpc
 from cryptography import x509
 
+from agent.domain.calls import Caller
 from agent.domain.errors import Unauthenticated
-from agent.domain.service import AgentService, Caller
+from agent.domain.service import AgentService
 from agent.server.unix_front import peer_uid
+
+# The only methods anyone may call without being identified: the terms everyone must be able
+# to read before accepting them, and the standard health and reflection services.
+OPEN_METHODS = frozenset({
+    "/mcagent.v1.CredentialService/GetMachineTerms",
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+})
+
+_caller: contextvars.ContextVar[Caller] = contextvars.ContextVar("mcagent_caller")
+
+
+def current_caller() -> Caller:
+    """The caller of the request being handled (set by `AuthInterceptor`)."""
+    return _caller.get()
 
 
 class Authenticator:
@@ -53,3 +75,35 @@ class Authenticator:
         if uid is not None:
             return self._service.authenticate_uid(uid, self._admin_uids)
         raise Unauthenticated("no credentials: pass a bearer token (MCAGENT_TOKEN or --token-file)")
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """Authenticates every request before its handler runs, except the methods in OPEN_METHODS.
+
+    The caller is put in a context variable for the handler (`current_caller()`); a request
+    that identifies nobody is refused UNAUTHENTICATED before any servicer code runs. A method
+    that is neither unary nor open is refused: nothing is reachable unauthenticated by omission.
+    """
+
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._authenticator = authenticator
+
+    def intercept_service(self, continuation: Callable[..., Any], handler_call_details: Any) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None or handler_call_details.method in OPEN_METHODS:
+            return handler
+        if handler.unary_unary is None:
+            def refuse(request: Any, context: grpc.ServicerContext) -> Any:
+                context.abort(grpc.StatusCode.UNIMPLEMENTED, "only unary methods are served")
+            return grpc.unary_unary_rpc_method_handler(refuse)
+        inner = handler.unary_unary
+
+        def authenticated(request: Any, context: grpc.ServicerContext) -> Any:
+            token = _caller.set(self._authenticator.caller(context))
+            try:
+                return inner(request, context)
+            finally:
+                _caller.reset(token)
+
+        return grpc.unary_unary_rpc_method_handler(authenticated, request_deserializer=handler.request_deserializer,
+                                                   response_serializer=handler.response_serializer)

@@ -42,7 +42,7 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (keys.KeyExists, grpc.StatusCode.ALREADY_EXISTS),
     (keys.InvalidURI, grpc.StatusCode.INVALID_ARGUMENT),
     (keys.Unsupported, grpc.StatusCode.FAILED_PRECONDITION),
-    (keys.AuthFailed, grpc.StatusCode.UNAVAILABLE),
+    (keys.AuthFailed, grpc.StatusCode.FAILED_PRECONDITION),  # the PIN is wrong or locked: retrying cannot help
     (keys.StoreCorrupted, grpc.StatusCode.DATA_LOSS),
     (keys.StoreUnsafe, grpc.StatusCode.FAILED_PRECONDITION),
     (keys.KeyStoreError, grpc.StatusCode.INTERNAL),

@@ -24,11 +24,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from agent.api.v1 import agent_pb2, agent_pb2_grpc
+from agent.app import build_service
 from agent.config import Config, ConfigError, split_host_port
 from agent.domain import certificates
 from agent.domain.service import AgentService
 from agent.keys import KeyStores
-from agent.server.auth import Authenticator
+from agent.server.auth import Authenticator, AuthInterceptor
 from agent.server.crl_http import CrlHttpListener
 from agent.server.interceptors import ErrorInterceptor
 from agent.server.servicer import (
@@ -154,7 +155,7 @@ class AgentServer:
         for path in (database, database + "-wal", database + "-shm"):
             _check_database_path(path)
         self._storage = Storage(database)
-        service = self._service = AgentService(
+        service = self._service = build_service(
             self._storage, self._keys, timezone=config.timezone,
             publication=certificates.Publication(crl_url=config.crl_url, policy_oid=config.certificate_policy))
         service.finish_interrupted_work()
@@ -174,14 +175,14 @@ class AgentServer:
         authenticator = Authenticator(service, config.admin_uids, self._private_dir)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="rpc"),
-            interceptors=[ErrorInterceptor()],
+            interceptors=[ErrorInterceptor(), AuthInterceptor(authenticator)],  # errors outermost
         )
-        agent_pb2_grpc.add_BusinessServiceServicer_to_server(BusinessServicer(service, authenticator), server)
-        agent_pb2_grpc.add_CredentialServiceServicer_to_server(CredentialServicer(service, authenticator), server)
-        agent_pb2_grpc.add_PrincipalServiceServicer_to_server(PrincipalServicer(service, authenticator), server)
-        agent_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(service, authenticator), server)
-        agent_pb2_grpc.add_NotificationServiceServicer_to_server(NotificationServicer(service, authenticator), server)
-        agent_pb2_grpc.add_CAServiceServicer_to_server(CAServicer(service, authenticator), server)
+        agent_pb2_grpc.add_BusinessServiceServicer_to_server(BusinessServicer(service), server)
+        agent_pb2_grpc.add_CredentialServiceServicer_to_server(CredentialServicer(service), server)
+        agent_pb2_grpc.add_PrincipalServiceServicer_to_server(PrincipalServicer(service), server)
+        agent_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(service), server)
+        agent_pb2_grpc.add_NotificationServiceServicer_to_server(NotificationServicer(service), server)
+        agent_pb2_grpc.add_CAServiceServicer_to_server(CAServicer(service), server)
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         for name in ["", *SERVICE_NAMES]:

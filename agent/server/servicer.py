@@ -16,12 +16,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent.api.v1 import agent_pb2 as pb
 from agent.api.v1 import agent_pb2_grpc as pb_grpc
+from agent.domain.calls import CredentialView, NotificationView, Signed, SignItem
 from agent.domain.errors import InvalidArgument
 from agent.domain.model import Backend, Business, Principal, RoleGrant
 from agent.domain.notification import AGENCIES
 from agent.domain.policy import Role
-from agent.domain.service import AgentService, BatchItem, CredentialView, NotificationView, Signature
-from agent.server.auth import Authenticator
+from agent.domain.service import AgentService
+from agent.server.auth import current_caller
 from agent.server.interceptors import status_of
 from hsm.base import KeyType, SignatureAlgorithm
 
@@ -112,37 +113,35 @@ def credential_message(view: CredentialView) -> pb.Credential:
 
 
 class _Servicer:
-    def __init__(self, service: AgentService, authenticator: Authenticator) -> None:
+    def __init__(self, service: AgentService) -> None:
         self._service = service
-        self._auth = authenticator
 
 
 class PrincipalServicer(_Servicer, pb_grpc.PrincipalServiceServicer):
     def CreatePrincipal(self, request: pb.CreatePrincipalRequest, context: grpc.ServicerContext) -> Any:
         principal, token = self._service.create_principal(
-            self._auth.caller(context), request.name, None if request.uid < 0 else request.uid,
+            current_caller(), request.name, None if request.uid < 0 else request.uid,
             request.certificate_subject or None,
         )
         return pb.CreatePrincipalResponse(principal=principal_message(principal), token=token)
 
     def ListPrincipals(self, request: pb.ListPrincipalsRequest, context: grpc.ServicerContext) -> Any:
-        principals = self._service.list_principals(self._auth.caller(context))
+        principals = self._service.list_principals(current_caller())
         return pb.ListPrincipalsResponse(principals=[principal_message(p) for p in principals])
 
     def WhoAmI(self, request: pb.WhoAmIRequest, context: grpc.ServicerContext) -> Any:
-        caller = self._auth.caller(context)
+        caller = current_caller()
         return pb.WhoAmIResponse(name=caller.name, local_administrator=caller.is_admin)
 
 
 class BusinessServicer(_Servicer, pb_grpc.BusinessServiceServicer):
     def RegisterBusiness(self, request: pb.RegisterBusinessRequest, context: grpc.ServicerContext) -> Any:
         business = self._service.register_business(
-            self._auth.caller(context), request.abn, request.name, request.principal_authority
+            current_caller(), request.abn, request.name, request.principal_authority
         )
         return business_message(business)
 
     def GetBusiness(self, request: pb.GetBusinessRequest, context: grpc.ServicerContext) -> Any:
-        self._auth.caller(context)
         return business_message(self._service.get_business(request.abn))
 
     def _role(self, request: pb.RoleRequest) -> Role:
@@ -152,17 +151,17 @@ class BusinessServicer(_Servicer, pb_grpc.BusinessServiceServicer):
         return role
 
     def GrantRole(self, request: pb.RoleRequest, context: grpc.ServicerContext) -> Any:
-        grant = self._service.grant_role(self._auth.caller(context), request.abn, request.principal,
+        grant = self._service.grant_role(current_caller(), request.abn, request.principal,
                                          self._role(request))
         return role_message(grant)
 
     def RemoveRole(self, request: pb.RoleRequest, context: grpc.ServicerContext) -> Any:
-        unassigned = self._service.remove_role(self._auth.caller(context), request.abn, request.principal,
+        unassigned = self._service.remove_role(current_caller(), request.abn, request.principal,
                                                self._role(request))
         return pb.RemoveRoleResponse(unassigned_credential_ids=unassigned)
 
     def ListRoles(self, request: pb.ListRolesRequest, context: grpc.ServicerContext) -> Any:
-        grants = self._service.list_roles(self._auth.caller(context), request.abn)
+        grants = self._service.list_roles(current_caller(), request.abn)
         return pb.ListRolesResponse(roles=[role_message(g) for g in grants])
 
 
@@ -174,24 +173,23 @@ class CertificateMixin:
     """The certificate and key store RPCs of the credential service."""
 
     _service: AgentService
-    _auth: Authenticator
 
     def GetCsr(self, request: pb.CredentialRef, context: grpc.ServicerContext) -> Any:
-        csr = self._service.csr(self._auth.caller(context), request.id)
+        csr = self._service.csr(current_caller(), request.id)
         return pb.Pem(pem=csr.public_bytes(serialization.Encoding.PEM).decode("ascii"))
 
     def GetCertificateChain(self, request: pb.CredentialRef, context: grpc.ServicerContext) -> Any:
-        return pb.Pem(pem=_pem(*self._service.certificate_chain(self._auth.caller(context), request.id)))
+        return pb.Pem(pem=_pem(*self._service.certificate_chain(current_caller(), request.id)))
 
     def InstallCertificate(self, request: pb.InstallCertificateRequest, context: grpc.ServicerContext) -> Any:
-        view = self._service.install_certificate(self._auth.caller(context), request.id, request.certificate,
+        view = self._service.install_certificate(current_caller(), request.id, request.certificate,
                                                  request.chain or None)
         return credential_message(view)
 
     def ImportCredential(self, request: pb.ImportCredentialRequest, context: grpc.ServicerContext) -> Any:
         which = request.WhichOneof("source")
         created = self._service.import_credential(
-            self._auth.caller(context),
+            current_caller(),
             keystore=request.keystore_xml if which == "keystore_xml" else None,
             pkcs12=request.pkcs12 if which == "pkcs12" else None,
             alias=request.alias, password=request.password,
@@ -203,7 +201,7 @@ class CertificateMixin:
                                            replaces_id=created.replaces_id)
 
     def ExportCredential(self, request: pb.ExportCredentialRequest, context: grpc.ServicerContext) -> Any:
-        data = self._service.export_credential(self._auth.caller(context), request.id, format=request.format,
+        data = self._service.export_credential(current_caller(), request.id, format=request.format,
                                                password=request.password)
         notice = ""
         if request.format == "keystore-xml":
@@ -212,7 +210,6 @@ class CertificateMixin:
         return pb.ExportCredentialResponse(data=data, notice=notice)
 
     def InspectKeystore(self, request: pb.InspectKeystoreRequest, context: grpc.ServicerContext) -> Any:
-        self._auth.caller(context)
         entries = []
         for stored, status in self._service.inspect_keystore(request.keystore_xml):
             leaf = stored.leaf
@@ -231,7 +228,7 @@ class CredentialServicer(CertificateMixin, _Servicer, pb_grpc.CredentialServiceS
 
     def CreateCredential(self, request: pb.CreateCredentialRequest, context: grpc.ServicerContext) -> Any:
         created = self._service.create_credential(
-            self._auth.caller(context),
+            current_caller(),
             abn=request.abn,
             name=request.name,
             key_type=_from_proto(KEY_TYPES, request.key_type, "key type"),
@@ -243,29 +240,27 @@ class CredentialServicer(CertificateMixin, _Servicer, pb_grpc.CredentialServiceS
                                            replaces_id=created.replaces_id)
 
     def GetCredential(self, request: pb.GetCredentialRequest, context: grpc.ServicerContext) -> Any:
-        return credential_message(self._service.get_credential(self._auth.caller(context), request.id))
+        return credential_message(self._service.get_credential(current_caller(), request.id))
 
     def ListCredentials(self, request: pb.ListCredentialsRequest, context: grpc.ServicerContext) -> Any:
-        views, next_token = self._service.list_credentials(self._auth.caller(context), request.abn or None,
+        views, next_token = self._service.list_credentials(current_caller(), request.abn or None,
                                                            page_size=request.page_size,
                                                            page_token=request.page_token)
         return pb.ListCredentialsResponse(credentials=[credential_message(v) for v in views],
                                           next_page_token=next_token)
 
     def GetPublicKey(self, request: pb.GetPublicKeyRequest, context: grpc.ServicerContext) -> Any:
-        return pb.PublicKey(pem=self._service.public_key_pem(self._auth.caller(context), request.id))
+        return pb.PublicKey(pem=self._service.public_key_pem(current_caller(), request.id))
 
     def Sign(self, request: pb.SignRequest, context: grpc.ServicerContext) -> Any:
-        caller = self._auth.caller(context)
         which = request.WhichOneof("input")
-        result = self._service.sign(
-            caller,
-            request.credential_id,
+        result = self._service.sign(current_caller(), SignItem(
+            credential_id=request.credential_id,
             algorithm=_from_proto(ALGORITHMS, request.algorithm, "signature algorithm"),
             data=request.data if which == "data" else None,
             digest=request.digest if which == "digest" else None,
             permission=request.permission,
-        )
+        ))
         return pb.SignResponse(
             signature=result.signature,
             algorithm=_to_proto(ALGORITHMS, result.algorithm),
@@ -273,13 +268,12 @@ class CredentialServicer(CertificateMixin, _Servicer, pb_grpc.CredentialServiceS
         )
 
     def SignBatch(self, request: pb.SignBatchRequest, context: grpc.ServicerContext) -> Any:
-        caller = self._auth.caller(context)
-        items = [BatchItem(credential_id=item.credential_id,
-                           algorithm=_from_proto(ALGORITHMS, item.algorithm, "signature algorithm"),
-                           digest=item.digest, permission=item.permission) for item in request.items]
+        items = [SignItem(credential_id=item.credential_id,
+                          algorithm=_from_proto(ALGORITHMS, item.algorithm, "signature algorithm"),
+                          digest=item.digest, permission=item.permission) for item in request.items]
         results = []
-        for outcome in self._service.sign_batch(caller, items):
-            if isinstance(outcome, Signature):
+        for outcome in self._service.sign_batch(current_caller(), items):
+            if isinstance(outcome, Signed):
                 results.append(pb.SignBatchResult(signature=outcome.signature,
                                                   algorithm=_to_proto(ALGORITHMS, outcome.algorithm)))
             else:
@@ -288,15 +282,15 @@ class CredentialServicer(CertificateMixin, _Servicer, pb_grpc.CredentialServiceS
         return pb.SignBatchResponse(results=results)
 
     def RevokeCredential(self, request: pb.RevokeCredentialRequest, context: grpc.ServicerContext) -> Any:
-        view = self._service.revoke_credential(self._auth.caller(context), request.id, confirm=request.confirm)
+        view = self._service.revoke_credential(current_caller(), request.id, confirm=request.confirm)
         return credential_message(view)
 
     def ClaimCredential(self, request: pb.ClaimCredentialRequest, context: grpc.ServicerContext) -> Any:
-        return credential_message(self._service.claim_credential(self._auth.caller(context), request.id))
+        return credential_message(self._service.claim_credential(current_caller(), request.id))
 
     def Permissions(self, request: pb.PermissionsRequest, context: grpc.ServicerContext) -> Any:
         new = list(request.set.permissions) if request.HasField("set") else None
-        credential, entries = self._service.permissions(self._auth.caller(context), request.id, new)
+        credential, entries = self._service.permissions(current_caller(), request.id, new)
         return pb.PermissionsResponse(
             credential_id=credential.id,
             first_used=credential.first_used_at is not None,
@@ -307,22 +301,20 @@ class CredentialServicer(CertificateMixin, _Servicer, pb_grpc.CredentialServiceS
 
 class CAServicer(_Servicer, pb_grpc.CAServiceServicer):
     def InitCA(self, request: pb.InitCARequest, context: grpc.ServicerContext) -> Any:
-        root, issuing = self._service.init_ca(self._auth.caller(context))
+        root, issuing = self._service.init_ca(current_caller())
         return pb.CACertificates(root_pem=_pem(root), issuing_pem=_pem(issuing))
 
     def GetCACertificates(self, request: pb.GetCACertificatesRequest, context: grpc.ServicerContext) -> Any:
-        self._auth.caller(context)
         root, issuing = self._service.ca_certificates()
         return pb.CACertificates(root_pem=_pem(root), issuing_pem=_pem(issuing))
 
     def GetCRL(self, request: pb.GetCRLRequest, context: grpc.ServicerContext) -> Any:
-        self._auth.caller(context)
         return pb.Pem(pem=self._service.crl().public_bytes(serialization.Encoding.PEM).decode("ascii"))
 
 
 class AuditServicer(_Servicer, pb_grpc.AuditServiceServicer):
     def ListAudit(self, request: pb.ListAuditRequest, context: grpc.ServicerContext) -> Any:
-        entries, next_after = self._service.list_audit(self._auth.caller(context), request.abn or None,
+        entries, next_after = self._service.list_audit(current_caller(), request.abn or None,
                                                        request.limit, request.after)
         return pb.ListAuditResponse(
             entries=[pb.AuditEntry(seq=e.seq, at=_timestamp(e.at), actor=e.actor, action=e.action,
@@ -333,7 +325,7 @@ class AuditServicer(_Servicer, pb_grpc.AuditServiceServicer):
         )
 
     def VerifyAudit(self, request: pb.VerifyAuditRequest, context: grpc.ServicerContext) -> Any:
-        result = self._service.verify_audit(self._auth.caller(context), request.expect_head)
+        result = self._service.verify_audit(current_caller(), request.expect_head)
         return pb.VerifyAuditResponse(ok=result.ok, entries=result.entries, head_hash=result.head_hash,
                                       problem=result.problem, bad_seq=result.bad_seq,
                                       checkpoint_seq=result.checkpoint_seq)
@@ -354,7 +346,7 @@ def notification_message(view: NotificationView) -> pb.Notification:
 class NotificationServicer(_Servicer, pb_grpc.NotificationServiceServicer):
     def AddNotification(self, request: pb.AddNotificationRequest, context: grpc.ServicerContext) -> Any:
         view = self._service.add_notification(
-            self._auth.caller(context), abn=request.abn, dsp_abn=request.dsp_abn,
+            current_caller(), abn=request.abn, dsp_abn=request.dsp_abn,
             software_ids=list(request.software_ids), start=request.start_date, end=request.end_date or None,
             agencies=list(request.agencies), declaration=request.accept_declaration,
         )
@@ -362,37 +354,36 @@ class NotificationServicer(_Servicer, pb_grpc.NotificationServiceServicer):
 
     def RequestNotification(self, request: pb.RequestNotificationRequest, context: grpc.ServicerContext) -> Any:
         view = self._service.request_notification(
-            self._auth.caller(context), dsp_abn=request.dsp_abn, abn=request.abn,
+            current_caller(), dsp_abn=request.dsp_abn, abn=request.abn,
             software_ids=list(request.software_ids), start=request.start_date, end=request.end_date or None,
             agencies=list(request.agencies),
         )
         return notification_message(view)
 
     def AcceptNotification(self, request: pb.AcceptNotificationRequest, context: grpc.ServicerContext) -> Any:
-        view = self._service.accept_notification(self._auth.caller(context), request.id,
+        view = self._service.accept_notification(current_caller(), request.id,
                                                  declaration=request.accept_declaration)
         return notification_message(view)
 
     def EditNotification(self, request: pb.EditNotificationRequest, context: grpc.ServicerContext) -> Any:
         view = self._service.edit_notification(
-            self._auth.caller(context), request.id, software_ids=list(request.software_ids) or None,
+            current_caller(), request.id, software_ids=list(request.software_ids) or None,
             start=request.start_date or None, end=request.end_date or None, no_end=request.no_end_date,
             declaration=request.accept_declaration,
         )
         return notification_message(view)
 
     def RemoveNotification(self, request: pb.RemoveNotificationRequest, context: grpc.ServicerContext) -> Any:
-        view = self._service.remove_notification(self._auth.caller(context), request.id, confirm=request.confirm)
+        view = self._service.remove_notification(current_caller(), request.id, confirm=request.confirm)
         return notification_message(view)
 
     def GetNotification(self, request: pb.GetNotificationRequest, context: grpc.ServicerContext) -> Any:
-        return notification_message(self._service.get_notification(self._auth.caller(context), request.id))
+        return notification_message(self._service.get_notification(current_caller(), request.id))
 
     def ListNotifications(self, request: pb.ListNotificationsRequest, context: grpc.ServicerContext) -> Any:
-        views = self._service.list_notifications(self._auth.caller(context), request.abn or None,
+        views = self._service.list_notifications(current_caller(), request.abn or None,
                                                  request.status or None)
         return pb.ListNotificationsResponse(notifications=[notification_message(v) for v in views])
 
     def ListAgencies(self, request: pb.ListAgenciesRequest, context: grpc.ServicerContext) -> Any:
-        self._auth.caller(context)
         return pb.ListAgenciesResponse(agencies=[pb.Agency(id=key, name=name) for key, name in AGENCIES.items()])

@@ -6,10 +6,11 @@ import sqlite3
 
 import pytest
 
+from agent.app import build_service
+from agent.domain.calls import Caller, SignItem
 from agent.domain.credential import CredentialStatus
 from agent.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from agent.domain.model import Backend
-from agent.domain.service import AgentService, Caller
 from agent.domain.terms import CURRENT_TERMS
 from agent.keys import KeyStores
 from agent.storage import Storage
@@ -36,7 +37,7 @@ def service(tmp_path, storage, pkcs11_store):
         keystore_password=KEYSTORE_PASSWORD,
         pkcs11=pkcs11_store,
     )
-    service = AgentService(storage, keys)
+    service = build_service(storage, keys)
     service.ensure_ca()
     principal, _ = service.create_principal(ADMIN, "pa", None, None)
     service.register_business(ADMIN, ABN, "Example Pty Ltd", "pa")
@@ -128,10 +129,11 @@ def test_sign_refuses_bad_input_with_reasons(service):
     from hsm.base import SignatureAlgorithm
 
     with pytest.raises(InvalidArgument, match="does not fit .* ec-p256 key; use one of: ecdsa-sha256"):
-        service.sign(service.test_pa, credential.id, algorithm=SignatureAlgorithm.RSA_PKCS1_SHA256, data=b"x")
+        service.sign(service.test_pa, SignItem(credential_id=credential.id,
+                                               algorithm=SignatureAlgorithm.RSA_PKCS1_SHA256, data=b"x"))
     with pytest.raises(InvalidArgument, match="needs a 32-byte SHA256 digest, got 20 bytes"):
-        service.sign(service.test_pa, credential.id, algorithm=None, digest=bytes(20))
+        service.sign(service.test_pa, SignItem(credential_id=credential.id, digest=bytes(20)))
     with pytest.raises(InvalidArgument, match="either the data to sign or its digest"):
-        service.sign(service.test_pa, credential.id, algorithm=None)
+        service.sign(service.test_pa, SignItem(credential_id=credential.id))
     with pytest.raises(NotFound, match="no credential with id 'nope'"):
-        service.sign(service.test_pa, "nope", algorithm=None, data=b"x")
+        service.sign(service.test_pa, SignItem(credential_id="nope", data=b"x"))

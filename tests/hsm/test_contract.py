@@ -63,7 +63,7 @@ def test_algorithm_that_does_not_fit_is_refused(store):
 def test_digest_of_wrong_size_is_refused(store):
     info = store.create_key(CreateKeyRequest(label=_label()))
     algorithm = SignatureAlgorithm.RSA_PKCS1_SHA1
-    with pytest.raises(Unsupported, match="needs a 20-byte digest, got 32"):
+    with pytest.raises(Unsupported, match="needs a 20-byte SHA1 digest, got 32 bytes"):
         store.sign(SignRequest(uri=info.uri, algorithm=algorithm, key_type=KeyType.RSA_2048, digest=bytes(32)))
 
 

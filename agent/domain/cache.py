@@ -1,0 +1,58 @@
+"""The records read on every sign, cached until the next change commits.
+
+`CachedRecords` decorates a `Records` port: a credential by id, a principal's roles in a
+business and a principal by token hash are kept until `state_version` moves (every
+committed change bumps it), so a revoke, a role removal or a permission change is enforced
+from the next request on. Valid for one process per database; reads inside a transaction
+must go to the records themselves (they see uncommitted changes), never through the cache.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from agent.domain.model import Credential, Principal
+from agent.domain.policy import Role
+from agent.domain.ports import Records
+
+
+class CachedRecords:
+    """The three hot-path reads of `Records`, cached per state version."""
+
+    def __init__(self, records: Records) -> None:
+        self._records = records
+        self._version = -1
+        self._entries: dict[tuple[str, Any], Any] = {}
+        self._lock = threading.Lock()
+
+    def get_credential(self, credential_id: str) -> Credential | None:
+        """See `Records.get_credential`."""
+        return self._get("credential", credential_id, self._records.get_credential)
+
+    def roles_of(self, abn: str, principal_id: str) -> frozenset[Role]:
+        """See `Records.roles_of` (frozen: it is shared)."""
+        return self._get("roles", (abn, principal_id), lambda key: frozenset(self._records.roles_of(*key)))
+
+    def principal_by_token_hash(self, token_hash: str) -> Principal | None:
+        """The principal whose bearer token hashes to `token_hash`."""
+        return self._get("token", token_hash, lambda key: self._records.principal_where("token_hash", key))
+
+    def _get(self, kind: str, key: Any, load: Callable[[Any], Any]) -> Any:
+        version = self._records.state_version
+        with self._lock:
+            if version != self._version:
+                self._entries.clear()
+                self._version = version
+            try:
+                return self._entries[(kind, key)]
+            except KeyError:
+                pass
+        value = load(key)
+        if value is None:  # misses are not kept: unknown tokens must not grow the cache
+            return value
+        with self._lock:
+            if self._version == version:  # not cached across a change that happened meanwhile
+                self._entries[(kind, key)] = value
+        return value

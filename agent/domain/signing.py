@@ -1,0 +1,210 @@
+"""Signing: authorise each item against current state, sign in custody, record before returning."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from agent.domain import credential as lifecycle
+from agent.domain.calls import (
+    AuditContext,
+    Caller,
+    Signed,
+    SignItem,
+)
+from agent.domain.errors import (
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    Unavailable,
+)
+from agent.domain.guard import ServiceBase
+from agent.domain.model import Credential
+from agent.domain.permissions import ALL_PERMISSIONS, check_permissions
+from agent.domain.policy import Action
+from hsm.base import (
+    SignatureAlgorithm,
+    SignRequest,
+)
+from hsm.errors import KeyStoreError, Unsupported
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1000
+BATCH_WORKERS = 4  # parallel signs within one batch; the token's sessions bound it too
+MAX_REFUSALS_AUDITED = 100  # per batch, one entry each; the rest are counted in one summary entry
+WITHHELD = "the credential was revoked while the signature was being made; the signature was withheld"
+
+
+@dataclass(frozen=True)
+class _Authorised:
+    """A sign that passed every check: the credential, and the request its backend gets."""
+
+    credential: Credential
+    request: SignRequest
+    permission: str
+
+
+class Signing(ServiceBase):
+    """Sign and batch sign: authorise each item against current state (`_authorise`), sign in
+    custody (`_sign_in_custody`), record before anything is returned (`_record_signs`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._batch_executor = ThreadPoolExecutor(BATCH_WORKERS, thread_name_prefix="batch-sign")
+
+    def sign(self, caller: Caller, item: SignItem) -> Signed:
+        """Sign data (hashed here) or a precomputed digest with the credential's key.
+
+        The first use of a credential makes it visible with all permissions; from then on a
+        sign that names a permission must have it granted.
+
+        Raises:
+            PermissionDenied: the caller holds no signing role in the business, or the
+                permission named is not granted.
+            FailedPrecondition: revoked (also while the signature was being made: it is
+                withheld), or unassigned and past its window.
+            InvalidArgument: neither or both of data and digest, a digest of the wrong size,
+                an unknown permission, or an algorithm that does not fit the key.
+            NotFound: no such credential.
+            Unavailable: the audit entry could not be written (no signature is returned).
+        """
+        with self._audited(caller, "credential.sign", target=item.credential_id) as ctx:
+            authorised = self._authorise(caller, ctx, item)
+            signature = self._sign_in_custody(authorised)
+            withheld = self._record_signs(caller, [authorised])
+        if withheld:  # its entry says refused already
+            raise FailedPrecondition(f"credential {item.credential_id}: {WITHHELD}")
+        return Signed(signature=signature, algorithm=authorised.request.algorithm,
+                      certificate_chain=authorised.credential.certificate_chain)
+
+    def sign_batch(self, caller: Caller, items: list[SignItem]) -> list[Signed | DomainError | KeyStoreError]:
+        """Sign many items in one request (cloud servers signing in bulk).
+
+        Each item is checked and signed on its own: the answer holds a signature or the error
+        for each, in order. Items are signed in parallel on the backend's sessions. Every item,
+        signed or refused, gets its audit entry; if those cannot be written, no signature is
+        returned at all.
+
+        Raises:
+            InvalidArgument: no items, or more than MAX_BATCH.
+            Unavailable: the audit entries could not be written.
+        """
+        if not 1 <= len(items) <= MAX_BATCH:
+            raise InvalidArgument(f"a batch holds 1 to {MAX_BATCH} items, not {len(items)}")
+        results: list[Any] = [None] * len(items)
+        authorised: list[tuple[int, _Authorised]] = []
+        refusals: list[tuple[AuditContext, Exception]] = []
+        for index, item in enumerate(items):
+            ctx = AuditContext(target=item.credential_id)
+            try:
+                authorised.append((index, self._authorise(caller, ctx, item)))
+            except (DomainError, KeyStoreError) as exc:
+                results[index] = exc
+                refusals.append((ctx, exc))
+        # One task per worker, not per item: handing each item to a thread costs more than an ECDSA sign.
+        chunks = [[a for _, a in authorised[i::BATCH_WORKERS]] for i in range(BATCH_WORKERS)]
+        chunk_results = list(self._batch_executor.map(lambda chunk: [self._sign_or_error(a) for a in chunk], chunks))
+        outcomes: list[Any] = [None] * len(authorised)
+        for i, results_of_chunk in enumerate(chunk_results):
+            outcomes[i::BATCH_WORKERS] = results_of_chunk
+        done = []
+        for (index, item), outcome in zip(authorised, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                results[index] = outcome
+                refusals.append((AuditContext(abn=item.credential.abn, target=item.credential.id), outcome))
+            else:
+                results[index] = Signed(signature=outcome, algorithm=item.request.algorithm,
+                                        certificate_chain=item.credential.certificate_chain)
+                done.append(item)
+        withheld = self._record_signs(caller, done, refusals)
+        if withheld:  # revoked meanwhile: those items' signatures never leave (their entries say refused)
+            for index, result in enumerate(results):
+                if isinstance(result, Signed) and items[index].credential_id in withheld:
+                    results[index] = FailedPrecondition(f"credential {items[index].credential_id}: {WITHHELD}")
+        return results
+
+    def _sign_or_error(self, authorised: _Authorised) -> bytes | Exception:
+        try:
+            return self._sign_in_custody(authorised)
+        except (KeyStoreError, DomainError) as exc:
+            return exc
+
+    def _authorise(self, caller: Caller, ctx: AuditContext, item: SignItem) -> _Authorised:
+        """Every check a sign passes before the key is used, against current state."""
+        if (item.data is None) == (item.digest is None):
+            raise InvalidArgument("give either the data to sign or its digest, not both")
+        credential = self._authorised_credential(caller, ctx, item.credential_id, Action.SIGN)
+        lifecycle.check_usable(credential.id, credential.status, credential.unassigned_at, self._clock())
+        if item.permission:
+            check_permissions([item.permission])
+            ctx.detail["permission"] = item.permission
+            if credential.permissions is not None and item.permission not in credential.permissions:
+                granted = ", ".join(credential.permissions) or "none"
+                raise PermissionDenied(
+                    f"credential {credential.id} is not granted permission {item.permission} (granted: {granted}); "
+                    "its principal authority or an authorisation administrator can amend that"
+                )
+        algorithm = item.algorithm or SignatureAlgorithm.default_for(credential.key_type)
+        digest = item.digest if item.digest is not None else algorithm.hash.digest(item.data)
+        request = SignRequest(uri=credential.key_uri, algorithm=algorithm, key_type=credential.key_type,
+                              digest=digest)
+        try:
+            request.check()  # the one place that matches algorithm, key and digest
+        except Unsupported as exc:
+            raise InvalidArgument(f"credential {credential.id}: {exc}") from None
+        return _Authorised(credential, request, item.permission)
+
+    def _sign_in_custody(self, authorised: _Authorised) -> bytes:
+        """The signature, made by the backend that holds the key."""
+        return self._custody.for_uri(authorised.request.uri).sign(authorised.request)
+
+    def _record_signs(self, caller: Caller, signed: list[_Authorised],
+                      refusals: list[tuple[AuditContext, Exception]] = ()) -> set[str]:
+        """First uses, then one audit entry per sign and per refusal; raise if they are not written.
+
+        A sign whose credential was revoked by the time its entry commits is recorded as
+        refused instead, and its signature must be withheld.
+
+        Returns:
+            The ids of the credentials whose signatures must be withheld (revoked meanwhile).
+        """
+        try:
+            first_used = {a.credential.id: a.credential for a in signed if a.credential.first_used_at is None}
+            for credential in first_used.values():
+                with self._records.transaction():
+                    current = self._records.get_credential(credential.id)
+                    if current is not None and current.first_used_at is None:
+                        self._records.update_credential(credential.id, current.status, first_used_at=self._clock(),
+                                                        permissions=ALL_PERMISSIONS)
+                        self._audit(caller, "credential.first-use", abn=credential.abn, target=credential.id,
+                                    detail={"permissions": list(ALL_PERMISSIONS)})
+            now, actor = self._clock(), caller.name
+            entries = []
+            for a in signed:
+                common = dict(at=now, actor=actor, action="credential.sign", abn=a.credential.abn,
+                              target=a.credential.id)
+                detail = {"algorithm": a.request.algorithm.algorithm_name, "permission": a.permission,
+                          "digest_sha256": hashlib.sha256(a.request.digest).hexdigest()}
+                withheld = dict(**common, outcome="refused", detail={**detail, "reason": WITHHELD})
+                entries.append(dict(**common, outcome="allowed", detail=detail, unless_revoked=a.credential.id,
+                                    if_revoked=withheld))
+            audited = refusals[:MAX_REFUSALS_AUDITED]
+            entries += [dict(at=now, actor=actor, action="credential.sign", outcome="refused", abn=ctx.abn,
+                             target=ctx.target, detail={**ctx.detail, "reason": str(exc)})
+                        for ctx, exc in audited]
+            if len(refusals) > len(audited):
+                entries.append(dict(at=now, actor=actor, action="credential.sign.summary", outcome="refused",
+                                    detail={"refusals_not_written": len(refusals) - len(audited),
+                                            "reasons": dict(Counter(type(exc).__name__
+                                                                    for _, exc in refusals[len(audited):]))}))
+            written = self._audit_log.append_many(entries)
+        except Exception as exc:
+            log.exception("signs not recorded; signatures withheld")
+            raise Unavailable("the signature was withheld: its audit entry could not be written") from exc
+        return {e.target for e in written[:len(signed)] if e.outcome == "refused"}

@@ -1,0 +1,69 @@
+"""Work the agent does by itself: reminders to claim unassigned credentials, clean-up after faults."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from agent.domain import credential as lifecycle
+from agent.domain.calls import (
+    SYSTEM_ACTOR,
+)
+from agent.domain.credential import CredentialStatus
+from agent.domain.guard import ServiceBase
+from agent.domain.model import Reminder
+from agent.domain.policy import MCA, PA
+
+log = logging.getLogger(__name__)
+
+
+class Upkeep(ServiceBase):
+    """Reminders and the clean-up of interrupted work (start-up, then each minute)."""
+
+    def record_due_reminders(self) -> int:
+        """Record the 30- and 53-day reminders to claim unassigned credentials that are due.
+
+        Recipients are the business's MCAs, else its PA. Returns how many were recorded.
+        """
+        now = self._clock()
+        recorded = 0
+        for credential in self._records.list_credentials(status=CredentialStatus.UNASSIGNED):
+            if credential.unassigned_at is None or now >= lifecycle.window_end(credential.unassigned_at):
+                continue
+            already = {r.day for r in self._records.reminders(credential.id)}
+            for day in lifecycle.reminders_due(credential.unassigned_at, now):
+                if day in already:
+                    continue
+                grants = self._records.role_grants(abn=credential.abn)
+                recipients = sorted({g.principal_name for g in grants if g.role is MCA}) or sorted(
+                    {g.principal_name for g in grants if g.role is PA})
+                with self._records.transaction():
+                    if self._records.insert_reminder(Reminder(credential.id, day, now, tuple(recipients))):
+                        self._audit(SYSTEM_ACTOR, "credential.reminder", abn=credential.abn, target=credential.id,
+                                    detail={"day": day, "recipients": recipients})
+                        recorded += 1
+        return recorded
+
+
+    # -- start-up -----------------------------------------------------------------------------
+
+    def finish_interrupted_work(self, started_before: dt.timedelta | None = None) -> None:
+        """Remove credentials whose creation was interrupted (and their keys), and destroy
+        the keys of revoked credentials whose destruction did not complete.
+
+        Args:
+            started_before: while serving, only creations older than this are taken as
+                interrupted (e.g. by a database fault that also stopped their clean-up);
+                None at start-up, when none can be in progress.
+        """
+        for credential in self._records.list_credentials(status=CredentialStatus.CREATING):
+            if started_before is not None and self._clock() - credential.created_at < started_before:
+                continue
+            removed = self._custody.delete_key(credential.key_uri)
+            with self._records.transaction():
+                self._records.delete_credential(credential.id)
+            log.warning("removed credential %s whose creation was interrupted (%d key objects destroyed)",
+                        credential.id, removed)
+        for credential in self._records.list_credentials(status=CredentialStatus.REVOKED, key_destroyed=False):
+            self._destroy_revoked_key(credential)
+
