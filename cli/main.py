@@ -355,8 +355,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     result = _client(args).audit.VerifyAudit(pb.VerifyAuditRequest(expect_head=args.expect_head or ""))
     if result.ok:
         _emit(args, result, f"audit log intact: {result.entries} entries, head {result.entries}:{result.head_hash} "
-                            f"(keep it elsewhere; check later with --expect-head), newest signed checkpoint: "
-                            f"entry {result.checkpoint_seq}")
+                            f"(keep it elsewhere; check later with --expect-head), signed checkpoints from entry "
+                            f"{result.first_checkpoint_seq} to entry {result.checkpoint_seq}")
         return
     if args.json:
         print(json.dumps(MessageToDict(result, preserving_proto_field_name=True), indent=2))

@@ -130,6 +130,7 @@ class VerifyResult:
     problem: str = ""
     bad_seq: int = 0
     checkpoint_seq: int = 0  # the newest valid checkpoint entry, 0 if none
+    first_checkpoint_seq: int = 0  # the oldest: entries before it are anchored only by the chain
 
 
 def verify_chain(entries: Iterable[AuditEntry],
@@ -140,7 +141,7 @@ def verify_chain(entries: Iterable[AuditEntry],
         checkpoint_valid: checks a checkpoint entry's signature (over its ``prev_hash``);
             None skips the signatures.
     """
-    prev_hash, expected_seq, count, checkpoint = GENESIS, 1, 0, 0
+    prev_hash, expected_seq, count, checkpoint, first = GENESIS, 1, 0, 0, 0
     for entry in entries:
         if entry.seq != expected_seq:
             problem = (f"entry {expected_seq} is missing (removed)" if entry.seq > expected_seq
@@ -157,6 +158,6 @@ def verify_chain(entries: Iterable[AuditEntry],
                 return VerifyResult(False, count, prev_hash,
                                     f"checkpoint entry {entry.seq} does not carry a valid signature of the audit key "
                                     "over the entries before it: they were rewritten", entry.seq, checkpoint)
-            checkpoint = entry.seq
+            checkpoint, first = entry.seq, first or entry.seq
         prev_hash, expected_seq, count = entry.hash, expected_seq + 1, count + 1
-    return VerifyResult(True, count, prev_hash, checkpoint_seq=checkpoint)
+    return VerifyResult(True, count, prev_hash, checkpoint_seq=checkpoint, first_checkpoint_seq=first)

@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import hashlib
 import logging
+import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -93,10 +94,19 @@ class AuditTrail(ServiceBase):
             The problem found, or "".
         """
         found = self._audit_key()
-        if found is None:
-            return ""  # the first start: no key, so no checkpoint was ever made
         newest = self._audit_log.newest(CHECKPOINT)
-        if newest is None:
+        if found is None:
+            if newest is None:
+                seq, _ = self._audit_log.head()
+                if seq:  # a log from before checkpoints (or one whose key and checkpoints both went)
+                    log.warning("the audit log's %d entries predate its audit key: they are anchored only from "
+                                "the first checkpoint on (audit verify shows where anchoring starts)", seq)
+                return ""
+            problem = (f"the agent's audit key is gone although checkpoint entry {newest.seq} was signed with it: "
+                       "the key store was changed")
+        elif not self._key_pair_matches(*found):
+            problem = "the audit key's public half does not match its private key: the key store was changed"
+        elif newest is None:
             problem = "the audit log holds no checkpoint although the agent's audit key exists: entries were removed"
         elif not self._checkpoint_verifier(found[1].public_key)(newest):
             problem = f"checkpoint entry {newest.seq} does not carry a valid signature: the log was rewritten"
@@ -106,6 +116,19 @@ class AuditTrail(ServiceBase):
         with self._records.transaction(changes_state=False):
             self._audit(SYSTEM_ACTOR, TAMPERING, outcome="refused", detail={"problem": problem})
         return problem
+
+    @staticmethod
+    def _key_pair_matches(store: KeyStore, key: KeyInfo) -> bool:
+        """Sign a fresh digest in custody and check it with the public key the store reports
+        (a key store file's public half could be swapped without the password)."""
+        digest = hashlib.sha256(secrets.token_bytes(32)).digest()
+        signature = store.sign(SignRequest(uri=key.uri, algorithm=SignatureAlgorithm.ECDSA_SHA256,
+                                           key_type=key.key_type, digest=digest))
+        try:
+            key.public_key.verify(signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+            return True
+        except InvalidSignature:
+            return False
 
     @staticmethod
     def _checkpoint_verifier(public_key: Any) -> Callable[[AuditEntry], bool]:

@@ -29,6 +29,7 @@ from agent.domain.calls import (
 from agent.domain.credential import CredentialStatus
 from agent.domain.errors import (
     DomainError,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -169,6 +170,24 @@ class ServiceBase:
         if credential is None or credential.status is CredentialStatus.CREATING:
             raise NotFound(f"no credential with id {credential_id!r}")
         return credential
+
+    def _record_key_use(self, caller: Caller, action: str, credential: Credential,
+                        detail: dict[str, Any] | None = None) -> None:
+        """Record a use of the credential's key (an export, a CSR) once its result exists.
+
+        The status is read again in the transaction that appends the entry: a revoke commits
+        either before (the result is withheld: nothing made with a revoked key leaves) or
+        after (the entry precedes the revoke's).
+
+        Raises:
+            FailedPrecondition: the credential was revoked meanwhile.
+        """
+        with self._records.transaction():
+            current = self._records.get_credential(credential.id)
+            if current is None or current.status is CredentialStatus.REVOKED:
+                raise FailedPrecondition(f"credential {credential.id} was revoked while its key was in use; "
+                                         "the result was withheld")
+            self._audit(caller, action, abn=credential.abn, target=credential.id, detail=detail)
 
     def _authorised_credential(self, caller: Caller, ctx: AuditContext, credential_id: str,
                                action: Action) -> Credential:

@@ -126,8 +126,6 @@ class KeyFiles(ServiceBase):
                 abn=credential.abn, legal_name=self.get_business(credential.abn).name, name=credential.name)
             data = (ramkeystore.write([item], password, self._clock()) if format == "keystore-xml"
                     else ramkeystore.write_pkcs12(item, password))
-            with self._records.transaction():
-                self._audit(caller, "credential.export", abn=credential.abn, target=credential.id,
-                            detail={"format": format})
+            self._record_key_use(caller, "credential.export", credential, {"format": format})
             return data
 

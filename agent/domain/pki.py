@@ -140,8 +140,7 @@ class Pki(ServiceBase):
             credential = self._authorised_credential(caller, ctx, credential_id, Action.CREATE_CREDENTIAL)
             store, key = self._credential_key(credential)
             request = certificates.build_csr(store_private_key(store, key), credential.abn, credential.name)
-            with self._records.transaction():
-                self._audit(caller, "credential.csr", abn=credential.abn, target=credential.id)
+            self._record_key_use(caller, "credential.csr", credential)
             return request
 
     def certificate_chain(self, caller: Caller, credential_id: str) -> list[x509.Certificate]:

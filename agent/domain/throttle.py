@@ -64,5 +64,6 @@ class RefusalThrottle:
                         "window_start": window.started.isoformat(),
                         "window_end": now.isoformat(),
                         "by": dict(window.suppressed.most_common(MAX_SOURCES_NAMED)),
+                        "by_others": sum(n for _, n in window.suppressed.most_common()[MAX_SOURCES_NAMED:]),
                     }))
         return summaries

@@ -64,8 +64,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     """GET/HEAD /crl → the CRL; any other path or method → 404."""
 
     server: _CrlHttpServer
-    timeout = REQUEST_TIMEOUT_SECONDS
+    timeout = REQUEST_TIMEOUT_SECONDS  # per read
     server_version = "mcagent-crl"
+
+    def setup(self) -> None:
+        """Bound the whole exchange, not only each read: a client trickling bytes is cut off."""
+        super().setup()
+        self._deadline = threading.Timer(REQUEST_TIMEOUT_SECONDS, self.server.cut, args=(self.request,))
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        super().finish()
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         self._answer(body=True)
@@ -126,22 +137,57 @@ class _CrlHttpServer(http.server.ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.cache = cache
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
+        self._lock = threading.Lock()
+        self._open: set[Any] = set()
         super().__init__(address, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """At most MAX_CONCURRENT_REQUESTS at once: the accept loop waits for a free slot."""
-        self._slots.acquire()
+        """At most MAX_CONCURRENT_REQUESTS at once; beyond that, a 503 at once (the accept loop
+        never waits for a slot, so slow clients cannot keep others out)."""
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        with self._lock:
+            self._open.add(request)
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            self._done(request)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._done(request)
+
+    def _done(self, request: Any) -> None:
+        with self._lock:
+            self._open.discard(request)
+        self._slots.release()
+
+    @staticmethod
+    def cut(request: Any) -> None:
+        """End a connection from outside its thread (deadline passed, or stopping)."""
+        try:
+            request.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def cut_all(self) -> None:
+        """End every open connection (at stop)."""
+        with self._lock:
+            open_now = list(self._open)
+        for request in open_now:
+            self.cut(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Through the agent's log (one record, indented traceback), not raw to stderr."""
+        log.warning("CRL request from %s failed", client_address[0], exc_info=True)
 
 
 class CrlHttpListener:
@@ -172,4 +218,5 @@ class CrlHttpListener:
         if self._thread.is_alive():
             self._server.shutdown()
             self._thread.join()
+        self._server.cut_all()
         self._server.server_close()

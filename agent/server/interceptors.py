@@ -15,6 +15,8 @@ answer INTERNAL "Exception deserializing request!". The bytes are never echoed.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +57,34 @@ def status_of(exc: Exception) -> grpc.StatusCode | None:
         if isinstance(exc, cls):
             return code
     return None
+
+
+class _LogThrottle:
+    """At most `per_minute` log lines a minute for one kind of event; the rest are counted and
+    the count is logged with the next line let through (nobody floods the log by knocking)."""
+
+    def __init__(self, per_minute: int) -> None:
+        self._per_minute = per_minute
+        self._lock = threading.Lock()
+        self._window = 0.0
+        self._lines = 0
+        self._dropped = 0
+
+    def admit(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._window >= 60:
+                if self._dropped:
+                    log.info("%d more UNAUTHENTICATED refusals were not logged in the last minute", self._dropped)
+                self._window, self._lines, self._dropped = now, 0, 0
+            if self._lines < self._per_minute:
+                self._lines += 1
+                return True
+            self._dropped += 1
+            return False
+
+
+_unauthenticated_lines = _LogThrottle(per_minute=20)
 
 
 class MalformedRequest:
@@ -109,7 +139,8 @@ class ErrorInterceptor(grpc.ServerInterceptor):
                 return inner(request, context)
             except (domain.DomainError, keys.KeyStoreError) as exc:
                 code = status_of(exc) or grpc.StatusCode.INTERNAL
-                log.info("%s refused: %s: %s", method, code.name, exc)
+                if code is not grpc.StatusCode.UNAUTHENTICATED or _unauthenticated_lines.admit():
+                    log.info("%s refused: %s: %s", method, code.name, exc)
                 context.abort(code, clip(str(exc), MAX_DETAILS))  # a caller's own huge input is not echoed whole
             except (KeyboardInterrupt, SystemExit, GeneratorExit):
                 raise

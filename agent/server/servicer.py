@@ -328,7 +328,8 @@ class AuditServicer(_Servicer, pb_grpc.AuditServiceServicer):
         result = self._service.verify_audit(current_caller(), request.expect_head)
         return pb.VerifyAuditResponse(ok=result.ok, entries=result.entries, head_hash=result.head_hash,
                                       problem=result.problem, bad_seq=result.bad_seq,
-                                      checkpoint_seq=result.checkpoint_seq)
+                                      checkpoint_seq=result.checkpoint_seq,
+                                      first_checkpoint_seq=result.first_checkpoint_seq)
 
 
 def notification_message(view: NotificationView) -> pb.Notification:

@@ -426,3 +426,80 @@ def test_the_daemon_cannot_dump_core(tmp_path):
         "import ctypes; from agent.server.server import forbid_core_dumps; forbid_core_dumps(); "
         "print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))")], capture_output=True, text=True, check=True)
     assert probe.stdout.strip() == "0"  # PR_GET_DUMPABLE after the call the daemon makes at start
+
+
+def test_an_export_racing_a_revoke_never_hands_out_the_key_afterwards(pa):
+    import threading
+    import time
+
+    credential = pa.ok("credential", "create", "--abn", ABN, "--name", "ec", "--key-type", "ec-p256",
+                       "--accept-terms").strip()
+    stop, lock, results = threading.Event(), threading.Lock(), []
+
+    def export() -> None:
+        channel, stub, metadata = _stub(pa)
+        with channel:
+            while not stop.is_set():
+                sent = time.monotonic()
+                try:
+                    stub.ExportCredential(pb.ExportCredentialRequest(id=credential, format="pkcs12",
+                                                                     password="Export-Pw-2026!"), metadata=metadata)
+                    outcome = "exported"
+                except grpc.RpcError as exc:
+                    outcome = exc.code()
+                with lock:
+                    results.append((sent, outcome))
+
+    threads = [threading.Thread(target=export) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    channel, stub, metadata = _stub(pa)
+    with channel:
+        stub.RevokeCredential(pb.RevokeCredentialRequest(id=credential, confirm=True), metadata=metadata)
+    answered = time.monotonic()
+    time.sleep(0.5)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert [r for r in results if r[1] == "exported"], "no export succeeded before the revoke"
+    assert not [r for r in results if r[1] == "exported" and r[0] > answered]
+    entries = [e for e in _audit(pa) if e.get("target") == credential]
+    revoke_seq = next(int(e["seq"]) for e in entries if e["action"] == "credential.revoke")
+    allowed = [int(e["seq"]) for e in entries if e["action"] == "credential.export" and e["outcome"] == "allowed"]
+    assert allowed and max(allowed) < revoke_seq, "an export was recorded as allowed after the revoke"
+
+
+def test_slow_clients_cannot_keep_the_crl_from_others(start_daemon):
+    import socket
+    import time
+    import urllib.request
+
+    from tests.conftest import KEYSTORE_PASSWORD
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = start_daemon("--crl-listen", f"127.0.0.1:{port}", env={"MCAGENT_KEYSTORE_PASSWORD": KEYSTORE_PASSWORD})
+    slow = []
+    for _ in range(20):  # more than the listener's slots, each sending one byte and then nothing
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"G")
+        slow.append(sock)
+    try:
+        started = time.monotonic()
+        while True:  # others are answered: at once with 503 while the slots are held, then with the CRL
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/crl", timeout=5) as reply:
+                    assert reply.status == 200 and reply.read()
+                    break
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 503
+            assert time.monotonic() - started < 30, "the CRL stayed out of reach behind slow clients"
+            time.sleep(0.5)
+    finally:
+        started = time.monotonic()
+        assert daemon.stop() == 0
+        assert time.monotonic() - started < 20, "slow clients held up the shutdown"
+        for sock in slow:
+            sock.close()

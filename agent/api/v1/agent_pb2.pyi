@@ -555,20 +555,22 @@ class VerifyAuditRequest(_message.Message):
     def __init__(self, expect_head: _Optional[str] = ...) -> None: ...
 
 class VerifyAuditResponse(_message.Message):
-    __slots__ = ("ok", "entries", "head_hash", "problem", "bad_seq", "checkpoint_seq")
+    __slots__ = ("ok", "entries", "head_hash", "problem", "bad_seq", "checkpoint_seq", "first_checkpoint_seq")
     OK_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     HEAD_HASH_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
     BAD_SEQ_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    FIRST_CHECKPOINT_SEQ_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     entries: int
     head_hash: str
     problem: str
     bad_seq: int
     checkpoint_seq: int
-    def __init__(self, ok: _Optional[bool] = ..., entries: _Optional[int] = ..., head_hash: _Optional[str] = ..., problem: _Optional[str] = ..., bad_seq: _Optional[int] = ..., checkpoint_seq: _Optional[int] = ...) -> None: ...
+    first_checkpoint_seq: int
+    def __init__(self, ok: _Optional[bool] = ..., entries: _Optional[int] = ..., head_hash: _Optional[str] = ..., problem: _Optional[str] = ..., bad_seq: _Optional[int] = ..., checkpoint_seq: _Optional[int] = ..., first_checkpoint_seq: _Optional[int] = ...) -> None: ...
 
 class Notification(_message.Message):
     __slots__ = ("id", "abn", "business_name", "dsp_abn", "dsp_name", "software_ids", "start_date", "end_date", "agencies", "status", "created_at", "created_by", "requested_by", "declaration_by", "declaration_at", "removed_at", "removed_by")
