@@ -12,7 +12,7 @@ marked beyond it are unmarked and run again), then the rest run, each migration 
 its mark and the new ``user_version`` in one transaction, so that a crash leaves a migration
 either wholly applied and recorded or not at all.
 
-Statement splitting: yoyo splits a file into statements with sqlparse. sqlparse 0.5+ keeps a
+Statement splitting: yoyo splits a file into statements with sqlparse; sqlparse (0.6.1 checked) keeps a
 trigger body ``CREATE TRIGGER … BEGIN …; …; END;`` whole, also with ``CASE … END`` inside it
 or ``;`` inside a string (tests/agent/test_storage.py checks the triggers of 0002 work). Do not
 write ``BEGIN``/``COMMIT`` in a file: yoyo runs each file in a transaction of its own.
