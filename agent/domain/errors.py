@@ -35,3 +35,7 @@ class Unavailable(DomainError):
 
 class Unauthenticated(DomainError):
     """The caller could not be identified."""
+
+
+class Aborted(DomainError):
+    """A concurrent change got there first; nothing was changed and the request may be retried."""

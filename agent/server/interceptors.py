@@ -38,6 +38,7 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (domain.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (domain.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (domain.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (domain.Aborted, grpc.StatusCode.ABORTED),
     (keys.TokenUnavailable, grpc.StatusCode.UNAVAILABLE),
     (keys.StoreLocked, grpc.StatusCode.UNAVAILABLE),
     (keys.KeyNotFound, grpc.StatusCode.FAILED_PRECONDITION),

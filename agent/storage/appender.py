@@ -1,0 +1,99 @@
+"""The audit appender: audit-only entries written in group commits by one thread."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import TYPE_CHECKING, Any
+
+from agent.domain.audit import AuditEntry
+
+if TYPE_CHECKING:
+    from agent.storage.sqlite import Storage
+
+
+def _choose(fields: dict[str, Any], revoked: set[str]) -> dict[str, Any]:
+    """An entry marked ``unless_revoked=ID`` with its ``if_revoked`` alternative: the one that applies."""
+    if "unless_revoked" not in fields:
+        return fields
+    if fields["unless_revoked"] in revoked:
+        return fields["if_revoked"]
+    return {k: v for k, v in fields.items() if k not in ("unless_revoked", "if_revoked")}
+
+
+class AuditAppender:
+    """Appends audit-only entries (signs, refusals) in batches: every entry queued while the
+    previous batch was being written goes into the next transaction, so concurrent signs share
+    one commit. `append` returns once its entry is durable, and raises if it could not be written.
+    """
+
+    def __init__(self, storage: Storage, max_batch: int = 1000) -> None:
+        self._storage = storage
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_PendingEntry | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="audit-appender", daemon=True)
+        self._thread.start()
+
+    def append(self, **fields: Any) -> AuditEntry:
+        """Append one entry (the keyword arguments of `Storage.append_audit`); waits for the commit."""
+        return self.append_many([fields])[0]
+
+    def append_many(self, entries: list[dict[str, Any]]) -> list[AuditEntry]:
+        """Append several entries, in order, in the same commit; waits for it.
+
+        An entry may carry ``unless_revoked=<credential id>`` and ``if_revoked=<other entry>``:
+        the other entry is written instead when that credential is revoked at commit time.
+        """
+        pending = _PendingEntry(entries)
+        self._queue.put(pending)
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.entries
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            try:
+                with self._storage.transaction(changes_state=False):
+                    # Read in the same transaction as the append: a revoke commits either before
+                    # (the entry is swapped) or after (the entry precedes the revoke's).
+                    revoked = self._storage.revoked_among(
+                        {f["unless_revoked"] for p in batch for f in p.fields if "unless_revoked" in f})
+                    for pending in batch:
+                        pending.entries = self._storage.append_audit_many(
+                            [_choose(fields, revoked) for fields in pending.fields])
+            except Exception as exc:  # every waiter learns its entries were not written
+                for pending in batch:
+                    pending.entries, pending.error = [], exc
+            for pending in batch:
+                pending.done.set()
+
+    def close(self) -> None:
+        """Write what is queued, then stop."""
+        self._queue.put(None)
+        self._thread.join()
+
+
+class _PendingEntry:
+    """Entries one caller waits for, written together."""
+
+    __slots__ = ("fields", "done", "entries", "error")
+
+    def __init__(self, fields: list[dict[str, Any]]) -> None:
+        self.fields = fields
+        self.done = threading.Event()
+        self.entries: list[AuditEntry] = []
+        self.error: Exception | None = None
