@@ -1,11 +1,13 @@
-"""The agent's records: the SQLite adapter, its schema migrations and the audit appender.
+"""The agent's records over SQLite: the adapters of the domain's `Records` and `AuditLog` ports.
 
-``Storage`` (sqlite.py) is what the domain uses; ``AuditAppender`` (appender.py) writes
-audit-only entries in group commits; ``MIGRATIONS`` (migrate.py) is the schema's SQL, in order.
+``Storage`` (sqlite.py) implements `Records`; ``SqliteAuditLog`` (audit_log.py) implements
+`AuditLog`, appending through ``AuditAppender`` (appender.py) in group commits;
+``MIGRATIONS`` (migrate.py) is the schema's SQL, in order.
 """
 
 from agent.storage.appender import AuditAppender
+from agent.storage.audit_log import SqliteAuditLog
 from agent.storage.migrate import MIGRATIONS, SchemaTooNew
 from agent.storage.sqlite import Storage
 
-__all__ = ["MIGRATIONS", "AuditAppender", "SchemaTooNew", "Storage"]
+__all__ = ["MIGRATIONS", "AuditAppender", "SchemaTooNew", "SqliteAuditLog", "Storage"]

@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -32,6 +33,19 @@ _CREDENTIAL_INSERTED = ("id", "abn", "name", "status", "key_type", "backend", "k
                         "terms_version", "holder_id", "permissions")
 
 
+def _set_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
+    """Switch to WAL. SQLite does not wait (busy timeout) for the lock this needs, so two
+    processes creating the same new database at once would fail: retry for a few seconds."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
+
+
 class Storage(AuditQueries):
     """The agent's records. One writer connection, serialised by a lock (SQLite has one writer);
     each reading thread has its own connection (WAL readers never wait for the writer)."""
@@ -47,7 +61,7 @@ class Storage(AuditQueries):
         self._conn = self._connect()
         if new:
             os.chmod(path, 0o600)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        _set_wal(self._conn)
         self._lock = threading.RLock()
         self._tx_owner: int | None = None
         self._tx_depth = 0  # savepoints open inside the current transaction

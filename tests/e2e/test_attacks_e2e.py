@@ -503,3 +503,28 @@ def test_slow_clients_cannot_keep_the_crl_from_others(start_daemon):
         assert time.monotonic() - started < 20, "slow clients held up the shutdown"
         for sock in slow:
             sock.close()
+
+
+def _edit_keystore(daemon: Daemon, change) -> None:
+    path = daemon.data_dir / "keystore.mcks"
+    contents = json.loads(path.read_text())
+    change(contents["keys"])
+    path.write_text(json.dumps(contents))
+
+
+def test_removing_the_audit_key_while_its_checkpoints_remain_is_caught(busy):
+    _edit_keystore(busy, lambda keys: keys.pop("mcagent-audit"))
+    daemon = busy.restart()
+    assert _verify(daemon).returncode != 0
+    assert "the agent's audit key is gone although checkpoint entry" in daemon.log()
+
+
+def test_swapping_the_audit_keys_public_half_is_caught(busy):
+    def swap(keys):
+        other = next(label for label in keys if label != "mcagent-audit" and keys[label]["key_type"] == "ec-p256")
+        keys["mcagent-audit"]["public_key"] = keys[other]["public_key"]
+
+    _edit_keystore(busy, swap)
+    daemon = busy.restart()
+    assert _verify(daemon).returncode != 0
+    assert "public half does not match its private key" in daemon.log()
