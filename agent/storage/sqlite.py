@@ -23,8 +23,9 @@ from agent.domain.notification import Notification
 from agent.domain.policy import Role
 from agent.storage import rows
 from agent.storage.migrate import migrate
-from agent.storage.rows import parse_ts, ts
+from agent.storage.rows import ts
 from agent.storage.sqlite_audit import AuditQueries
+from agent.storage.sqlite_pki import PkiQueries
 
 _CREDENTIAL_SELECT = (
     "SELECT c.*, p.name AS holder_name FROM credential c LEFT JOIN principal p ON p.id = c.holder_id"
@@ -46,7 +47,7 @@ def _set_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
             time.sleep(0.1)
 
 
-class Storage(AuditQueries):
+class Storage(AuditQueries, PkiQueries):
     """The agent's records. One writer connection, serialised by a lock (SQLite has one writer);
     each reading thread has its own connection (WAL readers never wait for the writer)."""
 
@@ -344,22 +345,7 @@ class Storage(AuditQueries):
         """Forget reminders (a claimed credential starts afresh if unassigned again)."""
         self._conn.execute("DELETE FROM reminder WHERE credential_id = ?", (credential_id,))
 
-    # -- the agent's CA -------------------------------------------------------------------
-
-    def ca(self) -> dict[str, sqlite3.Row]:
-        """The CA rows by role ('root', 'issuing'); empty before the CA exists."""
-        return {row["role"]: row for row in self._all("SELECT * FROM ca")}
-
-    def insert_ca(self, role: str, key_uri: str, key_type: str, certificate: bytes, at: dt.datetime) -> None:
-        """Record a CA key and certificate (inside a transaction)."""
-        self._conn.execute("INSERT INTO ca (role, key_uri, key_type, certificate, created_at) VALUES (?, ?, ?, ?, ?)",
-                           (role, key_uri, key_type, certificate, ts(at)))
-
-    def next_crl_number(self) -> int:
-        """Increment and return the issuing CA's CRL number (inside a transaction)."""
-        (number,) = self._conn.execute(
-            "UPDATE ca SET crl_number = crl_number + 1 WHERE role = 'issuing' RETURNING crl_number").fetchone()
-        return number
+    # -- credentials' revocation ---------------------------------------------------------
 
     def revoked_among(self, credential_ids: set[str]) -> set[str]:
         """Which of these credentials are revoked (read in the caller's transaction, if any)."""
@@ -369,28 +355,6 @@ class Storage(AuditQueries):
         found = self._all(f"SELECT id FROM credential WHERE status = 'revoked' AND id IN ({', '.join('?' * len(ids))})",
                           ids)
         return {row["id"] for row in found}
-
-    def revoked_agent_certificates(self) -> list[tuple[int, dt.datetime]]:
-        """(serial, revocation time) of revoked credentials whose certificate the agent issued.
-
-        A certificate held by two credentials (created, then imported again) is listed once,
-        revoked when the first of them was.
-        """
-        found = self._all("SELECT certificate_serial, MIN(revoked_at) AS revoked_at FROM credential"
-                          " WHERE status = 'revoked' AND issued_by_agent = 1 AND certificate_serial IS NOT NULL"
-                          " GROUP BY certificate_serial ORDER BY revoked_at")
-        return [(int(r["certificate_serial"]), parse_ts(r["revoked_at"])) for r in found]
-
-    def undecided_crl_membership(self) -> list[tuple[str, bytes]]:
-        """(credential id, leaf DER) of credentials whose CRL membership is not decided yet."""
-        found = self._all("SELECT id, certificate_chain FROM credential WHERE issued_by_agent = 2")
-        chains = [(r["id"], rows.decode_chain(r["certificate_chain"])) for r in found]
-        return [(credential_id, chain[0]) for credential_id, chain in chains if chain]
-
-    def set_issued_by_agent(self, credential_id: str, issued_by_agent: bool) -> None:
-        """Record whether the agent's CA issued the credential's certificate (inside a transaction)."""
-        self._conn.execute("UPDATE credential SET issued_by_agent = ? WHERE id = ?",
-                           (int(issued_by_agent), credential_id))
 
     # -- notifications --------------------------------------------------------------------
 
