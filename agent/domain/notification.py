@@ -94,7 +94,7 @@ def check_software_ids(ids: list[str]) -> tuple[str, ...]:
     for software_id in ids:
         if not SOFTWARE_ID.fullmatch(software_id):
             raise InvalidArgument(
-                f"software ID {software_id!r} must be exactly 10 digits (it has {len(software_id)} characters)"
+                f"software ID {software_id!r} must be exactly 10 digits, 0-9 (it has {len(software_id)} characters)"
             )
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:

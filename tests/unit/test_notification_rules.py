@@ -70,3 +70,9 @@ def test_end_before_start_is_refused():
     with pytest.raises(InvalidArgument) as caught:
         check_dates(TODAY + dt.timedelta(days=1), TODAY, TODAY)
     assert str(caught.value) == "end date 2026-03-02 is before the start date 2026-03-03"
+
+
+def test_ten_non_ascii_digits_are_refused_saying_which_digits():
+    with pytest.raises(InvalidArgument) as caught:
+        check_software_ids(["١٢٣٤٥٦٧٨٩٠"])
+    assert "must be exactly 10 digits, 0-9 (it has 10 characters)" in str(caught.value)
