@@ -21,7 +21,8 @@ from importlib import resources
 
 from agent.domain.errors import FailedPrecondition, InvalidArgument
 
-SOFTWARE_ID = re.compile(r"^[0-9]{10}$")
+# fullmatch and [0-9]: `$` would let a trailing newline through, `\d` would let other scripts' digits in.
+SOFTWARE_ID = re.compile(r"[0-9]{10}")
 # "Today" for start dates is the businesses' day: Australian Eastern time unless configured.
 DEFAULT_TIMEZONE = "Australia/Sydney"
 
@@ -91,9 +92,9 @@ def check_software_ids(ids: list[str]) -> tuple[str, ...]:
     if not ids:
         raise InvalidArgument("give at least one software ID (--software-id, 10 digits)")
     for software_id in ids:
-        if not SOFTWARE_ID.match(software_id):
+        if not SOFTWARE_ID.fullmatch(software_id):
             raise InvalidArgument(
-                f"software ID {software_id!r} must be exactly 10 digits (it has {len(software_id)} characters)"
+                f"software ID {software_id!r} must be exactly 10 digits, 0-9 (it has {len(software_id)} characters)"
             )
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:

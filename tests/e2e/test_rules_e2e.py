@@ -29,6 +29,14 @@ def refused(result: subprocess.CompletedProcess, code: str, *texts: str) -> str:
     return lines[0]
 
 
+def role_pairs(by: Daemon, abn: str) -> set[tuple[str, str]]:
+    """The (principal, role) pairs `role list --json` shows for a business, roles spelt as on the command line."""
+    grants = json.loads(by.ok("role", "list", "--abn", abn, "--json"))["roles"]
+    pairs = {(g["principal"], g["role"].removeprefix("ROLE_").lower().replace("_", "-")) for g in grants}
+    assert len(pairs) == len(grants), grants  # no grant listed twice
+    return pairs
+
+
 @dataclass
 class Acme:
     admin: Daemon
@@ -119,8 +127,15 @@ def test_who_grants_and_removes_which_roles(acme):
     refused(acme.other_pa.cli("role", "grant", "--abn", ACME, "--principal", "olga", "--role", MCA_ROLE),
             "PERMISSION_DENIED", "olga may not grant", "holds no role there")
     acme.pa.ok("role", "grant", "--abn", ACME, "--principal", "olga", "--role", "authorisation-administrator")
-    roles = acme.pa.ok("role", "list", "--abn", ACME)
-    assert "olga" in roles and "principal-authority" in roles
+    assert role_pairs(acme.pa, ACME) == {
+        ("alice", "principal-authority"), ("aaron", "authorisation-administrator"), ("bob", MCA_ROLE),
+        ("carol", MCA_ROLE), ("sw", "software"), ("olga", "authorisation-administrator"),
+    }  # olga's software role is gone; she is no PA here
+    grants = json.loads(acme.aa.ok("role", "list", "--abn", ACME, "--json"))["roles"]
+    assert {g["principal"]: g["granted_by"] for g in grants if g["principal"] in ("olga", "carol")} == {
+        "olga": "alice", "carol": "aaron"}
+    assert {g["abn"] for g in grants} == {ACME}
+    assert role_pairs(acme.other_pa, OTHER) == {("olga", "principal-authority")}
 
 
 # -- create, sign, revoke ---------------------------------------------------------------------
@@ -188,6 +203,11 @@ def test_first_use_then_amended_permissions(acme):
     assert "first_used_at" in shown and "osir.usi" in shown["permissions"]["permissions"]
     refused(acme.software.cli("credential", "permissions", credential, "--set", "osir.usi"), "PERMISSION_DENIED",
             "sw may not amend a machine credential's permissions")
+    # Not even the MCA who created and holds it: RAM gives that to the PA and the AAs only.
+    refused(acme.mca.cli("credential", "permissions", credential, "--set", "osir.usi"), "PERMISSION_DENIED",
+            "bob may not amend a machine credential's permissions for business 51824753556",
+            "the principal authority or an authorisation administrator", "bob holds a machine credential administrator")
+    assert acme.show(credential)["permissions"] == shown["permissions"]  # unchanged: still all of them
     refused(acme.pa.cli("credential", "permissions", credential, "--set", "ato.payroll"), "INVALID_ARGUMENT",
             "unknown permission(s) ato.payroll")
     acme.aa.ok("credential", "permissions", credential, "--set", "osir.usi,ato.single-touch-payroll")

@@ -89,6 +89,15 @@ def test_no_client_certificate_or_another_ca_is_refused(mtls_daemon, pki):
     daemon, address = mtls_daemon
     daemon.new_principal("dsp", "--certificate-subject", pki["dsp"].subject)
     root = pki["ca"].ca.cert.read_bytes()
+    # First the same listener answers a client with a good certificate, so that the refusals
+    # below are the handshake refusing, not a port that is down.
+    good = grpc.ssl_channel_credentials(root_certificates=root, private_key=pki["dsp"].key.read_bytes(),
+                                        certificate_chain=pki["dsp"].cert.read_bytes())
+    with grpc.secure_channel(address, good) as channel:
+        assert pb_grpc.PrincipalServiceStub(channel).WhoAmI(pb.WhoAmIRequest(), timeout=10).name == "dsp"
+    accepted = _tcp_cli(address, pki, "dsp", "whoami")
+    assert accepted.returncode == 0, accepted.stderr
+    assert accepted.stdout.decode().strip() == "dsp"
     with grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=root)) as channel:
         with pytest.raises(grpc.RpcError) as caught:
             pb_grpc.PrincipalServiceStub(channel).WhoAmI(pb.WhoAmIRequest(), timeout=10)
@@ -97,6 +106,8 @@ def test_no_client_certificate_or_another_ca_is_refused(mtls_daemon, pki):
     result = _tcp_cli(address, pki, "stranger", "whoami")
     assert result.returncode == 1
     assert "UNAVAILABLE" in result.stderr.decode()
+    # The listener is still up for the good client after the refusals.
+    assert _tcp_cli(address, pki, "dsp", "whoami").stdout.decode().strip() == "dsp"
 
 
 def test_plain_tcp_is_refused_unless_asked_for_and_then_loud(tmp_path, start_daemon):

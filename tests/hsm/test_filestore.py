@@ -129,30 +129,71 @@ def test_two_writers_lose_nothing(tmp_path):
     assert labels == {"seed"} | {f"{p}{n:05d}" for p in "ab" for n in range(25)}
 
 
+def _spin_until(condition, timeout: float, what: str) -> None:
+    """Poll without sleeping (a write lasts well under a millisecond on tmpfs)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _first_line(process: subprocess.Popen) -> str:
+    """The first line of its output, read from the pipe itself one byte at a time.
+
+    Not `stdout.readline()`: that buffers further lines which `communicate()`, reading the
+    pipe's descriptor, would then never see.
+    """
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = os.read(process.stdout.fileno(), 1)
+        if not byte:
+            break
+        line += byte
+    return line.decode().strip()
+
+
 def test_killed_writer_leaves_old_or_new_file(tmp_path):
-    """SIGKILL a writing process at random moments; the store always loads, losing nothing saved."""
+    """SIGKILL a writing process in the middle of saving; the store always loads, losing nothing saved.
+
+    Each round waits until the writer has saved its first key (so the file exists and the
+    writer is in its loop), then for its next ``.tmp`` to appear, and kills it at once or a
+    little later: between creating the temporary file and renaming it over the store.
+    """
     path = tmp_path / "keys.mcks"
+    temporary = tmp_path / "keys.mcks.tmp"
     rng = random.Random(7519)
     saved: list[str] = []
-    for _ in range(30):
+    caught_mid_write = 0
+    rounds = 30
+    for round_ in range(rounds):
         writer = _writer(path, "k", 10_000)
-        time.sleep(rng.uniform(0.3, 0.9))  # past interpreter start-up, into the write loop
+        first = _first_line(writer)
+        assert first, "the writer stopped before saving a key"
+        _spin_until(temporary.exists, 60, "the writer's next temporary file")
+        delay = time.perf_counter() + rng.choice([0.0, 0.0, rng.uniform(0, 0.002)])
+        while time.perf_counter() < delay:
+            pass
         writer.send_signal(signal.SIGKILL)
         out, _ = writer.communicate()
-        printed = out.split()
+        assert writer.returncode == -signal.SIGKILL
+        caught_mid_write += temporary.exists()
+        printed = [first, *out.split()]
         saved.extend(printed)
         store = FileKeyStore(str(path), KEYSTORE_PASSWORD)
         labels = _labels(store)
         # Every key reported as saved is there; at most one more (saved, not yet reported).
-        assert labels[: len(saved)] == saved
-        assert len(labels) - len(saved) in (0, 1)
+        context = f"round {round_}: printed {printed}, file ends {labels[-3:]}"
+        assert labels[: len(saved)] == saved, context
+        assert len(labels) - len(saved) in (0, 1), context
         if len(labels) > len(saved):
             saved.append(labels[-1])
-        assert labels == [f"k{n:05d}" for n in range(len(labels))]
-        for label in {labels[0], labels[-1], rng.choice(labels)} if labels else ():
+        assert labels == [f"k{n:05d}" for n in range(len(labels))], context
+        for label in {labels[0], labels[-1], rng.choice(labels)}:
             _sign_check(store, label)
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert len(saved) > 30  # the writers really wrote
+    # The kills really landed inside writes (a .tmp left behind, which the next writer replaces).
+    assert caught_mid_write >= rounds // 2, f"only {caught_mid_write} of {rounds} kills landed mid-write"
+    assert len(saved) >= rounds  # each round saved at least the key it waited for
 
 
 # -- paths an attacker could prepare ------------------------------------------------------

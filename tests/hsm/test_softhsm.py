@@ -95,24 +95,38 @@ def _break_module_reinitialised(store, softhsm):
     pkcs11.lib(softhsm.module).reinitialize()  # python-pkcs11's own re-init, without OS locking
 
 
+# Known bug (hsm/pkcs11/pool.py, SessionPool.run): after C_Logout the cached private key handle
+# is invalid, so the first attempt fails with KeyHandleInvalid, which spends the one retry on
+# dropping the key cache; the second attempt finds only the public half (UserNotLoggedIn),
+# recovers, and then raises TokenUnavailable although the token is back. The next sign works.
+LOGGED_OUT_BUG = ("a stale key handle spends SessionPool.run's one retry, so the sign that recovers the login "
+                  "still answers TokenUnavailable")
+
+
 @pytest.mark.parametrize(
-    "breaker", [_break_sessions_closed, _break_logged_out, _break_module_reinitialised],
-    ids=["sessions-closed", "logged-out", "module-reinitialised"],
+    "breaker",
+    [
+        pytest.param(_break_sessions_closed, id="sessions-closed"),
+        pytest.param(_break_logged_out, id="logged-out", marks=pytest.mark.xfail(
+            strict=True, raises=TokenUnavailable, reason=LOGGED_OUT_BUG)),
+        pytest.param(_break_module_reinitialised, id="module-reinitialised"),
+    ],
 )
 def test_sign_recovers_without_restart(softhsm, pkcs11_store, breaker):
     info = pkcs11_store.create_key(CreateKeyRequest(label=f"recover-{uuid.uuid4()}", key_type=KeyType.RSA_2048))
     _sign(pkcs11_store, info)  # warm the session and key caches
     before = pkcs11_store.stats().recoveries
     breaker(pkcs11_store, softhsm)
-    try:
-        _sign(pkcs11_store, info)  # may fail, but only with a clear "token unavailable"
-    except TokenUnavailable as exc:
-        assert "token unavailable" in str(exc) or "unavailable" in str(exc)
-    for _ in range(3):
-        verify(info.public_key, SignatureAlgorithm.RSA_PKCS1_SHA256, b"after recovery", _sign(pkcs11_store, info))
+    # The token itself is still there, so the very first sign after the break succeeds: the
+    # pool sees the failure, recovers (new module state, login, sessions) and retries once.
+    # The caller never sees the break.
+    verify(info.public_key, SignatureAlgorithm.RSA_PKCS1_SHA256, b"after recovery", _sign(pkcs11_store, info))
     stats = pkcs11_store.stats()
     assert stats.healthy
-    assert stats.recoveries > before
+    assert stats.recoveries == before + 1  # exactly one recovery, by that first sign
+    for _ in range(3):
+        verify(info.public_key, SignatureAlgorithm.RSA_PKCS1_SHA256, b"after recovery", _sign(pkcs11_store, info))
+    assert pkcs11_store.stats().recoveries == before + 1  # and none after it
 
 
 def test_wrong_pin_is_refused_without_showing_it(softhsm):
