@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from agent.app import build_service
+from agent.domain.calls import Caller
 from agent.domain.model import Backend
 from agent.domain.policy import Role
-from agent.domain.service import AgentService, Caller
+from agent.domain.service import AgentService
 from agent.keys import KeyStores
 from agent.storage import Storage
 from tests.conftest import KEYSTORE_PASSWORD
@@ -62,5 +64,5 @@ def make_agent(tmp_path, now: dt.datetime, **service_options) -> Agent:
     keys = KeyStores(default_backend=Backend.FILE, keystore_files={"default": str(tmp_path / "keys.mcks")},
                      keystore_password=KEYSTORE_PASSWORD)
     clock = FakeClock(now)
-    service = AgentService(storage, keys, clock=clock, **service_options)
+    service = build_service(storage, keys, clock=clock, **service_options)
     return Agent(service, storage, clock)

@@ -14,6 +14,7 @@ import datetime as dt
 import grpc
 import pytest
 
+from agent.domain.calls import SignItem
 from agent.domain.credential import CredentialStatus
 from agent.domain.errors import FailedPrecondition, PermissionDenied
 from agent.domain.model import Backend
@@ -51,7 +52,8 @@ def _unassign(agent, holder="bob"):
 
 
 def _sign(agent, by="sw"):
-    return agent.service.sign(agent.callers[by], agent.credential, algorithm=None, data=b"<RequestSecurityToken/>")
+    return agent.service.sign(agent.callers[by], SignItem(credential_id=agent.credential,
+                                                           data=b"<RequestSecurityToken/>"))
 
 
 def _reminders(agent):
