@@ -267,8 +267,10 @@ class SessionPool:
             AuthFailed: the PIN was refused on re-login.
             KeyStoreError: any other PKCS#11 error, classified.
         """
-        attempts = 2 if retry else 1
-        for attempt in range(1, attempts + 1):
+        # A stale key handle and a token failure each earn one retry of their own: after a
+        # logout, the cached handle fails first and the re-login is needed next.
+        stale_retry, recovery_retry = retry, retry
+        while True:
             generation = self._generation
             if not self._healthy and not self._closed:
                 self._recover(generation)  # at most once per backoff period
@@ -288,16 +290,17 @@ class SessionPool:
                         return operation(worker)
             except _STALE_HANDLE as exc:
                 self.forget_keys()
-                if attempt == attempts:
+                if not stale_retry:
                     raise classify(exc, what) from exc
+                stale_retry = False
             except p11e.PKCS11Error as exc:
                 if not is_transient(exc):
                     raise classify(exc, what) from exc
                 log.warning("%s: %s; recovering", what, type(exc).__name__)
                 self._recover(generation)
-                if attempt == attempts:
+                if not recovery_retry:
                     raise classify(exc, what) from exc
-        raise AssertionError("unreachable")
+                recovery_retry = False
 
     @contextlib.contextmanager
     def _borrow(self, what: str) -> Iterator[WorkerSession]:

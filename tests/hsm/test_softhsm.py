@@ -14,7 +14,6 @@ import pytest
 from pkcs11 import Attribute, ObjectClass
 
 from hsm.base import CreateKeyRequest, KeyType, SignatureAlgorithm, SignRequest
-from hsm.errors import TokenUnavailable
 from hsm.uri import Pkcs11URI
 from tests.conftest import REPO
 from tests.pkcs11_tool import list_objects, objects_by_label
@@ -95,20 +94,13 @@ def _break_module_reinitialised(store, softhsm):
     pkcs11.lib(softhsm.module).reinitialize()  # python-pkcs11's own re-init, without OS locking
 
 
-# Known bug (hsm/pkcs11/pool.py, SessionPool.run): after C_Logout the cached private key handle
-# is invalid, so the first attempt fails with KeyHandleInvalid, which spends the one retry on
-# dropping the key cache; the second attempt finds only the public half (UserNotLoggedIn),
-# recovers, and then raises TokenUnavailable although the token is back. The next sign works.
-LOGGED_OUT_BUG = ("a stale key handle spends SessionPool.run's one retry, so the sign that recovers the login "
-                  "still answers TokenUnavailable")
 
 
 @pytest.mark.parametrize(
     "breaker",
     [
         pytest.param(_break_sessions_closed, id="sessions-closed"),
-        pytest.param(_break_logged_out, id="logged-out", marks=pytest.mark.xfail(
-            strict=True, raises=TokenUnavailable, reason=LOGGED_OUT_BUG)),
+        pytest.param(_break_logged_out, id="logged-out"),
         pytest.param(_break_module_reinitialised, id="module-reinitialised"),
     ],
 )
