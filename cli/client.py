@@ -1,0 +1,102 @@
+"""The connection to the daemon: its Unix socket, or TCP with mutual TLS; a bearer token if any.
+
+`Client(...)` takes plain values (paths, an address, a token), so other Python code can
+reach the agent the way the command line does; `Client.from_args` reads them from the
+command line's options and the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from agent.api.defaults import default_socket_path
+from agent.api.v1 import agent_pb2_grpc as pb_grpc
+from cli.errors import CommandFailed, UsageError
+from cli.files import read_file
+
+SOCKET_ENV = "MCAGENT_SOCKET"
+TOKEN_ENV = "MCAGENT_TOKEN"
+TIMEOUT_SECONDS = 120
+
+
+def target(socket: str | None = None, address: str | None = None) -> str:
+    """The gRPC target: `address` (TCP), else `unix:` the socket, `MCAGENT_SOCKET` or the default."""
+    if address:
+        return address
+    return f"unix:{socket or os.environ.get(SOCKET_ENV) or default_socket_path()}"
+
+
+def token_from(token_file: str | None) -> str | None:
+    """The bearer token in `token_file`, else `MCAGENT_TOKEN`, else none."""
+    if token_file:
+        token = read_file(token_file, "--token-file").decode("utf-8").strip()
+        if not token:
+            raise CommandFailed(f"--token-file {token_file} is empty")
+        return token
+    return os.environ.get(TOKEN_ENV) or None
+
+
+class _Stub:
+    """A service stub whose calls carry the caller's bearer token, if any, and a timeout."""
+
+    def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._stub = stub
+        self._metadata = metadata
+
+    def __getattr__(self, name: str) -> Callable[[Any], Any]:
+        method = getattr(self._stub, name)
+        return lambda request: method(request, metadata=self._metadata, timeout=TIMEOUT_SECONDS)
+
+
+class Client:
+    """Stubs on one channel to the daemon, one attribute per service."""
+
+    def __init__(self, *, socket: str | None = None, address: str | None = None, tls_cert: str | None = None,
+                 tls_key: str | None = None, tls_ca: str | None = None, token: str | None = None,
+                 token_file: str | None = None) -> None:
+        """Open a channel (lazily: nothing is sent before the first call).
+
+        Args:
+            socket: the daemon's Unix socket; default `MCAGENT_SOCKET`, else the data directory's.
+            address: HOST:PORT of the mutual-TLS listener instead of the socket.
+            tls_cert: client certificate chain (PEM file), with `address`.
+            tls_key: client private key (PEM file), with `address`.
+            tls_ca: the CA that signed the agent's certificate (PEM file), with `address`.
+            token: a bearer token the agent issued; sent with every call.
+            token_file: a file holding the token, when `token` is not given; with neither,
+                `MCAGENT_TOKEN`, else no token.
+
+        Raises:
+            UsageError: `address` without all three TLS files.
+            CommandFailed: a TLS or token file cannot be read, or the token file is empty.
+        """
+        self.target = target(socket, address)
+        if address:
+            if not (tls_cert and tls_key and tls_ca):
+                raise UsageError("mcagent: error: --address needs --tls-cert, --tls-key and --tls-ca (mutual TLS)")
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=read_file(tls_ca, "--tls-ca"),
+                private_key=read_file(tls_key, "--tls-key"),
+                certificate_chain=read_file(tls_cert, "--tls-cert"),
+            )
+            channel = grpc.secure_channel(address, credentials)
+        else:
+            channel = grpc.insecure_channel(self.target)
+        token = token or token_from(token_file)
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.businesses = _Stub(pb_grpc.BusinessServiceStub(channel), metadata)
+        self.credentials = _Stub(pb_grpc.CredentialServiceStub(channel), metadata)
+        self.principals = _Stub(pb_grpc.PrincipalServiceStub(channel), metadata)
+        self.audit = _Stub(pb_grpc.AuditServiceStub(channel), metadata)
+        self.notifications = _Stub(pb_grpc.NotificationServiceStub(channel), metadata)
+        self.ca = _Stub(pb_grpc.CAServiceStub(channel), metadata)
+
+    @classmethod
+    def from_args(cls, args: Any) -> Client:
+        """A client from the command line's options (`--socket`, `--address`, `--tls-*`, `--token-file`)."""
+        return cls(socket=args.socket, address=args.address, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                   tls_ca=args.tls_ca, token_file=args.token_file)
