@@ -52,7 +52,7 @@ test: install system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 proto: install
-	$(PY) -m agent.api.generate
+	$(PY) -m mcagent.agent.api.generate
 
 # Signing throughput against the token's limit and OpenSSH's ssh-agent; rewrites bench/RESULTS.md.
 bench: install system-deps

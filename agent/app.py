@@ -7,12 +7,12 @@ and wires them into `AgentService`.
 
 from __future__ import annotations
 
-from agent.clock import Clock, system_clock
-from agent.domain import certificates
-from agent.domain.notification import DEFAULT_TIMEZONE
-from agent.domain.service import AgentService
-from agent.keys import KeyStores
-from agent.storage import SqliteAuditLog, Storage
+from mcagent.agent.clock import Clock, system_clock
+from mcagent.agent.domain import certificates
+from mcagent.agent.domain.notification import DEFAULT_TIMEZONE
+from mcagent.agent.domain.service import AgentService
+from mcagent.agent.keys import KeyStores
+from mcagent.agent.storage import SqliteAuditLog, Storage
 
 
 def build_service(storage: Storage, keys: KeyStores, *, clock: Clock = system_clock,

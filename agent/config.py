@@ -11,10 +11,10 @@ import stat
 import zoneinfo
 from dataclasses import dataclass
 
-from agent.api.defaults import KEYSTORE_NAME, default_data_dir, default_socket_path
-from agent.domain.model import Backend
-from agent.domain.notification import DEFAULT_TIMEZONE
-from agent.keys import DEFAULT_STORE, STORE_NAME
+from mcagent.agent.api.defaults import KEYSTORE_NAME, default_data_dir, default_socket_path
+from mcagent.agent.domain.model import Backend
+from mcagent.agent.domain.notification import DEFAULT_TIMEZONE
+from mcagent.agent.keys import DEFAULT_STORE, STORE_NAME
 
 PIN_ENV = "MCAGENT_PKCS11_PIN"
 KEYSTORE_PASSWORD_ENV = "MCAGENT_KEYSTORE_PASSWORD"
@@ -95,8 +95,8 @@ def split_host_port(value: str, flag: str) -> tuple[str, int]:
 
 def _check_publication(crl_url: str | None, certificate_policy: str | None, crl_listen: str | None) -> None:
     """Refuse a CRL URL, policy OID or CRL listener that cannot work."""
-    from agent.domain import certificates
-    from agent.domain.errors import InvalidArgument
+    from mcagent.agent.domain import certificates
+    from mcagent.agent.domain.errors import InvalidArgument
 
     for flag, value, check in (("--crl-url", crl_url, certificates.check_crl_url),
                                ("--certificate-policy", certificate_policy, certificates.check_policy_oid)):
@@ -264,6 +264,6 @@ class Config:
         """The token's store URI, or None when PKCS#11 is off."""
         if not (self.pkcs11_module and self.pkcs11_token):
             return None
-        from hsm.uri import Pkcs11URI
+        from mcagent.hsm.uri import Pkcs11URI
 
         return str(Pkcs11URI(token=self.pkcs11_token, module_path=os.path.abspath(self.pkcs11_module)))

@@ -13,11 +13,11 @@ import os
 import re
 import threading
 
-from agent.domain.errors import FailedPrecondition, InvalidArgument
-from agent.domain.model import Backend
-from hsm import open_keystore
-from hsm.base import KeyDeleter, KeyStore
-from hsm.uri import FileURI, scheme_of
+from mcagent.agent.domain.errors import FailedPrecondition, InvalidArgument
+from mcagent.agent.domain.model import Backend
+from mcagent.hsm import open_keystore
+from mcagent.hsm.base import KeyDeleter, KeyStore
+from mcagent.hsm.uri import FileURI, scheme_of
 
 DEFAULT_STORE = "default"
 STORE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")

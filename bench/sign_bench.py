@@ -29,11 +29,11 @@ from dataclasses import dataclass
 
 import grpc
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
+from mcagent.agent.api.v1 import agent_pb2 as pb
+from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
+from mcagent.hsm.uri import Pkcs11URI
 
-from agent.api.v1 import agent_pb2 as pb
-from agent.api.v1 import agent_pb2_grpc as pb_grpc
 from bench.workers import ClientPool, Job, Outcome, raw_sign
-from hsm.uri import Pkcs11URI
 from tests.e2e.certs import TestCA
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -301,15 +301,14 @@ class Bench:
         from asn1crypto.core import OctetString
         from cryptography import x509
         from cryptography.hazmat.primitives.asymmetric import ec
+        from mcagent.agent.domain.credential import CredentialStatus
+        from mcagent.agent.domain.model import Backend, Credential
+        from mcagent.agent.domain.terms import CURRENT_TERMS
+        from mcagent.agent.storage import Storage
+        from mcagent.hsm.base import KeyType as OurKeyType
+        from mcagent.hsm.pkcs11.templates import PRIVATE_KEY_TEMPLATE, PUBLIC_KEY_TEMPLATE
         from pkcs11 import Attribute, KeyType, ObjectClass
         from pkcs11.util.ec import encode_named_curve_parameters
-
-        from agent.domain.credential import CredentialStatus
-        from agent.domain.model import Backend, Credential
-        from agent.domain.terms import CURRENT_TERMS
-        from agent.storage import Storage
-        from hsm.base import KeyType as OurKeyType
-        from hsm.pkcs11.templates import PRIVATE_KEY_TEMPLATE, PUBLIC_KEY_TEMPLATE
 
         storage = Storage(str(self.work / "data" / "mcagent.db"))
         holder = storage.principal_where("name", "alice")
@@ -342,7 +341,7 @@ class Bench:
         return records[-1].id
 
     def _bulk_audit(self, count: int) -> None:
-        from agent.storage import Storage
+        from mcagent.agent.storage import Storage
 
         storage = Storage(str(self.work / "data" / "mcagent.db"))
         now = dt.datetime.now(dt.UTC)

@@ -46,9 +46,8 @@ class Outcome:
 
 def _grpc_job(job: Job, start: float) -> Outcome:
     import grpc
-
-    from agent.api.v1 import agent_pb2 as pb
-    from agent.api.v1 import agent_pb2_grpc as pb_grpc
+    from mcagent.agent.api.v1 import agent_pb2 as pb
+    from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
 
     if job.tls:
         ca, cert, key = job.tls
@@ -185,10 +184,9 @@ def raw_sign(module: str, token: str, pin: str, key_id: bytes, rsa: bool, thread
              conn: Any) -> None:
     """Sign digests with python-pkcs11 on `threads` threads, one session each (module with OS locking)."""
     import pkcs11
+    from mcagent.hsm.base import HashAlgorithm
+    from mcagent.hsm.pkcs11.locking import ModuleInitializer
     from pkcs11 import Attribute, Mechanism, ObjectClass
-
-    from hsm.base import HashAlgorithm
-    from hsm.pkcs11.locking import ModuleInitializer
 
     lib = pkcs11.lib(module)
     ModuleInitializer.for_module(module).ensure_initialized()

@@ -12,11 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-
-from agent.api.defaults import default_socket_path
-from agent.api.v1 import agent_pb2_grpc as pb_grpc
-from cli.errors import CommandFailed, UsageError
-from cli.files import read_file
+from mcagent.agent.api.defaults import default_socket_path
+from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
+from mcagent.cli.errors import CommandFailed, UsageError
+from mcagent.cli.files import read_file
 
 SOCKET_ENV = "MCAGENT_SOCKET"
 TOKEN_ENV = "MCAGENT_TOKEN"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.api.v1 import agent_pb2 as pb
+from mcagent.agent.api.v1 import agent_pb2 as pb
 
 
 def _enum_names(enum: Any, prefix: str) -> dict[str, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from cli.errors import CommandFailed
+from mcagent.cli.errors import CommandFailed
 
 
 def read_file(path: str, what: str) -> bytes:

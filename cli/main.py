@@ -18,9 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
-
-from cli.client import SOCKET_ENV, TOKEN_ENV, Client, target
-from cli.commands import (
+from mcagent.cli.client import SOCKET_ENV, TOKEN_ENV, Client, target
+from mcagent.cli.commands import (
     Context,
     audit,
     business,
@@ -34,8 +33,8 @@ from cli.commands import (
     terms,
     whoami,
 )
-from cli.errors import CommandFailed, Parser, UsageError
-from cli.output import Output
+from mcagent.cli.errors import CommandFailed, Parser, UsageError
+from mcagent.cli.output import Output
 
 # The order of `mcagent --help`.
 GROUPS = (serve, business, terms, credential, keystore, ca, principal, whoami, role, notification, audit)

@@ -19,10 +19,9 @@ from typing import Any, TextIO
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
+from mcagent.agent.api.v1 import agent_pb2 as pb
+from mcagent.cli.enums import ALGORITHMS, BACKENDS, KEY_TYPES, ROLES, spelling
 from tabulate import tabulate
-
-from agent.api.v1 import agent_pb2 as pb
-from cli.enums import ALGORITHMS, BACKENDS, KEY_TYPES, ROLES, spelling
 
 # -- JSON -----------------------------------------------------------------------------------
 

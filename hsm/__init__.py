@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hsm.base import KeyStore
-from hsm.errors import InvalidURI, Unsupported
-from hsm.uri import FileURI, Pkcs11URI, scheme_of
+from mcagent.hsm.base import KeyStore
+from mcagent.hsm.errors import InvalidURI, Unsupported
+from mcagent.hsm.uri import FileURI, Pkcs11URI, scheme_of
 
 
 def _open_pkcs11(uri: str, secret: str) -> KeyStore:
     try:
-        from hsm.pkcs11.backend import Pkcs11KeyStore
+        from mcagent.hsm.pkcs11.backend import Pkcs11KeyStore
     except ImportError as exc:  # the backend stays registered and says why it cannot work
         raise Unsupported(f"pkcs11 backend unavailable: python-pkcs11 not installed ({exc})") from exc
     parsed = Pkcs11URI.parse(uri)
@@ -29,7 +29,7 @@ def _open_pkcs11(uri: str, secret: str) -> KeyStore:
 
 
 def _open_file(uri: str, secret: str) -> KeyStore:
-    from hsm.filestore import FileKeyStore
+    from mcagent.hsm.filestore import FileKeyStore
 
     return FileKeyStore(FileURI.parse(uri).path, secret)
 

@@ -19,8 +19,7 @@ from typing import Protocol, runtime_checkable
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
-
-from hsm.errors import Unsupported
+from mcagent.hsm.errors import Unsupported
 
 
 class KeyType(enum.Enum):

@@ -12,9 +12,8 @@ from typing import Any, NoReturn
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-
-from hsm.base import HashAlgorithm, KeyInfo, KeyStore, SignatureAlgorithm, SignRequest
-from hsm.errors import Unsupported
+from mcagent.hsm.base import HashAlgorithm, KeyInfo, KeyStore, SignatureAlgorithm, SignRequest
+from mcagent.hsm.errors import Unsupported
 
 _HASHES = {hashes.SHA256.name: HashAlgorithm.SHA256, hashes.SHA1.name: HashAlgorithm.SHA1}
 

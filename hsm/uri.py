@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit
 
-from hsm.errors import InvalidURI
+from mcagent.hsm.errors import InvalidURI
 
 # RFC 7512 section 2.3: characters allowed unescaped in a path attribute value.
 _PK11_SAFE = "-._~:[]@!$'()*+,="

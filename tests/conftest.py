@@ -71,7 +71,7 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHSM:
 @pytest.fixture(scope="session")
 def pkcs11_store(softhsm: SoftHSM):
     """One PKCS#11 key store for the test process (one login per token, as in the agent)."""
-    from hsm import open_keystore
+    from mcagent.hsm import open_keystore
 
     store = open_keystore(softhsm.store_uri, softhsm.pin)
     yield store
@@ -81,7 +81,7 @@ def pkcs11_store(softhsm: SoftHSM):
 @pytest.fixture
 def file_store(tmp_path: pathlib.Path):
     """A fresh encrypted key store file."""
-    from hsm import open_keystore
+    from mcagent.hsm import open_keystore
 
     store = open_keystore(f"file://{tmp_path / 'keys.mcks'}", KEYSTORE_PASSWORD)
     yield store

@@ -2,14 +2,14 @@
 
 import pathlib
 
-from agent.api.generate import PROTO_FILES, ROOT, generate
+from mcagent.agent.api.generate import PROTO_FILES, ROOT, generate, source_path
 
 
 def test_committed_generated_code_is_current(tmp_path):
     generate(tmp_path)
     stale = []
     for proto in PROTO_FILES:
-        stem = proto.removesuffix(".proto")
+        stem = source_path(proto.removesuffix(".proto"))
         for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"):
             fresh = (tmp_path / f"{stem}{suffix}").read_text()
             committed_path = ROOT / f"{stem}{suffix}"

@@ -7,8 +7,7 @@ import subprocess
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-
-from hsm.base import SignatureAlgorithm
+from mcagent.hsm.base import SignatureAlgorithm
 
 OPENSSL_OPTIONS = {
     SignatureAlgorithm.RSA_PKCS1_SHA256: ["-sha256"],

@@ -1,35 +1,51 @@
 """Regenerate the gRPC Python code in agent/api/v1 from proto/ (`make proto`).
 
-The `-I proto` root mirrors the Python package path, so the generated modules import
-each other as `agent.api.v1...` and resolve inside this distribution.
+The `-I proto` root mirrors the installed package path (`mcagent.agent.api.v1`), so the
+generated modules import each other by the names they have once installed. protoc writes
+them under that path in a scratch folder; they are committed in `agent/api/v1/`, which the
+wheel installs as `mcagent.agent.api.v1`.
 """
 
 import pathlib
+import shutil
 import sys
+import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PROTO_ROOT = ROOT / "proto"
-PROTO_FILES = ["agent/api/v1/agent.proto"]
+PROTO_FILES = ["mcagent/agent/api/v1/agent.proto"]
+INSTALLED_PREFIX = "mcagent/"  # the package root the source folders are installed under
+
+
+def source_path(generated: str) -> str:
+    """Where a generated file lives in this repository: its installed path without `mcagent/`."""
+    return generated.removeprefix(INSTALLED_PREFIX)
 
 
 def generate(out_dir: pathlib.Path) -> None:
-    """Run protoc for every proto file, writing into `out_dir` (the repository root normally)."""
+    """Run protoc for every proto file, writing into `out_dir` at the repository's layout."""
     import grpc_tools
     from grpc_tools import protoc
 
     well_known = pathlib.Path(grpc_tools.__file__).parent / "_proto"
-    for proto in PROTO_FILES:
-        rc = protoc.main([
-            "grpc_tools.protoc",
-            f"-I{PROTO_ROOT}",
-            f"-I{well_known}",
-            f"--python_out={out_dir}",
-            f"--grpc_python_out={out_dir}",
-            f"--pyi_out={out_dir}",
-            str(PROTO_ROOT / proto),
-        ])
-        if rc != 0:
-            raise SystemExit(f"protoc failed on {proto} (exit {rc})")
+    with tempfile.TemporaryDirectory() as scratch:
+        for proto in PROTO_FILES:
+            rc = protoc.main([
+                "grpc_tools.protoc",
+                f"-I{PROTO_ROOT}",
+                f"-I{well_known}",
+                f"--python_out={scratch}",
+                f"--grpc_python_out={scratch}",
+                f"--pyi_out={scratch}",
+                str(PROTO_ROOT / proto),
+            ])
+            if rc != 0:
+                raise SystemExit(f"protoc failed on {proto} (exit {rc})")
+            stem = proto.removesuffix(".proto")
+            for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"):
+                target = out_dir / source_path(stem + suffix)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(pathlib.Path(scratch) / (stem + suffix), target)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Australian Business Number: the one place the ABN rule lives."""
 
-from agent.domain.errors import InvalidArgument
+from mcagent.agent.domain.errors import InvalidArgument
 
 _WEIGHTS = (10, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19)
 

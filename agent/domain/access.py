@@ -7,9 +7,9 @@ import re
 import secrets
 import uuid
 
-from agent.domain import credential as lifecycle
-from agent.domain.abn import normalise_abn
-from agent.domain.calls import (
+from mcagent.agent.domain import credential as lifecycle
+from mcagent.agent.domain.abn import normalise_abn
+from mcagent.agent.domain.calls import (
     MAX_BUSINESS_NAME,
     Caller,
     check_name,
@@ -17,17 +17,17 @@ from agent.domain.calls import (
     roles_text,
     token_hash,
 )
-from agent.domain.credential import CredentialStatus, Transition
-from agent.domain.errors import (
+from mcagent.agent.domain.credential import CredentialStatus, Transition
+from mcagent.agent.domain.errors import (
     AlreadyExists,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     Unauthenticated,
 )
-from agent.domain.guard import ServiceBase
-from agent.domain.model import Business, Principal, RoleGrant
-from agent.domain.policy import MANAGES, MCA, PA, Role, may_manage
+from mcagent.agent.domain.guard import ServiceBase
+from mcagent.agent.domain.model import Business, Principal, RoleGrant
+from mcagent.agent.domain.policy import MANAGES, MCA, PA, Role, may_manage
 
 log = logging.getLogger(__name__)
 

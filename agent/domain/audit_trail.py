@@ -13,9 +13,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-
-from agent.domain.abn import normalise_abn
-from agent.domain.audit import (
+from mcagent.agent.domain.abn import normalise_abn
+from mcagent.agent.domain.audit import (
     CHECKPOINT,
     MAX_PAGE,
     TAMPERING,
@@ -24,17 +23,17 @@ from agent.domain.audit import (
     checkpoint_message,
     verify_chain,
 )
-from agent.domain.calls import (
+from mcagent.agent.domain.calls import (
     SYSTEM_ACTOR,
     Caller,
 )
-from agent.domain.errors import (
+from mcagent.agent.domain.errors import (
     InvalidArgument,
     PermissionDenied,
 )
-from agent.domain.guard import ServiceBase
-from agent.domain.policy import Action
-from hsm.base import (
+from mcagent.agent.domain.guard import ServiceBase
+from mcagent.agent.domain.policy import Action
+from mcagent.hsm.base import (
     CreateKeyRequest,
     KeyInfo,
     KeyStore,
@@ -42,7 +41,7 @@ from hsm.base import (
     SignatureAlgorithm,
     SignRequest,
 )
-from hsm.errors import KeyNotFound
+from mcagent.hsm.errors import KeyNotFound
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from agent.domain.model import Credential, Principal
-from agent.domain.policy import Role
-from agent.domain.ports import Records
+from mcagent.agent.domain.model import Credential, Principal
+from mcagent.agent.domain.policy import Role
+from mcagent.agent.domain.ports import Records
 
 
 class CachedRecords:

@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-
-from agent.domain.errors import (
+from mcagent.agent.domain.errors import (
     InvalidArgument,
 )
-from agent.domain.model import Credential, Reminder
-from agent.domain.notification import Notification
-from agent.domain.policy import PA, Role
-from hsm.base import (
+from mcagent.agent.domain.model import Credential, Reminder
+from mcagent.agent.domain.notification import Notification
+from mcagent.agent.domain.policy import PA, Role
+from mcagent.hsm.base import (
     SignatureAlgorithm,
 )
 

@@ -26,8 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-from agent.domain.errors import FailedPrecondition, InvalidArgument
+from mcagent.agent.domain.errors import FailedPrecondition, InvalidArgument
 
 LEAF_VALIDITY = dt.timedelta(days=730) - dt.timedelta(seconds=1)
 ROOT_VALIDITY = dt.timedelta(days=20 * 365)

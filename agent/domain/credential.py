@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from agent.domain.errors import FailedPrecondition
+from mcagent.agent.domain.errors import FailedPrecondition
 
 GRACE_PERIOD = dt.timedelta(days=60)
 REMINDER_DAYS = (30, 53)

@@ -8,14 +8,13 @@ from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-
-from agent.domain import certificates
-from agent.domain import credential as lifecycle
-from agent.domain.abn import normalise_abn
-from agent.domain.audit import (
+from mcagent.agent.domain import certificates
+from mcagent.agent.domain import credential as lifecycle
+from mcagent.agent.domain.abn import normalise_abn
+from mcagent.agent.domain.audit import (
     MAX_PAGE,
 )
-from agent.domain.calls import (
+from mcagent.agent.domain.calls import (
     DEFAULT_PAGE,
     MAX_CREDENTIAL_NAME,
     SYSTEM_ACTOR,
@@ -27,27 +26,27 @@ from agent.domain.calls import (
     decode_page_token,
     encode_page_token,
 )
-from agent.domain.credential import CredentialStatus, Transition
-from agent.domain.errors import (
+from mcagent.agent.domain.credential import CredentialStatus, Transition
+from mcagent.agent.domain.errors import (
     DomainError,
     FailedPrecondition,
     InvalidArgument,
     Unavailable,
 )
-from agent.domain.guard import ServiceBase
-from agent.domain.model import Backend, Business, Credential
-from agent.domain.permissions import ALL_PERMISSIONS, CATALOGUE, Permission, check_permissions
-from agent.domain.policy import Action, may
-from agent.domain.terms import CURRENT_TERMS, MachineTerms
-from hsm import base as keys_base
-from hsm.base import (
+from mcagent.agent.domain.guard import ServiceBase
+from mcagent.agent.domain.model import Backend, Business, Credential
+from mcagent.agent.domain.permissions import ALL_PERMISSIONS, CATALOGUE, Permission, check_permissions
+from mcagent.agent.domain.policy import Action, may
+from mcagent.agent.domain.terms import CURRENT_TERMS, MachineTerms
+from mcagent.hsm import base as keys_base
+from mcagent.hsm.base import (
     CertificateStore,
     CreateKeyRequest,
     KeyInfo,
     KeyStore,
     KeyType,
 )
-from hsm.errors import KeyStoreError
+from mcagent.hsm.errors import KeyStoreError
 
 log = logging.getLogger(__name__)
 

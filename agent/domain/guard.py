@@ -13,21 +13,21 @@ import zoneinfo
 from collections.abc import Iterator
 from typing import Any
 
-from agent.clock import Clock, system_clock
-from agent.domain import certificates
-from agent.domain import notification as notices
-from agent.domain.audit import (
+from mcagent.agent.clock import Clock, system_clock
+from mcagent.agent.domain import certificates
+from mcagent.agent.domain import notification as notices
+from mcagent.agent.domain.audit import (
     AuditEntry,
 )
-from agent.domain.cache import CachedRecords
-from agent.domain.calls import (
+from mcagent.agent.domain.cache import CachedRecords
+from mcagent.agent.domain.calls import (
     SYSTEM_ACTOR,
     AuditContext,
     Caller,
     roles_text,
 )
-from agent.domain.credential import CredentialStatus
-from agent.domain.errors import (
+from mcagent.agent.domain.credential import CredentialStatus
+from mcagent.agent.domain.errors import (
     DomainError,
     FailedPrecondition,
     InvalidArgument,
@@ -35,11 +35,11 @@ from agent.domain.errors import (
     PermissionDenied,
     Unavailable,
 )
-from agent.domain.model import Credential
-from agent.domain.policy import ALLOWED, Action, Role, may
-from agent.domain.ports import AuditLog, KeyCustody, Records
-from agent.domain.throttle import RefusalThrottle
-from hsm.errors import KeyStoreError
+from mcagent.agent.domain.model import Credential
+from mcagent.agent.domain.policy import ALLOWED, Action, Role, may
+from mcagent.agent.domain.ports import AuditLog, KeyCustody, Records
+from mcagent.agent.domain.throttle import RefusalThrottle
+from mcagent.hsm.errors import KeyStoreError
 
 log = logging.getLogger(__name__)
 

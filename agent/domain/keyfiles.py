@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import logging
 
-from agent.domain import certificates, ramkeystore
-from agent.domain.abn import normalise_abn
-from agent.domain.calls import (
+from mcagent.agent.domain import certificates, ramkeystore
+from mcagent.agent.domain.abn import normalise_abn
+from mcagent.agent.domain.calls import (
     Caller,
     Created,
 )
-from agent.domain.errors import (
+from mcagent.agent.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
 )
-from agent.domain.guard import ServiceBase
-from agent.domain.model import Backend
-from agent.domain.policy import Action
-from hsm import base as keys_base
-from hsm.base import (
+from mcagent.agent.domain.guard import ServiceBase
+from mcagent.agent.domain.model import Backend
+from mcagent.agent.domain.policy import Action
+from mcagent.hsm import base as keys_base
+from mcagent.hsm.base import (
     KeyExporter,
     KeyImporter,
     KeyInfo,

@@ -6,9 +6,9 @@ import datetime as dt
 import enum
 from dataclasses import dataclass
 
-from agent.domain.credential import CredentialStatus
-from agent.domain.policy import Role
-from hsm.base import KeyType
+from mcagent.agent.domain.credential import CredentialStatus
+from mcagent.agent.domain.policy import Role
+from mcagent.hsm.base import KeyType
 
 
 class Backend(enum.Enum):

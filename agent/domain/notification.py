@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from agent.domain.errors import FailedPrecondition, InvalidArgument
+from mcagent.agent.domain.errors import FailedPrecondition, InvalidArgument
 
 # fullmatch and [0-9]: `$` would let a trailing newline through, `\d` would let other scripts' digits in.
 SOFTWARE_ID = re.compile(r"[0-9]{10}")
@@ -28,7 +28,7 @@ DEFAULT_TIMEZONE = "Australia/Sydney"
 
 
 def _load_agencies() -> dict[str, str]:
-    text = resources.files("agent.domain").joinpath("data/agencies.json").read_text(encoding="utf-8")
+    text = resources.files("mcagent.agent.domain").joinpath("data/agencies.json").read_text(encoding="utf-8")
     return {a["id"]: a["name"] for a in json.loads(text)["agencies"]}
 
 

@@ -7,21 +7,21 @@ import logging
 import uuid
 from typing import Any
 
-from agent.domain import notification as notices
-from agent.domain.abn import normalise_abn
-from agent.domain.calls import (
+from mcagent.agent.domain import notification as notices
+from mcagent.agent.domain.abn import normalise_abn
+from mcagent.agent.domain.calls import (
     Caller,
     NotificationView,
 )
-from agent.domain.errors import (
+from mcagent.agent.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
 )
-from agent.domain.guard import ServiceBase
-from agent.domain.notification import Notification, NotificationStatus
-from agent.domain.policy import Action, may
+from mcagent.agent.domain.guard import ServiceBase
+from mcagent.agent.domain.notification import Notification, NotificationStatus
+from mcagent.agent.domain.policy import Action, may
 
 log = logging.getLogger(__name__)
 

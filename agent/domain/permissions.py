@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 
-from agent.domain.errors import InvalidArgument
+from mcagent.agent.domain.errors import InvalidArgument
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class Permission:
 
 
 def _load() -> dict[str, Permission]:
-    text = resources.files("agent.domain").joinpath("data/permissions.json").read_text(encoding="utf-8")
+    text = resources.files("mcagent.agent.domain").joinpath("data/permissions.json").read_text(encoding="utf-8")
     return {p["id"]: Permission(p["id"], p["agency"], p["service"]) for p in json.loads(text)["permissions"]}
 
 

@@ -8,22 +8,21 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-
-from agent.domain import certificates
-from agent.domain.calls import (
+from mcagent.agent.domain import certificates
+from mcagent.agent.domain.calls import (
     SYSTEM_ACTOR,
     Caller,
     CredentialView,
 )
-from agent.domain.credential import CredentialStatus
-from agent.domain.errors import (
+from mcagent.agent.domain.credential import CredentialStatus
+from mcagent.agent.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
 )
-from agent.domain.guard import ServiceBase
-from agent.domain.model import Credential
-from agent.domain.policy import Action
-from hsm.base import (
+from mcagent.agent.domain.guard import ServiceBase
+from mcagent.agent.domain.model import Credential
+from mcagent.agent.domain.policy import Action
+from mcagent.hsm.base import (
     CertificateStore,
     CreateKeyRequest,
     KeyDeleter,
@@ -31,7 +30,7 @@ from hsm.base import (
     KeyStore,
     KeyType,
 )
-from hsm.signer import store_private_key
+from mcagent.hsm.signer import store_private_key
 
 log = logging.getLogger(__name__)
 

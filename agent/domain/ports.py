@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from agent.domain.audit import AuditEntry
-from agent.domain.credential import CredentialStatus
-from agent.domain.model import Backend, Business, Credential, Principal, Reminder, RoleGrant
-from agent.domain.notification import Notification
-from agent.domain.policy import Role
-from hsm.base import KeyStore
+from mcagent.agent.domain.audit import AuditEntry
+from mcagent.agent.domain.credential import CredentialStatus
+from mcagent.agent.domain.model import Backend, Business, Credential, Principal, Reminder, RoleGrant
+from mcagent.agent.domain.notification import Notification
+from mcagent.agent.domain.policy import Role
+from mcagent.hsm.base import KeyStore
 
 
 class Records(Protocol):

@@ -33,10 +33,9 @@ from cryptography.hazmat.primitives import padding as symmetric_padding
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from cryptography.hazmat.primitives.serialization import pkcs12
-
-from agent.domain.audit import clip
-from agent.domain.certificates import abn_of, name_of, same_public_key
-from agent.domain.errors import FailedPrecondition, InvalidArgument
+from mcagent.agent.domain.audit import clip
+from mcagent.agent.domain.certificates import abn_of, name_of, same_public_key
+from mcagent.agent.domain.errors import FailedPrecondition, InvalidArgument
 
 NS = "http://auth.abr.gov.au/credential/xsd/SBRCredentialStore"
 PBE_ITERATIONS = 1024

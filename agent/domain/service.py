@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import logging
 
-from agent.domain.access import Access
-from agent.domain.audit_trail import AuditTrail
-from agent.domain.credentials import Credentials
-from agent.domain.keyfiles import KeyFiles
-from agent.domain.notifications import Notifications
-from agent.domain.pki import Pki
-from agent.domain.signing import Signing
-from agent.domain.upkeep import Upkeep
+from mcagent.agent.domain.access import Access
+from mcagent.agent.domain.audit_trail import AuditTrail
+from mcagent.agent.domain.credentials import Credentials
+from mcagent.agent.domain.keyfiles import KeyFiles
+from mcagent.agent.domain.notifications import Notifications
+from mcagent.agent.domain.pki import Pki
+from mcagent.agent.domain.signing import Signing
+from mcagent.agent.domain.upkeep import Upkeep
 
 log = logging.getLogger(__name__)
 

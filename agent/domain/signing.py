@@ -9,29 +9,29 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from agent.domain import credential as lifecycle
-from agent.domain.calls import (
+from mcagent.agent.domain import credential as lifecycle
+from mcagent.agent.domain.calls import (
     AuditContext,
     Caller,
     Signed,
     SignItem,
 )
-from agent.domain.errors import (
+from mcagent.agent.domain.errors import (
     DomainError,
     FailedPrecondition,
     InvalidArgument,
     PermissionDenied,
     Unavailable,
 )
-from agent.domain.guard import ServiceBase
-from agent.domain.model import Credential
-from agent.domain.permissions import ALL_PERMISSIONS, check_permissions
-from agent.domain.policy import Action
-from hsm.base import (
+from mcagent.agent.domain.guard import ServiceBase
+from mcagent.agent.domain.model import Credential
+from mcagent.agent.domain.permissions import ALL_PERMISSIONS, check_permissions
+from mcagent.agent.domain.policy import Action
+from mcagent.hsm.base import (
     SignatureAlgorithm,
     SignRequest,
 )
-from hsm.errors import KeyStoreError, Unsupported
+from mcagent.hsm.errors import KeyStoreError, Unsupported
 
 log = logging.getLogger(__name__)
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from agent.domain import credential as lifecycle
-from agent.domain.calls import (
+from mcagent.agent.domain import credential as lifecycle
+from mcagent.agent.domain.calls import (
     SYSTEM_ACTOR,
 )
-from agent.domain.credential import CredentialStatus
-from agent.domain.guard import ServiceBase
-from agent.domain.model import Reminder
-from agent.domain.policy import MCA, PA
+from mcagent.agent.domain.credential import CredentialStatus
+from mcagent.agent.domain.guard import ServiceBase
+from mcagent.agent.domain.model import Reminder
+from mcagent.agent.domain.policy import MCA, PA
 
 log = logging.getLogger(__name__)
 

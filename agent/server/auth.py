@@ -15,11 +15,10 @@ from typing import Any
 
 import grpc
 from cryptography import x509
-
-from agent.domain.calls import Caller
-from agent.domain.errors import Unauthenticated
-from agent.domain.service import AgentService
-from agent.server.unix_front import peer_uid
+from mcagent.agent.domain.calls import Caller
+from mcagent.agent.domain.errors import Unauthenticated
+from mcagent.agent.domain.service import AgentService
+from mcagent.agent.server.unix_front import peer_uid
 
 # The only methods anyone may call without being identified: the terms everyone must be able
 # to read before accepting them, and the standard health and reflection services.

@@ -22,9 +22,8 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-
-from agent.clock import Clock, system_clock
-from agent.domain.service import AgentService
+from mcagent.agent.clock import Clock, system_clock
+from mcagent.agent.domain.service import AgentService
 
 log = logging.getLogger(__name__)
 

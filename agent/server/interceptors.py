@@ -21,10 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-
-from agent.domain import errors as domain
-from agent.domain.audit import clip
-from hsm import errors as keys
+from mcagent.agent.domain import errors as domain
+from mcagent.agent.domain.audit import clip
+from mcagent.hsm import errors as keys
 
 log = logging.getLogger(__name__)
 MAX_DETAILS = 1000  # characters of an error message sent back

@@ -22,17 +22,16 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
-from agent.api.v1 import agent_pb2, agent_pb2_grpc
-from agent.app import build_service
-from agent.config import Config, ConfigError, split_host_port
-from agent.domain import certificates
-from agent.domain.service import AgentService
-from agent.keys import KeyStores
-from agent.server.auth import Authenticator, AuthInterceptor
-from agent.server.crl_http import CrlHttpListener
-from agent.server.interceptors import ErrorInterceptor
-from agent.server.servicer import (
+from mcagent.agent.api.v1 import agent_pb2, agent_pb2_grpc
+from mcagent.agent.app import build_service
+from mcagent.agent.config import Config, ConfigError, split_host_port
+from mcagent.agent.domain import certificates
+from mcagent.agent.domain.service import AgentService
+from mcagent.agent.keys import KeyStores
+from mcagent.agent.server.auth import Authenticator, AuthInterceptor
+from mcagent.agent.server.crl_http import CrlHttpListener
+from mcagent.agent.server.interceptors import ErrorInterceptor
+from mcagent.agent.server.servicer import (
     AuditServicer,
     BusinessServicer,
     CAServicer,
@@ -40,10 +39,10 @@ from agent.server.servicer import (
     NotificationServicer,
     PrincipalServicer,
 )
-from agent.server.unix_front import UnixFront
-from agent.storage import Storage
-from hsm import open_keystore
-from hsm.errors import KeyStoreError
+from mcagent.agent.server.unix_front import UnixFront
+from mcagent.agent.storage import Storage
+from mcagent.hsm import open_keystore
+from mcagent.hsm.errors import KeyStoreError
 
 log = logging.getLogger(__name__)
 

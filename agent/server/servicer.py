@@ -13,18 +13,17 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from google.protobuf.timestamp_pb2 import Timestamp
-
-from agent.api.v1 import agent_pb2 as pb
-from agent.api.v1 import agent_pb2_grpc as pb_grpc
-from agent.domain.calls import CredentialView, NotificationView, Signed, SignItem
-from agent.domain.errors import InvalidArgument
-from agent.domain.model import Backend, Business, Principal, RoleGrant
-from agent.domain.notification import AGENCIES
-from agent.domain.policy import Role
-from agent.domain.service import AgentService
-from agent.server.auth import current_caller
-from agent.server.interceptors import status_of
-from hsm.base import KeyType, SignatureAlgorithm
+from mcagent.agent.api.v1 import agent_pb2 as pb
+from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
+from mcagent.agent.domain.calls import CredentialView, NotificationView, Signed, SignItem
+from mcagent.agent.domain.errors import InvalidArgument
+from mcagent.agent.domain.model import Backend, Business, Principal, RoleGrant
+from mcagent.agent.domain.notification import AGENCIES
+from mcagent.agent.domain.policy import Role
+from mcagent.agent.domain.service import AgentService
+from mcagent.agent.server.auth import current_caller
+from mcagent.agent.server.interceptors import status_of
+from mcagent.hsm.base import KeyType, SignatureAlgorithm
 
 KEY_TYPES = {
     pb.KEY_TYPE_RSA_2048: KeyType.RSA_2048,

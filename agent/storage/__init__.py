@@ -5,9 +5,9 @@
 ``MIGRATIONS`` (migrate.py) is the schema's SQL, in order.
 """
 
-from agent.storage.appender import AuditAppender
-from agent.storage.audit_log import SqliteAuditLog
-from agent.storage.migrate import MIGRATIONS, SchemaTooNew
-from agent.storage.sqlite import Storage
+from mcagent.agent.storage.appender import AuditAppender
+from mcagent.agent.storage.audit_log import SqliteAuditLog
+from mcagent.agent.storage.migrate import MIGRATIONS, SchemaTooNew
+from mcagent.agent.storage.sqlite import Storage
 
 __all__ = ["MIGRATIONS", "AuditAppender", "SchemaTooNew", "SqliteAuditLog", "Storage"]

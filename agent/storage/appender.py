@@ -6,10 +6,10 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any
 
-from agent.domain.audit import AuditEntry
+from mcagent.agent.domain.audit import AuditEntry
 
 if TYPE_CHECKING:
-    from agent.storage.sqlite import Storage
+    from mcagent.agent.storage.sqlite import Storage
 
 
 def _choose(fields: dict[str, Any], revoked: set[str]) -> dict[str, Any]:

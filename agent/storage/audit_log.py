@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from agent.domain.audit import AuditEntry
-from agent.storage.appender import AuditAppender
-from agent.storage.sqlite import Storage
+from mcagent.agent.domain.audit import AuditEntry
+from mcagent.agent.storage.appender import AuditAppender
+from mcagent.agent.storage.sqlite import Storage
 
 
 class SqliteAuditLog:

@@ -12,12 +12,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from agent.domain.audit import AuditEntry
-from agent.domain.credential import CredentialStatus
-from agent.domain.model import Backend, Business, Credential, Principal, Reminder, RoleGrant
-from agent.domain.notification import Notification, NotificationStatus
-from agent.domain.policy import Role
-from hsm.base import KeyType
+from mcagent.agent.domain.audit import AuditEntry
+from mcagent.agent.domain.credential import CredentialStatus
+from mcagent.agent.domain.model import Backend, Business, Credential, Principal, Reminder, RoleGrant
+from mcagent.agent.domain.notification import Notification, NotificationStatus
+from mcagent.agent.domain.policy import Role
+from mcagent.hsm.base import KeyType
 
 Row = Mapping[str, Any]
 

@@ -16,16 +16,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from agent.domain.credential import CredentialStatus
-from agent.domain.errors import Aborted, Unavailable
-from agent.domain.model import Business, Credential, Principal, Reminder, RoleGrant
-from agent.domain.notification import Notification
-from agent.domain.policy import Role
-from agent.storage import rows
-from agent.storage.migrate import migrate
-from agent.storage.rows import ts
-from agent.storage.sqlite_audit import AuditQueries
-from agent.storage.sqlite_pki import PkiQueries
+from mcagent.agent.domain.credential import CredentialStatus
+from mcagent.agent.domain.errors import Aborted, Unavailable
+from mcagent.agent.domain.model import Business, Credential, Principal, Reminder, RoleGrant
+from mcagent.agent.domain.notification import Notification
+from mcagent.agent.domain.policy import Role
+from mcagent.agent.storage import rows
+from mcagent.agent.storage.migrate import migrate
+from mcagent.agent.storage.rows import ts
+from mcagent.agent.storage.sqlite_audit import AuditQueries
+from mcagent.agent.storage.sqlite_pki import PkiQueries
 
 _CREDENTIAL_SELECT = (
     "SELECT c.*, p.name AS holder_name FROM credential c LEFT JOIN principal p ON p.id = c.holder_id"

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from agent.domain.audit import GENESIS, AuditEntry, bounded, entry_hash
-from agent.storage import rows
+from mcagent.agent.domain.audit import GENESIS, AuditEntry, bounded, entry_hash
+from mcagent.agent.storage import rows
 
 _INSERT = f"INSERT INTO audit ({', '.join(rows.AUDIT_COLUMNS)}) VALUES ({', '.join('?' * len(rows.AUDIT_COLUMNS))})"
 

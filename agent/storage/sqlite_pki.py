@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 
-from agent.storage import rows
-from agent.storage.rows import parse_ts, ts
+from mcagent.agent.storage import rows
+from mcagent.agent.storage.rows import parse_ts, ts
 
 
 class PkiQueries:

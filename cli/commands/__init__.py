@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from cli.client import Client
-from cli.errors import Parser
-from cli.output import Output
+from mcagent.cli.client import Client
+from mcagent.cli.errors import Parser
+from mcagent.cli.output import Output
 
 
 @dataclass

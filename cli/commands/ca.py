@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from agent.api.v1 import agent_pb2 as pb
-from cli import output
-from cli.commands import Context, group, leaf
+from mcagent.agent.api.v1 import agent_pb2 as pb
+from mcagent.cli import output
+from mcagent.cli.commands import Context, group, leaf
 
 
 def init(ctx: Context) -> None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from agent.api.v1 import agent_pb2 as pb
-from cli import output
-from cli.commands import Context, group, leaf
-from cli.enums import ALGORITHMS, BACKENDS, KEY_TYPES
-from cli.errors import UsageError
-from cli.files import password, read_file, read_input, write_private_file
+from mcagent.agent.api.v1 import agent_pb2 as pb
+from mcagent.cli import output
+from mcagent.cli.commands import Context, group, leaf
+from mcagent.cli.enums import ALGORITHMS, BACKENDS, KEY_TYPES
+from mcagent.cli.errors import UsageError
+from mcagent.cli.files import password, read_file, read_input, write_private_file
 
 IMPORT_PASSWORD_ENV = "MCAGENT_IMPORT_PASSWORD"
 EXPORT_PASSWORD_ENV = "MCAGENT_EXPORT_PASSWORD"

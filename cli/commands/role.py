@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from agent.api.v1 import agent_pb2 as pb
-from cli import output
-from cli.commands import Context, group, leaf
-from cli.enums import GRANTABLE_ROLES, ROLES
+from mcagent.agent.api.v1 import agent_pb2 as pb
+from mcagent.cli import output
+from mcagent.cli.commands import Context, group, leaf
+from mcagent.cli.enums import GRANTABLE_ROLES, ROLES
 
 
 def _role_request(args: argparse.Namespace) -> pb.RoleRequest:

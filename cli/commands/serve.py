@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cli.commands import Context
-from cli.enums import BACKENDS
-from cli.errors import CommandFailed
+from mcagent.cli.commands import Context
+from mcagent.cli.enums import BACKENDS
+from mcagent.cli.errors import CommandFailed
 
 
 def serve(ctx: Context) -> None:
-    from agent import log
-    from agent.config import Config, ConfigError
-    from agent.server.server import AgentServer, forbid_core_dumps
+    from mcagent.agent import log
+    from mcagent.agent.config import Config, ConfigError
+    from mcagent.agent.server.server import AgentServer, forbid_core_dumps
 
     args = ctx.args
     log.configure(args.log_level)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from agent.api.v1 import agent_pb2 as pb
-from cli.commands import Context, group, leaf
+from mcagent.agent.api.v1 import agent_pb2 as pb
+from mcagent.cli.commands import Context, group, leaf
 
 
 def show(ctx: Context) -> None:

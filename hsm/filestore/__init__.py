@@ -1,5 +1,5 @@
 """The encrypted key store file backend (``file:`` URIs)."""
 
-from hsm.filestore.backend import FileKeyStore
+from mcagent.hsm.filestore.backend import FileKeyStore
 
 __all__ = ["FileKeyStore"]

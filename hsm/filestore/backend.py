@@ -47,9 +47,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
-from hsm.base import CreateKeyRequest, KeyInfo, KeyStore, KeyType, SignatureAlgorithm, SignRequest, key_type_of
-from hsm.errors import (
+from mcagent.hsm.base import CreateKeyRequest, KeyInfo, KeyStore, KeyType, SignatureAlgorithm, SignRequest, key_type_of
+from mcagent.hsm.errors import (
     AuthFailed,
     InvalidURI,
     KeyExists,
@@ -59,7 +58,7 @@ from hsm.errors import (
     StoreLocked,
     StoreUnsafe,
 )
-from hsm.uri import FileURI
+from mcagent.hsm.uri import FileURI
 
 FORMAT = "mcagent-keystore/1"
 _CHECK_TEXT = b"mcagent key store password check"

@@ -11,13 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
-from pkcs11 import MGF, Attribute, Mechanism, ObjectClass
-from pkcs11 import KeyType as P11KeyType
-from pkcs11 import exceptions as p11e
-from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
-from pkcs11.util.x509 import decode_x509_certificate
-
-from hsm.base import (
+from mcagent.hsm.base import (
     CreateKeyRequest,
     KeyInfo,
     KeyStore,
@@ -26,10 +20,15 @@ from hsm.base import (
     SignRequest,
     key_type_of,
 )
-from hsm.errors import InvalidURI, KeyExists, KeyNotFound, KeyStoreError, Unsupported
-from hsm.pkcs11.pool import PoolStats, SessionPool, WorkerSession
-from hsm.pkcs11.templates import PRIVATE_KEY_TEMPLATE, PUBLIC_KEY_TEMPLATE
-from hsm.uri import Pkcs11URI
+from mcagent.hsm.errors import InvalidURI, KeyExists, KeyNotFound, KeyStoreError, Unsupported
+from mcagent.hsm.pkcs11.pool import PoolStats, SessionPool, WorkerSession
+from mcagent.hsm.pkcs11.templates import PRIVATE_KEY_TEMPLATE, PUBLIC_KEY_TEMPLATE
+from mcagent.hsm.uri import Pkcs11URI
+from pkcs11 import MGF, Attribute, Mechanism, ObjectClass
+from pkcs11 import KeyType as P11KeyType
+from pkcs11 import exceptions as p11e
+from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
+from pkcs11.util.x509 import decode_x509_certificate
 
 _P256_OID = "1.2.840.10045.3.1.7"  # secp256r1 / prime256v1
 

@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pkcs11
+from mcagent.hsm.errors import AuthFailed, KeyStoreError, TokenUnavailable
+from mcagent.hsm.pkcs11.locking import ModuleInitializer
 from pkcs11 import exceptions as p11e
-
-from hsm.errors import AuthFailed, KeyStoreError, TokenUnavailable
-from hsm.pkcs11.locking import ModuleInitializer
 
 log = logging.getLogger(__name__)
 

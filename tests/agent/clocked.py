@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from agent.app import build_service
-from agent.domain.calls import Caller
-from agent.domain.model import Backend
-from agent.domain.policy import Role
-from agent.domain.service import AgentService
-from agent.keys import KeyStores
-from agent.storage import Storage
+from mcagent.agent.app import build_service
+from mcagent.agent.domain.calls import Caller
+from mcagent.agent.domain.model import Backend
+from mcagent.agent.domain.policy import Role
+from mcagent.agent.domain.service import AgentService
+from mcagent.agent.keys import KeyStores
+from mcagent.agent.storage import Storage
+
 from tests.conftest import KEYSTORE_PASSWORD
 
 ADMIN = Caller("test-admin", is_admin=True)

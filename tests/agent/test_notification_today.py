@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from mcagent.agent.domain.errors import InvalidArgument
+from mcagent.agent.domain.policy import Role
 
-from agent.domain.errors import InvalidArgument
-from agent.domain.policy import Role
 from tests.agent.clocked import make_agent
 
 CLIENT = "51824753556"

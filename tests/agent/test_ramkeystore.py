@@ -10,9 +10,9 @@ import pytest
 from asn1crypto import keys
 from cryptography.hazmat.primitives import serialization
 from defusedxml import ElementTree
+from mcagent.agent.domain import ramkeystore
+from mcagent.agent.domain.errors import FailedPrecondition, InvalidArgument
 
-from agent.domain import ramkeystore
-from agent.domain.errors import FailedPrecondition, InvalidArgument
 from tests.conftest import REPO, require_tool
 
 FIXTURES = REPO / "tests" / "fixtures"

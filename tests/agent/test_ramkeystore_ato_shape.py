@@ -26,9 +26,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from mcagent.agent.domain import ramkeystore
+from mcagent.agent.domain.errors import InvalidArgument
 
-from agent.domain import ramkeystore
-from agent.domain.errors import InvalidArgument
 from tests.conftest import require_tool
 
 NS = ramkeystore.NS

@@ -5,17 +5,17 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from mcagent.agent.app import build_service
+from mcagent.agent.domain.calls import Caller, SignItem
+from mcagent.agent.domain.credential import CredentialStatus
+from mcagent.agent.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from mcagent.agent.domain.model import Backend
+from mcagent.agent.domain.terms import CURRENT_TERMS
+from mcagent.agent.keys import KeyStores
+from mcagent.agent.storage import Storage
+from mcagent.hsm.base import CreateKeyRequest, KeyType
+from mcagent.hsm.errors import StoreCorrupted
 
-from agent.app import build_service
-from agent.domain.calls import Caller, SignItem
-from agent.domain.credential import CredentialStatus
-from agent.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from agent.domain.model import Backend
-from agent.domain.terms import CURRENT_TERMS
-from agent.keys import KeyStores
-from agent.storage import Storage
-from hsm.base import CreateKeyRequest, KeyType
-from hsm.errors import StoreCorrupted
 from tests.conftest import KEYSTORE_PASSWORD
 
 ABN = "51824753556"
@@ -105,8 +105,8 @@ def test_record_that_cannot_be_saved_destroys_the_key(service, storage, pkcs11_s
 
 
 def test_create_interrupted_after_key_generation_is_cleaned_up_at_start(service, storage, pkcs11_store):
-    from agent.clock import system_clock
-    from agent.domain.model import Credential
+    from mcagent.agent.clock import system_clock
+    from mcagent.agent.domain.model import Credential
 
     # The state a crash between key generation and activation leaves behind.
     label = "interrupted-0001"
@@ -126,7 +126,7 @@ def test_create_interrupted_after_key_generation_is_cleaned_up_at_start(service,
 
 def test_sign_refuses_bad_input_with_reasons(service):
     credential = _create(service)
-    from hsm.base import SignatureAlgorithm
+    from mcagent.hsm.base import SignatureAlgorithm
 
     with pytest.raises(InvalidArgument, match="does not fit .* ec-p256 key; use one of: ecdsa-sha256"):
         service.sign(service.test_pa, SignItem(credential_id=credential.id,

@@ -9,15 +9,14 @@ import pathlib
 import sqlite3
 
 import pytest
-
-from agent.domain.audit import GENESIS, AuditEntry, entry_hash
-from agent.domain.credential import CredentialStatus
-from agent.domain.errors import Aborted
-from agent.domain.model import Backend, Business, Credential, Principal
-from agent.domain.notification import Notification, NotificationStatus
-from agent.storage import MIGRATIONS, SchemaTooNew, Storage, rows
-from agent.storage.migrate import migrations
-from hsm.base import KeyType
+from mcagent.agent.domain.audit import GENESIS, AuditEntry, entry_hash
+from mcagent.agent.domain.credential import CredentialStatus
+from mcagent.agent.domain.errors import Aborted
+from mcagent.agent.domain.model import Backend, Business, Credential, Principal
+from mcagent.agent.domain.notification import Notification, NotificationStatus
+from mcagent.agent.storage import MIGRATIONS, SchemaTooNew, Storage, rows
+from mcagent.agent.storage.migrate import migrations
+from mcagent.hsm.base import KeyType
 
 AT = dt.datetime(2026, 11, 1, 9, 30, 15, 123456, tzinfo=dt.UTC)
 FIXTURE = pathlib.Path(__file__).parents[1] / "fixtures" / "storage_82876dd.sql"

@@ -13,15 +13,15 @@ import datetime as dt
 
 import grpc
 import pytest
+from mcagent.agent.domain.calls import SignItem
+from mcagent.agent.domain.credential import CredentialStatus
+from mcagent.agent.domain.errors import FailedPrecondition, PermissionDenied
+from mcagent.agent.domain.model import Backend
+from mcagent.agent.domain.policy import Role
+from mcagent.agent.domain.terms import CURRENT_TERMS
+from mcagent.agent.server.interceptors import status_of
+from mcagent.hsm.base import KeyType
 
-from agent.domain.calls import SignItem
-from agent.domain.credential import CredentialStatus
-from agent.domain.errors import FailedPrecondition, PermissionDenied
-from agent.domain.model import Backend
-from agent.domain.policy import Role
-from agent.domain.terms import CURRENT_TERMS
-from agent.server.interceptors import status_of
-from hsm.base import KeyType
 from tests.agent.clocked import make_agent
 
 ABN = "51824753556"

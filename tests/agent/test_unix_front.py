@@ -14,8 +14,7 @@ import tempfile
 import threading
 
 import pytest
-
-from agent.server.unix_front import UnixFront, peer_uid
+from mcagent.agent.server.unix_front import UnixFront, peer_uid
 
 SIZE = 8 * 1024 * 1024  # far above the relay's per-direction buffer: backpressure must engage
 

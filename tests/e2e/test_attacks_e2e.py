@@ -7,9 +7,9 @@ import os
 
 import grpc
 import pytest
+from mcagent.agent.api.v1 import agent_pb2 as pb
+from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
 
-from agent.api.v1 import agent_pb2 as pb
-from agent.api.v1 import agent_pb2_grpc as pb_grpc
 from tests.e2e.conftest import Daemon
 
 ABN = "51824753556"
@@ -274,7 +274,7 @@ def _tamper(daemon: Daemon, *statements: str, rehash_from: int | None = None) ->
     import datetime as dt
     import sqlite3
 
-    from agent.domain.audit import AuditEntry, entry_hash
+    from mcagent.agent.domain.audit import AuditEntry, entry_hash
 
     with sqlite3.connect(daemon.data_dir / "mcagent.db") as conn:
         conn.execute("DROP TRIGGER audit_append_only_update")

@@ -12,8 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from mcagent.hsm.uri import Pkcs11URI
 
-from hsm.uri import Pkcs11URI
 from tests.conftest import KEYSTORE_PASSWORD, REPO, require_tool
 from tests.e2e.test_rules_e2e import refused
 from tests.pkcs11_tool import list_objects, objects_by_label
@@ -257,7 +257,7 @@ def _tampered(tmp_path, field: str, value: str) -> str:
 def test_bad_imports_are_refused_and_leave_nothing(both_daemon, softhsm, tmp_path):
     import datetime
 
-    from agent.domain import ramkeystore
+    from mcagent.agent.domain import ramkeystore
 
     pa = both_daemon.new_business(ABN, "alice")
     before_objects = list_objects(softhsm)

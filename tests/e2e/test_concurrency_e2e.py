@@ -7,10 +7,10 @@ import json
 import threading
 
 import grpc
+from mcagent.agent.api.v1 import agent_pb2 as pb
+from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
+from mcagent.hsm.base import SignatureAlgorithm
 
-from agent.api.v1 import agent_pb2 as pb
-from agent.api.v1 import agent_pb2_grpc as pb_grpc
-from hsm.base import SignatureAlgorithm
 from tests.verify import verify
 
 ABN = "51824753556"

@@ -12,9 +12,9 @@ import time
 
 import grpc
 import pytest
+from mcagent.agent.api.v1 import agent_pb2 as pb
+from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
 
-from agent.api.v1 import agent_pb2 as pb
-from agent.api.v1 import agent_pb2_grpc as pb_grpc
 from tests.conftest import KEYSTORE_PASSWORD
 from tests.e2e.conftest import MCAGENT
 from tests.e2e.test_transport_e2e import NOBODY

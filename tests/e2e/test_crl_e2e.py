@@ -217,7 +217,7 @@ def test_bad_crl_flags_stop_start_up_with_a_clear_message(tmp_path, flags, messa
 
 
 def test_a_database_from_before_decides_installed_certificates_at_start_up(start_daemon, tmp_path):
-    from agent.storage import MIGRATIONS
+    from mcagent.agent.storage import MIGRATIONS
 
     daemon = start_daemon(env=ENV, secrets=[KEYSTORE_PASSWORD])
     pa = daemon.new_business(ABN, "alice")

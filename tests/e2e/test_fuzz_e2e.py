@@ -40,8 +40,8 @@ from google.protobuf import message_factory
 from grpc_health.v1 import health_pb2
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+from mcagent.agent.api.v1 import agent_pb2
 
-from agent.api.v1 import agent_pb2
 from tests.e2e.conftest import Daemon
 
 pytestmark = pytest.mark.e2e

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from hsm.base import KeyType, SignatureAlgorithm
+from mcagent.hsm.base import KeyType, SignatureAlgorithm
+
 from tests.conftest import require_tool
 from tests.pkcs11_tool import list_objects, objects_by_label
 from tests.verify import openssl_verify

@@ -9,9 +9,9 @@ import threading
 
 import grpc
 import pytest
+from mcagent.agent.api.v1 import agent_pb2 as pb
+from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
 
-from agent.api.v1 import agent_pb2 as pb
-from agent.api.v1 import agent_pb2_grpc as pb_grpc
 from tests.conftest import KEYSTORE_PASSWORD
 from tests.e2e.certs import TestCA
 from tests.e2e.conftest import MCAGENT

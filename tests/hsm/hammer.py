@@ -11,8 +11,9 @@ import os
 import sys
 import threading
 
-from hsm import open_keystore
-from hsm.base import CreateKeyRequest, KeyType, SignatureAlgorithm, SignRequest
+from mcagent.hsm import open_keystore
+from mcagent.hsm.base import CreateKeyRequest, KeyType, SignatureAlgorithm, SignRequest
+
 from tests.verify import verify
 
 THREADS = 16

@@ -6,8 +6,8 @@ Used by tests/hsm/test_filestore.py, which kills this process at random moments.
 import os
 import sys
 
-from hsm.base import CreateKeyRequest, KeyType
-from hsm.filestore import FileKeyStore
+from mcagent.hsm.base import CreateKeyRequest, KeyType
+from mcagent.hsm.filestore import FileKeyStore
 
 
 def main() -> None:

@@ -7,9 +7,9 @@ import uuid
 import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from mcagent.hsm.base import CreateKeyRequest, KeyDeleter, KeyLister, KeyType, SignatureAlgorithm, SignRequest
+from mcagent.hsm.errors import KeyExists, KeyNotFound, Unsupported
 
-from hsm.base import CreateKeyRequest, KeyDeleter, KeyLister, KeyType, SignatureAlgorithm, SignRequest
-from hsm.errors import KeyExists, KeyNotFound, Unsupported
 from tests.verify import verify
 
 MESSAGE = b"<wst:RequestSecurityToken>sbr</wst:RequestSecurityToken>"
@@ -95,8 +95,7 @@ def test_delete_by_label_uri_destroys_the_key(store):
 @pytest.mark.parametrize("key_type", list(KeyType), ids=lambda kt: kt.value)
 def test_imported_key_signs_and_keeps_its_public_key(store, key_type):
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    from hsm.base import KeyImporter
+    from mcagent.hsm.base import KeyImporter
 
     assert isinstance(store, KeyImporter)
     private = (rsa.generate_private_key(65537, key_type.rsa_bits) if key_type.is_rsa
@@ -119,7 +118,7 @@ def test_unsupported_key_is_refused_on_import(store):
 
 
 def test_only_the_file_store_exports_keys(store):
-    from hsm.base import KeyExporter
+    from mcagent.hsm.base import KeyExporter
 
     info = store.create_key(CreateKeyRequest(label=_label(), key_type=KeyType.EC_P256))
     if store.scheme == "pkcs11":
@@ -152,8 +151,7 @@ def test_certificate_is_kept_next_to_the_key_and_goes_with_it(store):
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-
-    from hsm.base import CertificateStore
+    from mcagent.hsm.base import CertificateStore
 
     assert isinstance(store, CertificateStore)
     info = store.create_key(CreateKeyRequest(label=_label(), key_type=KeyType.EC_P256))

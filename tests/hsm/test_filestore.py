@@ -14,10 +14,10 @@ import threading
 import time
 
 import pytest
+from mcagent.hsm.base import CreateKeyRequest, KeyType, SignatureAlgorithm, SignRequest
+from mcagent.hsm.errors import AuthFailed, StoreCorrupted, StoreUnsafe
+from mcagent.hsm.filestore import FileKeyStore
 
-from hsm.base import CreateKeyRequest, KeyType, SignatureAlgorithm, SignRequest
-from hsm.errors import AuthFailed, StoreCorrupted, StoreUnsafe
-from hsm.filestore import FileKeyStore
 from tests.conftest import KEYSTORE_PASSWORD, REPO
 from tests.verify import verify
 

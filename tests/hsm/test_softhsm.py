@@ -11,10 +11,10 @@ import uuid
 
 import pkcs11
 import pytest
+from mcagent.hsm.base import CreateKeyRequest, KeyType, SignatureAlgorithm, SignRequest
+from mcagent.hsm.uri import Pkcs11URI
 from pkcs11 import Attribute, ObjectClass
 
-from hsm.base import CreateKeyRequest, KeyType, SignatureAlgorithm, SignRequest
-from hsm.uri import Pkcs11URI
 from tests.conftest import REPO
 from tests.pkcs11_tool import list_objects, objects_by_label
 from tests.verify import verify
@@ -141,14 +141,14 @@ def test_wrong_pin_is_refused_without_showing_it(softhsm):
 
 
 def test_pin_in_uri_is_refused(softhsm):
-    from hsm.errors import InvalidURI
+    from mcagent.hsm.errors import InvalidURI
 
     with pytest.raises(InvalidURI, match="must not carry a PIN"):
         Pkcs11URI.parse(f"pkcs11:token={softhsm.token};pin-value=1234")
 
 
 def test_missing_key_on_a_present_token_is_key_not_found(pkcs11_store):
-    from hsm.errors import KeyNotFound
+    from mcagent.hsm.errors import KeyNotFound
 
     uri = pkcs11_store.label_uri(f"never-created-{uuid.uuid4()}")
     with pytest.raises(KeyNotFound, match="no private key at"):

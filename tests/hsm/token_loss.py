@@ -14,9 +14,8 @@ import sys
 import time
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-from hsm import open_keystore
-from hsm.base import CreateKeyRequest, KeyType, SignatureAlgorithm, SignRequest
+from mcagent.hsm import open_keystore
+from mcagent.hsm.base import CreateKeyRequest, KeyType, SignatureAlgorithm, SignRequest
 
 ALGORITHM = SignatureAlgorithm.ECDSA_SHA256
 MESSAGE = b"token loss"

@@ -1,7 +1,6 @@
 import pytest
-
-from agent.domain.abn import normalise_abn
-from agent.domain.errors import InvalidArgument
+from mcagent.agent.domain.abn import normalise_abn
+from mcagent.agent.domain.errors import InvalidArgument
 
 
 @pytest.mark.parametrize("text", ["51 824 753 556", "51824753556", " 51 824 753 556 "])

@@ -7,9 +7,8 @@ import datetime as dt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-from agent.domain import certificates
-from agent.domain.errors import InvalidArgument
+from mcagent.agent.domain import certificates
+from mcagent.agent.domain.errors import InvalidArgument
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

@@ -9,11 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-
-from agent.api.v1 import agent_pb2 as pb
-from cli import output
-from cli.commands import Context, credential
-from cli.output import Output
+from mcagent.agent.api.v1 import agent_pb2 as pb
+from mcagent.cli import output
+from mcagent.cli.commands import Context, credential
+from mcagent.cli.output import Output
 
 
 def _credential() -> pb.Credential:

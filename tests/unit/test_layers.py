@@ -16,12 +16,16 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 # package (folder) -> module prefixes it must never import
 FORBIDDEN = {
-    "agent/domain": ["agent.storage", "agent.server", "agent.keys", "agent.app", "agent.config", "agent.api",
-                     "grpc", "sqlite3", "psycopg", "cli"],
-    "agent/storage": ["agent.server", "agent.app", "agent.keys", "grpc", "cli"],
-    "agent/keys.py": ["agent.server", "agent.app", "agent.storage", "grpc", "cli"],
-    "agent/server": ["cli"],
-    "hsm": ["agent", "cli", "grpc"],
+    "agent/domain": ["mcagent.agent.storage", "mcagent.agent.server", "mcagent.agent.keys", "mcagent.agent.app",
+                     "mcagent.agent.config", "mcagent.agent.api", "grpc", "sqlite3", "psycopg", "mcagent.cli"],
+    "agent/storage": ["mcagent.agent.server", "mcagent.agent.app", "mcagent.agent.keys", "grpc", "mcagent.cli"],
+    "agent/keys.py": ["mcagent.agent.server", "mcagent.agent.app", "mcagent.agent.storage", "grpc", "mcagent.cli"],
+    "agent/server": ["mcagent.cli"],
+    "hsm": ["mcagent.agent", "mcagent.cli", "grpc"],
+    # the installed names only: a bare `agent`, `hsm` or `cli` import works only from a checkout
+    "agent": ["agent", "hsm", "cli"],
+    "cli": ["agent", "hsm", "cli"],
+    "hsm/": ["agent", "hsm", "cli"],
 }
 
 
@@ -36,7 +40,7 @@ def _imports(path: pathlib.Path) -> list[tuple[int, str]]:
 
 
 def _files(where: str) -> list[pathlib.Path]:
-    path = REPO / where
+    path = REPO / where.rstrip("/")
     return [path] if path.suffix == ".py" else sorted(path.rglob("*.py"))
 
 
@@ -53,8 +57,8 @@ def test_no_upward_import(where):
 def test_the_rule_sees_a_violation(tmp_path):
     """The parser is not blind: a planted upward import is found."""
     planted = tmp_path / "x.py"
-    planted.write_text("import sqlite3\nfrom agent.storage import Storage\n")
-    assert [name for _, name in _imports(planted)] == ["sqlite3", "agent.storage"]
+    planted.write_text("import sqlite3\nfrom mcagent.agent.storage import Storage\nimport hsm.base\n")
+    assert [name for _, name in _imports(planted)] == ["sqlite3", "mcagent.agent.storage", "hsm.base"]
 
 
 def test_no_module_over_400_lines_in_agent_or_cli():

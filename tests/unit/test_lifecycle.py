@@ -6,8 +6,7 @@ import datetime as dt
 import itertools
 
 import pytest
-
-from agent.domain.credential import (
+from mcagent.agent.domain.credential import (
     GRACE_PERIOD,
     CredentialStatus,
     Transition,
@@ -17,7 +16,7 @@ from agent.domain.credential import (
     reminders_due,
     window_end,
 )
-from agent.domain.errors import FailedPrecondition
+from mcagent.agent.domain.errors import FailedPrecondition
 
 S = CredentialStatus
 T = Transition

@@ -5,9 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-
-from agent.domain.errors import InvalidArgument
-from agent.domain.notification import check_dates, check_software_ids
+from mcagent.agent.domain.errors import InvalidArgument
+from mcagent.agent.domain.notification import check_dates, check_software_ids
 
 TODAY = dt.date(2026, 3, 2)
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-
-from agent.domain.policy import ALLOWED, MANAGES, Action, Role, may, may_manage
+from mcagent.agent.domain.policy import ALLOWED, MANAGES, Action, Role, may, may_manage
 
 PA = Role.PRINCIPAL_AUTHORITY
 AA = Role.AUTHORISATION_ADMINISTRATOR

@@ -1,8 +1,7 @@
 import pytest
-
-from hsm.base import KeyType, SignatureAlgorithm
-from hsm.errors import InvalidURI
-from hsm.uri import FileURI, Pkcs11URI
+from mcagent.hsm.base import KeyType, SignatureAlgorithm
+from mcagent.hsm.errors import InvalidURI
+from mcagent.hsm.uri import FileURI, Pkcs11URI
 
 
 def test_pkcs11_uri_round_trip_with_binary_id_and_odd_label():

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from agent.api.v1 import agent_pb2 as agent_dot_api_dot_v1_dot_agent__pb2
+from mcagent.agent.api.v1 import agent_pb2 as mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in agent/api/v1/agent_pb2_grpc.py depends on'
+        + ' but the generated code in mcagent/agent/api/v1/agent_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,28 +36,28 @@ class BusinessServiceStub:
         """
         self.RegisterBusiness = channel.unary_unary(
                 '/mcagent.v1.BusinessService/RegisterBusiness',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.RegisterBusinessRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Business.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RegisterBusinessRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Business.FromString,
                 _registered_method=True)
         self.GetBusiness = channel.unary_unary(
                 '/mcagent.v1.BusinessService/GetBusiness',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.GetBusinessRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Business.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetBusinessRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Business.FromString,
                 _registered_method=True)
         self.GrantRole = channel.unary_unary(
                 '/mcagent.v1.BusinessService/GrantRole',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.RoleRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.RoleGrant.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RoleRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RoleGrant.FromString,
                 _registered_method=True)
         self.RemoveRole = channel.unary_unary(
                 '/mcagent.v1.BusinessService/RemoveRole',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.RoleRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.RemoveRoleResponse.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RoleRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RemoveRoleResponse.FromString,
                 _registered_method=True)
         self.ListRoles = channel.unary_unary(
                 '/mcagent.v1.BusinessService/ListRoles',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListRolesRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListRolesResponse.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListRolesRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListRolesResponse.FromString,
                 _registered_method=True)
 
 
@@ -100,28 +100,28 @@ def add_BusinessServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'RegisterBusiness': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterBusiness,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.RegisterBusinessRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Business.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RegisterBusinessRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Business.SerializeToString,
             ),
             'GetBusiness': grpc.unary_unary_rpc_method_handler(
                     servicer.GetBusiness,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.GetBusinessRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Business.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetBusinessRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Business.SerializeToString,
             ),
             'GrantRole': grpc.unary_unary_rpc_method_handler(
                     servicer.GrantRole,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.RoleRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.RoleGrant.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RoleRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RoleGrant.SerializeToString,
             ),
             'RemoveRole': grpc.unary_unary_rpc_method_handler(
                     servicer.RemoveRole,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.RoleRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.RemoveRoleResponse.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RoleRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RemoveRoleResponse.SerializeToString,
             ),
             'ListRoles': grpc.unary_unary_rpc_method_handler(
                     servicer.ListRoles,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListRolesRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListRolesResponse.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListRolesRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListRolesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -149,8 +149,8 @@ class BusinessService:
             request,
             target,
             '/mcagent.v1.BusinessService/RegisterBusiness',
-            agent_dot_api_dot_v1_dot_agent__pb2.RegisterBusinessRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.Business.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RegisterBusinessRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Business.FromString,
             options,
             channel_credentials,
             insecure,
@@ -176,8 +176,8 @@ class BusinessService:
             request,
             target,
             '/mcagent.v1.BusinessService/GetBusiness',
-            agent_dot_api_dot_v1_dot_agent__pb2.GetBusinessRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.Business.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetBusinessRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Business.FromString,
             options,
             channel_credentials,
             insecure,
@@ -203,8 +203,8 @@ class BusinessService:
             request,
             target,
             '/mcagent.v1.BusinessService/GrantRole',
-            agent_dot_api_dot_v1_dot_agent__pb2.RoleRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.RoleGrant.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RoleRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RoleGrant.FromString,
             options,
             channel_credentials,
             insecure,
@@ -230,8 +230,8 @@ class BusinessService:
             request,
             target,
             '/mcagent.v1.BusinessService/RemoveRole',
-            agent_dot_api_dot_v1_dot_agent__pb2.RoleRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.RemoveRoleResponse.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RoleRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RemoveRoleResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -257,8 +257,8 @@ class BusinessService:
             request,
             target,
             '/mcagent.v1.BusinessService/ListRoles',
-            agent_dot_api_dot_v1_dot_agent__pb2.ListRolesRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.ListRolesResponse.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListRolesRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListRolesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -283,18 +283,18 @@ class PrincipalServiceStub:
         """
         self.CreatePrincipal = channel.unary_unary(
                 '/mcagent.v1.PrincipalService/CreatePrincipal',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.CreatePrincipalRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.CreatePrincipalResponse.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CreatePrincipalRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CreatePrincipalResponse.FromString,
                 _registered_method=True)
         self.ListPrincipals = channel.unary_unary(
                 '/mcagent.v1.PrincipalService/ListPrincipals',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListPrincipalsRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListPrincipalsResponse.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListPrincipalsRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListPrincipalsResponse.FromString,
                 _registered_method=True)
         self.WhoAmI = channel.unary_unary(
                 '/mcagent.v1.PrincipalService/WhoAmI',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.WhoAmIRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.WhoAmIResponse.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.WhoAmIResponse.FromString,
                 _registered_method=True)
 
 
@@ -326,18 +326,18 @@ def add_PrincipalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CreatePrincipal': grpc.unary_unary_rpc_method_handler(
                     servicer.CreatePrincipal,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.CreatePrincipalRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.CreatePrincipalResponse.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CreatePrincipalRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CreatePrincipalResponse.SerializeToString,
             ),
             'ListPrincipals': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPrincipals,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListPrincipalsRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListPrincipalsResponse.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListPrincipalsRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListPrincipalsResponse.SerializeToString,
             ),
             'WhoAmI': grpc.unary_unary_rpc_method_handler(
                     servicer.WhoAmI,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.WhoAmIRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.WhoAmIResponse.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.WhoAmIRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.WhoAmIResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -367,8 +367,8 @@ class PrincipalService:
             request,
             target,
             '/mcagent.v1.PrincipalService/CreatePrincipal',
-            agent_dot_api_dot_v1_dot_agent__pb2.CreatePrincipalRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.CreatePrincipalResponse.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CreatePrincipalRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CreatePrincipalResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -394,8 +394,8 @@ class PrincipalService:
             request,
             target,
             '/mcagent.v1.PrincipalService/ListPrincipals',
-            agent_dot_api_dot_v1_dot_agent__pb2.ListPrincipalsRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.ListPrincipalsResponse.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListPrincipalsRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListPrincipalsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -421,8 +421,8 @@ class PrincipalService:
             request,
             target,
             '/mcagent.v1.PrincipalService/WhoAmI',
-            agent_dot_api_dot_v1_dot_agent__pb2.WhoAmIRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.WhoAmIResponse.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.WhoAmIRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.WhoAmIResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -445,83 +445,83 @@ class CredentialServiceStub:
         """
         self.GetMachineTerms = channel.unary_unary(
                 '/mcagent.v1.CredentialService/GetMachineTerms',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.GetMachineTermsRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.MachineTerms.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetMachineTermsRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.MachineTerms.FromString,
                 _registered_method=True)
         self.GetCsr = channel.unary_unary(
                 '/mcagent.v1.CredentialService/GetCsr',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.CredentialRef.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Pem.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CredentialRef.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Pem.FromString,
                 _registered_method=True)
         self.GetCertificateChain = channel.unary_unary(
                 '/mcagent.v1.CredentialService/GetCertificateChain',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.CredentialRef.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Pem.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CredentialRef.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Pem.FromString,
                 _registered_method=True)
         self.InstallCertificate = channel.unary_unary(
                 '/mcagent.v1.CredentialService/InstallCertificate',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.InstallCertificateRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.InstallCertificateRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
                 _registered_method=True)
         self.ImportCredential = channel.unary_unary(
                 '/mcagent.v1.CredentialService/ImportCredential',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ImportCredentialRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialResponse.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ImportCredentialRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialResponse.FromString,
                 _registered_method=True)
         self.ExportCredential = channel.unary_unary(
                 '/mcagent.v1.CredentialService/ExportCredential',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ExportCredentialRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ExportCredentialResponse.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ExportCredentialRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ExportCredentialResponse.FromString,
                 _registered_method=True)
         self.InspectKeystore = channel.unary_unary(
                 '/mcagent.v1.CredentialService/InspectKeystore',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.InspectKeystoreRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.InspectKeystoreResponse.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.InspectKeystoreRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.InspectKeystoreResponse.FromString,
                 _registered_method=True)
         self.CreateCredential = channel.unary_unary(
                 '/mcagent.v1.CredentialService/CreateCredential',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialResponse.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialResponse.FromString,
                 _registered_method=True)
         self.RevokeCredential = channel.unary_unary(
                 '/mcagent.v1.CredentialService/RevokeCredential',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.RevokeCredentialRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RevokeCredentialRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
                 _registered_method=True)
         self.ClaimCredential = channel.unary_unary(
                 '/mcagent.v1.CredentialService/ClaimCredential',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ClaimCredentialRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ClaimCredentialRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
                 _registered_method=True)
         self.Permissions = channel.unary_unary(
                 '/mcagent.v1.CredentialService/Permissions',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.PermissionsRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.PermissionsResponse.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.PermissionsRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.PermissionsResponse.FromString,
                 _registered_method=True)
         self.GetCredential = channel.unary_unary(
                 '/mcagent.v1.CredentialService/GetCredential',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.GetCredentialRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetCredentialRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
                 _registered_method=True)
         self.ListCredentials = channel.unary_unary(
                 '/mcagent.v1.CredentialService/ListCredentials',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListCredentialsRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListCredentialsResponse.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListCredentialsRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListCredentialsResponse.FromString,
                 _registered_method=True)
         self.GetPublicKey = channel.unary_unary(
                 '/mcagent.v1.CredentialService/GetPublicKey',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.GetPublicKeyRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.PublicKey.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetPublicKeyRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.PublicKey.FromString,
                 _registered_method=True)
         self.Sign = channel.unary_unary(
                 '/mcagent.v1.CredentialService/Sign',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.SignRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.SignResponse.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignResponse.FromString,
                 _registered_method=True)
         self.SignBatch = channel.unary_unary(
                 '/mcagent.v1.CredentialService/SignBatch',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.SignBatchRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.SignBatchResponse.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignBatchRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignBatchResponse.FromString,
                 _registered_method=True)
 
 
@@ -632,83 +632,83 @@ def add_CredentialServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'GetMachineTerms': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMachineTerms,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.GetMachineTermsRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.MachineTerms.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetMachineTermsRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.MachineTerms.SerializeToString,
             ),
             'GetCsr': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCsr,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.CredentialRef.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Pem.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CredentialRef.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Pem.SerializeToString,
             ),
             'GetCertificateChain': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCertificateChain,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.CredentialRef.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Pem.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CredentialRef.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Pem.SerializeToString,
             ),
             'InstallCertificate': grpc.unary_unary_rpc_method_handler(
                     servicer.InstallCertificate,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.InstallCertificateRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Credential.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.InstallCertificateRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Credential.SerializeToString,
             ),
             'ImportCredential': grpc.unary_unary_rpc_method_handler(
                     servicer.ImportCredential,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ImportCredentialRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialResponse.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ImportCredentialRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialResponse.SerializeToString,
             ),
             'ExportCredential': grpc.unary_unary_rpc_method_handler(
                     servicer.ExportCredential,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ExportCredentialRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ExportCredentialResponse.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ExportCredentialRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ExportCredentialResponse.SerializeToString,
             ),
             'InspectKeystore': grpc.unary_unary_rpc_method_handler(
                     servicer.InspectKeystore,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.InspectKeystoreRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.InspectKeystoreResponse.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.InspectKeystoreRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.InspectKeystoreResponse.SerializeToString,
             ),
             'CreateCredential': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateCredential,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialResponse.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialResponse.SerializeToString,
             ),
             'RevokeCredential': grpc.unary_unary_rpc_method_handler(
                     servicer.RevokeCredential,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.RevokeCredentialRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Credential.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RevokeCredentialRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Credential.SerializeToString,
             ),
             'ClaimCredential': grpc.unary_unary_rpc_method_handler(
                     servicer.ClaimCredential,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ClaimCredentialRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Credential.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ClaimCredentialRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Credential.SerializeToString,
             ),
             'Permissions': grpc.unary_unary_rpc_method_handler(
                     servicer.Permissions,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.PermissionsRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.PermissionsResponse.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.PermissionsRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.PermissionsResponse.SerializeToString,
             ),
             'GetCredential': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCredential,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.GetCredentialRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Credential.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetCredentialRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Credential.SerializeToString,
             ),
             'ListCredentials': grpc.unary_unary_rpc_method_handler(
                     servicer.ListCredentials,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListCredentialsRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListCredentialsResponse.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListCredentialsRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListCredentialsResponse.SerializeToString,
             ),
             'GetPublicKey': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPublicKey,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.GetPublicKeyRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.PublicKey.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetPublicKeyRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.PublicKey.SerializeToString,
             ),
             'Sign': grpc.unary_unary_rpc_method_handler(
                     servicer.Sign,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.SignRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.SignResponse.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignResponse.SerializeToString,
             ),
             'SignBatch': grpc.unary_unary_rpc_method_handler(
                     servicer.SignBatch,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.SignBatchRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.SignBatchResponse.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignBatchRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -736,8 +736,8 @@ class CredentialService:
             request,
             target,
             '/mcagent.v1.CredentialService/GetMachineTerms',
-            agent_dot_api_dot_v1_dot_agent__pb2.GetMachineTermsRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.MachineTerms.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetMachineTermsRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.MachineTerms.FromString,
             options,
             channel_credentials,
             insecure,
@@ -763,8 +763,8 @@ class CredentialService:
             request,
             target,
             '/mcagent.v1.CredentialService/GetCsr',
-            agent_dot_api_dot_v1_dot_agent__pb2.CredentialRef.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.Pem.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CredentialRef.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Pem.FromString,
             options,
             channel_credentials,
             insecure,
@@ -790,8 +790,8 @@ class CredentialService:
             request,
             target,
             '/mcagent.v1.CredentialService/GetCertificateChain',
-            agent_dot_api_dot_v1_dot_agent__pb2.CredentialRef.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.Pem.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CredentialRef.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Pem.FromString,
             options,
             channel_credentials,
             insecure,
@@ -817,8 +817,8 @@ class CredentialService:
             request,
             target,
             '/mcagent.v1.CredentialService/InstallCertificate',
-            agent_dot_api_dot_v1_dot_agent__pb2.InstallCertificateRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.InstallCertificateRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
             options,
             channel_credentials,
             insecure,
@@ -844,8 +844,8 @@ class CredentialService:
             request,
             target,
             '/mcagent.v1.CredentialService/ImportCredential',
-            agent_dot_api_dot_v1_dot_agent__pb2.ImportCredentialRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialResponse.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ImportCredentialRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -871,8 +871,8 @@ class CredentialService:
             request,
             target,
             '/mcagent.v1.CredentialService/ExportCredential',
-            agent_dot_api_dot_v1_dot_agent__pb2.ExportCredentialRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.ExportCredentialResponse.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ExportCredentialRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ExportCredentialResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -898,8 +898,8 @@ class CredentialService:
             request,
             target,
             '/mcagent.v1.CredentialService/InspectKeystore',
-            agent_dot_api_dot_v1_dot_agent__pb2.InspectKeystoreRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.InspectKeystoreResponse.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.InspectKeystoreRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.InspectKeystoreResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -925,8 +925,8 @@ class CredentialService:
             request,
             target,
             '/mcagent.v1.CredentialService/CreateCredential',
-            agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialResponse.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CreateCredentialResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -952,8 +952,8 @@ class CredentialService:
             request,
             target,
             '/mcagent.v1.CredentialService/RevokeCredential',
-            agent_dot_api_dot_v1_dot_agent__pb2.RevokeCredentialRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RevokeCredentialRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
             options,
             channel_credentials,
             insecure,
@@ -979,8 +979,8 @@ class CredentialService:
             request,
             target,
             '/mcagent.v1.CredentialService/ClaimCredential',
-            agent_dot_api_dot_v1_dot_agent__pb2.ClaimCredentialRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ClaimCredentialRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1006,8 +1006,8 @@ class CredentialService:
             request,
             target,
             '/mcagent.v1.CredentialService/Permissions',
-            agent_dot_api_dot_v1_dot_agent__pb2.PermissionsRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.PermissionsResponse.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.PermissionsRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.PermissionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1033,8 +1033,8 @@ class CredentialService:
             request,
             target,
             '/mcagent.v1.CredentialService/GetCredential',
-            agent_dot_api_dot_v1_dot_agent__pb2.GetCredentialRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetCredentialRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1060,8 +1060,8 @@ class CredentialService:
             request,
             target,
             '/mcagent.v1.CredentialService/ListCredentials',
-            agent_dot_api_dot_v1_dot_agent__pb2.ListCredentialsRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.ListCredentialsResponse.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListCredentialsRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListCredentialsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1087,8 +1087,8 @@ class CredentialService:
             request,
             target,
             '/mcagent.v1.CredentialService/GetPublicKey',
-            agent_dot_api_dot_v1_dot_agent__pb2.GetPublicKeyRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.PublicKey.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetPublicKeyRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.PublicKey.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1114,8 +1114,8 @@ class CredentialService:
             request,
             target,
             '/mcagent.v1.CredentialService/Sign',
-            agent_dot_api_dot_v1_dot_agent__pb2.SignRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.SignResponse.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1141,8 +1141,8 @@ class CredentialService:
             request,
             target,
             '/mcagent.v1.CredentialService/SignBatch',
-            agent_dot_api_dot_v1_dot_agent__pb2.SignBatchRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.SignBatchResponse.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignBatchRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1165,13 +1165,13 @@ class AuditServiceStub:
         """
         self.ListAudit = channel.unary_unary(
                 '/mcagent.v1.AuditService/ListAudit',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListAuditRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListAuditResponse.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListAuditResponse.FromString,
                 _registered_method=True)
         self.VerifyAudit = channel.unary_unary(
                 '/mcagent.v1.AuditService/VerifyAudit',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.VerifyAuditRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.VerifyAuditResponse.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.VerifyAuditRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.VerifyAuditResponse.FromString,
                 _registered_method=True)
 
 
@@ -1196,13 +1196,13 @@ def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'ListAudit': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAudit,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListAuditRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListAuditResponse.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListAuditRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListAuditResponse.SerializeToString,
             ),
             'VerifyAudit': grpc.unary_unary_rpc_method_handler(
                     servicer.VerifyAudit,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.VerifyAuditRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.VerifyAuditResponse.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.VerifyAuditRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.VerifyAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1230,8 +1230,8 @@ class AuditService:
             request,
             target,
             '/mcagent.v1.AuditService/ListAudit',
-            agent_dot_api_dot_v1_dot_agent__pb2.ListAuditRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.ListAuditResponse.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListAuditRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1257,8 +1257,8 @@ class AuditService:
             request,
             target,
             '/mcagent.v1.AuditService/VerifyAudit',
-            agent_dot_api_dot_v1_dot_agent__pb2.VerifyAuditRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.VerifyAuditResponse.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.VerifyAuditRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.VerifyAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1281,43 +1281,43 @@ class NotificationServiceStub:
         """
         self.AddNotification = channel.unary_unary(
                 '/mcagent.v1.NotificationService/AddNotification',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.AddNotificationRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.AddNotificationRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
                 _registered_method=True)
         self.RequestNotification = channel.unary_unary(
                 '/mcagent.v1.NotificationService/RequestNotification',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.RequestNotificationRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RequestNotificationRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
                 _registered_method=True)
         self.AcceptNotification = channel.unary_unary(
                 '/mcagent.v1.NotificationService/AcceptNotification',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.AcceptNotificationRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.AcceptNotificationRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
                 _registered_method=True)
         self.EditNotification = channel.unary_unary(
                 '/mcagent.v1.NotificationService/EditNotification',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.EditNotificationRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.EditNotificationRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
                 _registered_method=True)
         self.RemoveNotification = channel.unary_unary(
                 '/mcagent.v1.NotificationService/RemoveNotification',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.RemoveNotificationRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RemoveNotificationRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
                 _registered_method=True)
         self.GetNotification = channel.unary_unary(
                 '/mcagent.v1.NotificationService/GetNotification',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.GetNotificationRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetNotificationRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
                 _registered_method=True)
         self.ListNotifications = channel.unary_unary(
                 '/mcagent.v1.NotificationService/ListNotifications',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListNotificationsRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListNotificationsResponse.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListNotificationsRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListNotificationsResponse.FromString,
                 _registered_method=True)
         self.ListAgencies = channel.unary_unary(
                 '/mcagent.v1.NotificationService/ListAgencies',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesResponse.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesResponse.FromString,
                 _registered_method=True)
 
 
@@ -1377,43 +1377,43 @@ def add_NotificationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'AddNotification': grpc.unary_unary_rpc_method_handler(
                     servicer.AddNotification,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.AddNotificationRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.AddNotificationRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Notification.SerializeToString,
             ),
             'RequestNotification': grpc.unary_unary_rpc_method_handler(
                     servicer.RequestNotification,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.RequestNotificationRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RequestNotificationRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Notification.SerializeToString,
             ),
             'AcceptNotification': grpc.unary_unary_rpc_method_handler(
                     servicer.AcceptNotification,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.AcceptNotificationRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.AcceptNotificationRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Notification.SerializeToString,
             ),
             'EditNotification': grpc.unary_unary_rpc_method_handler(
                     servicer.EditNotification,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.EditNotificationRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.EditNotificationRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Notification.SerializeToString,
             ),
             'RemoveNotification': grpc.unary_unary_rpc_method_handler(
                     servicer.RemoveNotification,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.RemoveNotificationRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RemoveNotificationRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Notification.SerializeToString,
             ),
             'GetNotification': grpc.unary_unary_rpc_method_handler(
                     servicer.GetNotification,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.GetNotificationRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Notification.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetNotificationRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Notification.SerializeToString,
             ),
             'ListNotifications': grpc.unary_unary_rpc_method_handler(
                     servicer.ListNotifications,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListNotificationsRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListNotificationsResponse.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListNotificationsRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListNotificationsResponse.SerializeToString,
             ),
             'ListAgencies': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAgencies,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesResponse.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1441,8 +1441,8 @@ class NotificationService:
             request,
             target,
             '/mcagent.v1.NotificationService/AddNotification',
-            agent_dot_api_dot_v1_dot_agent__pb2.AddNotificationRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.AddNotificationRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1468,8 +1468,8 @@ class NotificationService:
             request,
             target,
             '/mcagent.v1.NotificationService/RequestNotification',
-            agent_dot_api_dot_v1_dot_agent__pb2.RequestNotificationRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RequestNotificationRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1495,8 +1495,8 @@ class NotificationService:
             request,
             target,
             '/mcagent.v1.NotificationService/AcceptNotification',
-            agent_dot_api_dot_v1_dot_agent__pb2.AcceptNotificationRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.AcceptNotificationRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1522,8 +1522,8 @@ class NotificationService:
             request,
             target,
             '/mcagent.v1.NotificationService/EditNotification',
-            agent_dot_api_dot_v1_dot_agent__pb2.EditNotificationRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.EditNotificationRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1549,8 +1549,8 @@ class NotificationService:
             request,
             target,
             '/mcagent.v1.NotificationService/RemoveNotification',
-            agent_dot_api_dot_v1_dot_agent__pb2.RemoveNotificationRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RemoveNotificationRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1576,8 +1576,8 @@ class NotificationService:
             request,
             target,
             '/mcagent.v1.NotificationService/GetNotification',
-            agent_dot_api_dot_v1_dot_agent__pb2.GetNotificationRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetNotificationRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Notification.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1603,8 +1603,8 @@ class NotificationService:
             request,
             target,
             '/mcagent.v1.NotificationService/ListNotifications',
-            agent_dot_api_dot_v1_dot_agent__pb2.ListNotificationsRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.ListNotificationsResponse.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListNotificationsRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListNotificationsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1630,8 +1630,8 @@ class NotificationService:
             request,
             target,
             '/mcagent.v1.NotificationService/ListAgencies',
-            agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesResponse.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.ListAgenciesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1655,18 +1655,18 @@ class CAServiceStub:
         """
         self.InitCA = channel.unary_unary(
                 '/mcagent.v1.CAService/InitCA',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.InitCARequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.CACertificates.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.InitCARequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CACertificates.FromString,
                 _registered_method=True)
         self.GetCACertificates = channel.unary_unary(
                 '/mcagent.v1.CAService/GetCACertificates',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.GetCACertificatesRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.CACertificates.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetCACertificatesRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CACertificates.FromString,
                 _registered_method=True)
         self.GetCRL = channel.unary_unary(
                 '/mcagent.v1.CAService/GetCRL',
-                request_serializer=agent_dot_api_dot_v1_dot_agent__pb2.GetCRLRequest.SerializeToString,
-                response_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.Pem.FromString,
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetCRLRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Pem.FromString,
                 _registered_method=True)
 
 
@@ -1698,18 +1698,18 @@ def add_CAServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'InitCA': grpc.unary_unary_rpc_method_handler(
                     servicer.InitCA,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.InitCARequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.CACertificates.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.InitCARequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CACertificates.SerializeToString,
             ),
             'GetCACertificates': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCACertificates,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.GetCACertificatesRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.CACertificates.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetCACertificatesRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CACertificates.SerializeToString,
             ),
             'GetCRL': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCRL,
-                    request_deserializer=agent_dot_api_dot_v1_dot_agent__pb2.GetCRLRequest.FromString,
-                    response_serializer=agent_dot_api_dot_v1_dot_agent__pb2.Pem.SerializeToString,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetCRLRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Pem.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1738,8 +1738,8 @@ class CAService:
             request,
             target,
             '/mcagent.v1.CAService/InitCA',
-            agent_dot_api_dot_v1_dot_agent__pb2.InitCARequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.CACertificates.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.InitCARequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CACertificates.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1765,8 +1765,8 @@ class CAService:
             request,
             target,
             '/mcagent.v1.CAService/GetCACertificates',
-            agent_dot_api_dot_v1_dot_agent__pb2.GetCACertificatesRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.CACertificates.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetCACertificatesRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.CACertificates.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1792,8 +1792,8 @@ class CAService:
             request,
             target,
             '/mcagent.v1.CAService/GetCRL',
-            agent_dot_api_dot_v1_dot_agent__pb2.GetCRLRequest.SerializeToString,
-            agent_dot_api_dot_v1_dot_agent__pb2.Pem.FromString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.GetCRLRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Pem.FromString,
             options,
             channel_credentials,
             insecure,
