@@ -37,6 +37,11 @@ def create(ctx: Context) -> None:
             accepted_terms_version=accepted,
         )
     )
+    _print_created(ctx, created)
+
+
+def _print_created(ctx: Context, created: pb.CreateCredentialResponse) -> None:
+    """Create and import answer alike: the id (JSON: the credential, with any renewal notice)."""
     if ctx.out.json:
         ctx.out.document(output.created_document(created))
         return
@@ -141,7 +146,7 @@ def import_credential(ctx: Context) -> None:
     else:
         request.pkcs12 = read_file(args.pkcs12, "--pkcs12")
     created = client.credentials.ImportCredential(request)
-    ctx.out.result(created, created.credential.id)
+    _print_created(ctx, created)
 
 
 def export(ctx: Context) -> None:

@@ -183,7 +183,7 @@ def test_import_picks_the_alias_into_the_token_and_registers_the_business(both_d
         "credential", "import", "--keystore", str(FIXTURES / "two-abns.keystore.xml"), "--alias",
         "ABRD:53004085616_desk-1", "--backend", "pkcs11", "--principal-authority", "olga", "--accept-terms", "--json",
         env=FIXTURE_PASSWORD).stdout)
-    credential = imported["credential"]
+    credential = imported
     assert credential["abn"] == "53004085616" and credential["name"] == "desk-1"
     assert credential["key_uri"].startswith("pkcs11:")
     assert both_daemon.ok("business", "lookup", "--abn", "53004085616").strip().endswith("Other Pty Ltd")
@@ -211,7 +211,7 @@ def test_round_trip_file_credential_to_keystore_xml_into_the_token(both_daemon, 
                                  "ABRD:51824753556_server-1", "--backend", "pkcs11", "--accept-terms", "--json",
                                  env={"MCAGENT_IMPORT_PASSWORD": EXPORT_PASSWORD}).stdout)
     assert imported["replaces_id"] == original["id"]  # same name, same business: a renewal
-    credential = imported["credential"]
+    credential = imported  # the same shape as `credential create --json`
     assert credential["key_uri"].startswith("pkcs11:")
     chain = _split_pem(pa.ok("credential", "certificate", credential["id"]))
     assert chain == _split_pem(pa.ok("credential", "certificate", original["id"]))
@@ -237,11 +237,11 @@ def test_pkcs12_export_and_import(both_daemon, tmp_path):
     assert openssl_read.returncode == 0 and b"CN = server-1" in openssl_read.stdout, openssl_read.stderr
     imported = json.loads(pa.cli("credential", "import", "--pkcs12", str(p12), "--backend", "pkcs11",
                                  "--accept-terms", "--json", env={"MCAGENT_IMPORT_PASSWORD": EXPORT_PASSWORD}).stdout)
-    chain = _split_pem(pa.ok("credential", "certificate", imported["credential"]["id"]))
+    chain = _split_pem(pa.ok("credential", "certificate", imported["id"]))
     message = tmp_path / "m"
     message.write_bytes(b"m")
     signature = tmp_path / "s"
-    pa.ok("credential", "sign", imported["credential"]["id"], "--in", str(message), "--out", str(signature))
+    pa.ok("credential", "sign", imported["id"], "--in", str(message), "--out", str(signature))
     x509.load_pem_x509_certificate(chain[0].encode()).public_key().verify(
         signature.read_bytes(), b"m", ec.ECDSA(hashes.SHA256()))
 

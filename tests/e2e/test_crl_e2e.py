@@ -94,7 +94,7 @@ def test_an_imported_pkcs12_whose_leaf_is_ours_goes_on_the_crl_when_revoked(file
     assert result.returncode == 0, result.stderr
     imported = json.loads(pa.cli("credential", "import", "--pkcs12", str(p12), "--backend", "file",
                                  "--accept-terms", "--json", env={"MCAGENT_IMPORT_PASSWORD": EXPORT_PASSWORD}).stdout)
-    imported_id = imported["credential"]["id"]
+    imported_id = imported["id"]
     assert _split_pem(pa.ok("credential", "certificate", imported_id))[0] == (tmp_path / "leaf.pem").read_text()
     pa.ok("credential", "revoke", imported_id, "--yes")  # only the imported one
     crl = pa.ok("ca", "crl")
