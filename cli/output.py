@@ -56,7 +56,7 @@ def document(message: Message) -> dict[str, Any]:
 
 
 def created_document(created: pb.CreateCredentialResponse) -> dict[str, Any]:
-    """What `credential create` and `import` print with --json: the Credential, with the renewal notice beside its fields."""
+    """What `credential create` and `import` print with --json: the Credential, renewal notice beside it."""
     result = document(created.credential)
     if created.notice:
         result.update(notice=created.notice, replaces_id=created.replaces_id)
