@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import json
 import os
 import pathlib
 import signal
@@ -68,6 +69,17 @@ class Daemon:
 
     def log(self) -> str:
         return self.log_path.read_text()
+
+    def audit(self) -> list[dict]:
+        """Every audit entry, oldest first, read page by page as the local administrator."""
+        entries, after = [], 0
+        while True:
+            page = json.loads(self.as_principal(None).ok("audit", "list", "--limit", "1000", "--after", str(after),
+                                                         "--json"))
+            entries += page.get("entries", [])
+            after = int(page.get("next_after", 0))
+            if not after:
+                return entries
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)

@@ -22,17 +22,6 @@ def _stub(daemon: Daemon, service=pb_grpc.CredentialServiceStub):
     return channel, service(channel), metadata
 
 
-def _audit(daemon: Daemon) -> list[dict]:
-    entries, after = [], 0
-    while True:
-        page = json.loads(daemon.as_principal(None).ok("audit", "list", "--limit", "1000", "--after", str(after),
-                                                       "--json"))
-        entries += page.get("entries", [])
-        after = int(page.get("next_after", 0))
-        if not after:
-            return entries
-
-
 @pytest.fixture
 def pa(file_daemon):
     return file_daemon.new_business(ABN, "pa")
@@ -104,7 +93,7 @@ def test_the_daemon_refuses_a_planted_database_link_and_a_shared_data_dir(tmp_pa
 def test_a_principal_with_no_role_cannot_amplify_the_audit_log(file_daemon):
     nobody = file_daemon.new_principal("nobody")
     database = file_daemon.data_dir / "mcagent.db"
-    before = len(_audit(file_daemon))
+    before = len(file_daemon.audit())
     huge = "n" * 1_500_000  # twice in one message: under the 4 MB limit
     channel, stub, metadata = _stub(nobody)
     with channel:
@@ -113,7 +102,7 @@ def test_a_principal_with_no_role_cannot_amplify_the_audit_log(file_daemon):
                 stub.CreateCredential(pb.CreateCredentialRequest(abn=ABN, name=huge, store=huge), metadata=metadata)
             assert refused.value.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT,
                                              grpc.StatusCode.PERMISSION_DENIED)
-    entries = _audit(file_daemon)[before:]
+    entries = file_daemon.audit()[before:]
     assert len(entries) == 10
     for entry in entries:  # every part bounded, the marker says what was cut
         assert len(json.dumps(entry)) < 4096
@@ -128,7 +117,7 @@ def test_a_flood_of_unknown_tokens_is_summarised_not_written_row_by_row(start_da
 
     env = {"MCAGENT_KEYSTORE_PASSWORD": KEYSTORE_PASSWORD}
     daemon = start_daemon(env=env)
-    before = len(_audit(daemon))
+    before = len(daemon.audit())
     bogus = dataclasses_replace(daemon, token="mcat_not-a-token")
     channel, stub, metadata = _stub(bogus, pb_grpc.PrincipalServiceStub)
     with channel:
@@ -136,11 +125,11 @@ def test_a_flood_of_unknown_tokens_is_summarised_not_written_row_by_row(start_da
             with pytest.raises(grpc.RpcError) as refused:
                 stub.WhoAmI(pb.WhoAmIRequest(), metadata=metadata)
             assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    written = [e for e in _audit(daemon)[before:] if e["action"].startswith("auth.token")]
+    written = [e for e in daemon.audit()[before:] if e["action"].startswith("auth.token")]
     assert 1 <= len(written) <= 20
     assert daemon.stop() == 0  # the summary of the window is written at shutdown at the latest
     daemon = start_daemon(env=env, data_dir=daemon.data_dir)
-    summaries = [json.loads(e["detail_json"]) for e in _audit(daemon) if e["action"] == "auth.token.summary"]
+    summaries = [json.loads(e["detail_json"]) for e in daemon.audit() if e["action"] == "auth.token.summary"]
     assert sum(s["refusals_not_written"] for s in summaries) == 300 - len(written)
     assert "audit log intact" in daemon.as_principal(None).ok("audit", "verify")
 
@@ -228,7 +217,7 @@ def test_a_database_that_cannot_be_written_for_a_moment_fails_closed_and_the_cha
     assert isinstance(outcomes[-1], bytes)  # and signs again after it
     assert not [o for o in outcomes if isinstance(o, grpc.StatusCode) and o != grpc.StatusCode.UNAVAILABLE]
     assert "audit log intact" in pa.as_principal(None).ok("audit", "verify")
-    audited = {json.loads(e["detail_json"])["digest_sha256"] for e in _audit(pa)
+    audited = {json.loads(e["detail_json"])["digest_sha256"] for e in pa.audit()
                if e["action"] == "credential.sign" and e["outcome"] == "allowed"}
     returned = [hashlib.sha256(r[2]).hexdigest() for r in results if isinstance(r[3], bytes)]
     assert set(returned) <= audited and len(returned) == len(audited)
@@ -237,14 +226,10 @@ def test_a_database_that_cannot_be_written_for_a_moment_fails_closed_and_the_cha
     assert json.loads(pa.ok("credential", "show", credential, "--json"))["status"] == "active"
 
 
-def test_once_revoke_has_answered_no_signature_made_with_the_key_reaches_anyone(pa):
-    import threading
+def _revoke_while(pa: Daemon, credential: str, threads: list, stop) -> float:
+    """Revoke `credential` while `threads` use it; when the revoke's answer arrived (monotonic)."""
     import time
 
-    credential = pa.ok("credential", "create", "--abn", ABN, "--name", "ec", "--key-type", "ec-p256",
-                       "--accept-terms").strip()
-    stop, lock, results = threading.Event(), threading.Lock(), []
-    threads = _signers(pa, credential, 6, stop, results, lock)
     time.sleep(1.0)
     channel, stub, metadata = _stub(pa)
     with channel:
@@ -254,14 +239,31 @@ def test_once_revoke_has_answered_no_signature_made_with_the_key_reaches_anyone(
     stop.set()
     for thread in threads:
         thread.join()
+    return answered
+
+
+def _allowed_before_revoke(pa: Daemon, credential: str, action: str) -> list[int]:
+    """Every allowed `action` entry for the credential precedes its revoke entry (and there is one)."""
+    entries = [e for e in pa.audit() if e.get("target") == credential]
+    revoke_seq = next(int(e["seq"]) for e in entries if e["action"] == "credential.revoke")
+    allowed = [int(e["seq"]) for e in entries if e["action"] == action and e["outcome"] == "allowed"]
+    assert allowed and max(allowed) < revoke_seq, f"{action} was recorded as allowed after the revoke"
+    return allowed
+
+
+def test_once_revoke_has_answered_no_signature_made_with_the_key_reaches_anyone(pa):
+    import threading
+
+    credential = pa.ok("credential", "create", "--abn", ABN, "--name", "ec", "--key-type", "ec-p256",
+                       "--accept-terms").strip()
+    stop, lock, results = threading.Event(), threading.Lock(), []
+    threads = _signers(pa, credential, 6, stop, results, lock)
+    answered = _revoke_while(pa, credential, threads, stop)
     signed = [r for r in results if isinstance(r[3], bytes)]
     assert signed, "the signers never signed"
     assert not [r for r in signed if r[0] > answered], "a sign sent after the revoke's answer returned a signature"
     assert [r for r in results if r[0] > answered], "no sign was attempted after the revoke"
-    entries = [e for e in _audit(pa) if e.get("target") == credential]
-    revoke_seq = next(int(e["seq"]) for e in entries if e["action"] == "credential.revoke")
-    allowed = [int(e["seq"]) for e in entries if e["action"] == "credential.sign" and e["outcome"] == "allowed"]
-    assert allowed and max(allowed) < revoke_seq, "a sign was recorded as allowed after the revoke"
+    allowed = _allowed_before_revoke(pa, credential, "credential.sign")
     assert len(allowed) == len(signed)  # every returned signature, and only those, recorded as allowed
 
 
@@ -453,21 +455,10 @@ def test_an_export_racing_a_revoke_never_hands_out_the_key_afterwards(pa):
     threads = [threading.Thread(target=export) for _ in range(4)]
     for thread in threads:
         thread.start()
-    time.sleep(1.0)
-    channel, stub, metadata = _stub(pa)
-    with channel:
-        stub.RevokeCredential(pb.RevokeCredentialRequest(id=credential, confirm=True), metadata=metadata)
-    answered = time.monotonic()
-    time.sleep(0.5)
-    stop.set()
-    for thread in threads:
-        thread.join()
+    answered = _revoke_while(pa, credential, threads, stop)
     assert [r for r in results if r[1] == "exported"], "no export succeeded before the revoke"
     assert not [r for r in results if r[1] == "exported" and r[0] > answered]
-    entries = [e for e in _audit(pa) if e.get("target") == credential]
-    revoke_seq = next(int(e["seq"]) for e in entries if e["action"] == "credential.revoke")
-    allowed = [int(e["seq"]) for e in entries if e["action"] == "credential.export" and e["outcome"] == "allowed"]
-    assert allowed and max(allowed) < revoke_seq, "an export was recorded as allowed after the revoke"
+    _allowed_before_revoke(pa, credential, "credential.export")
 
 
 def test_slow_clients_cannot_keep_the_crl_from_others(start_daemon):

@@ -24,17 +24,6 @@ def _public_key(pa, credential_id):
     return load_pem_public_key(pa.ok("credential", "public-key", credential_id).encode())
 
 
-def _audit_entries(daemon) -> list[dict]:
-    entries, after = [], 0
-    while True:
-        page = json.loads(daemon.as_principal(None).ok("audit", "list", "--limit", "1000", "--after", str(after),
-                                                       "--json"))
-        entries += page.get("entries", [])
-        after = int(page.get("next_after", 0))
-        if not after:
-            return entries
-
-
 def test_32_concurrent_clients_all_signatures_verify_and_each_is_audited_once(pkcs11_daemon):
     pa = pkcs11_daemon.new_business(ABN, "alice")
     software = pkcs11_daemon.new_principal("sw")
@@ -44,7 +33,7 @@ def test_32_concurrent_clients_all_signatures_verify_and_each_is_audited_once(pk
                         "--accept-terms").strip()
         for key_type in ("rsa-2048", "ec-p256")
     }
-    before = sum(1 for e in _audit_entries(pkcs11_daemon) if e["action"] == "credential.sign")
+    before = sum(1 for e in pkcs11_daemon.audit() if e["action"] == "credential.sign")
     results: list[tuple[str, bytes, bytes]] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -78,7 +67,7 @@ def test_32_concurrent_clients_all_signatures_verify_and_each_is_audited_once(pk
     algorithms = {"rsa-2048": SignatureAlgorithm.RSA_PKCS1_SHA256, "ec-p256": SignatureAlgorithm.ECDSA_SHA256}
     for key_type, message, signature in results:
         verify(keys[key_type], algorithms[key_type], message, signature)
-    entries = _audit_entries(pkcs11_daemon)
+    entries = pkcs11_daemon.audit()
     signs = [e for e in entries if e["action"] == "credential.sign" and e["outcome"] == "allowed"]
     assert len(signs) - before == CLIENTS * SIGNS_EACH
     digests = [json.loads(e["detail_json"])["digest_sha256"] for e in signs]
@@ -118,6 +107,6 @@ def test_batch_sign_gives_per_item_results_and_audits_each(pkcs11_daemon):
             raise AssertionError("an empty batch was accepted")
         except grpc.RpcError as exc:
             assert exc.code() is grpc.StatusCode.INVALID_ARGUMENT and "1 to 1000 items" in exc.details()
-    signs = [e for e in _audit_entries(pkcs11_daemon) if e["action"] == "credential.sign"]
+    signs = [e for e in pkcs11_daemon.audit() if e["action"] == "credential.sign"]
     assert sum(e["outcome"] == "allowed" for e in signs) == 62
     assert sum(e["outcome"] == "refused" for e in signs) == 2
