@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import glob
+import logging
 import pathlib
 import sqlite3
 
@@ -31,6 +32,9 @@ from yoyo.backends.core.sqlite3 import SQLiteBackend
 from yoyo.connections import DatabaseURI
 from yoyo.exceptions import LockTimeout
 from yoyo.migrations import MigrationList
+
+log = logging.getLogger(__name__)
+logging.getLogger("yoyo").setLevel(logging.WARNING)  # it logs every step; one line per migration is ours
 
 MIGRATIONS_DIR = pathlib.Path(__file__).with_name("migrations")
 MIGRATION_TABLE = "_yoyo_migration"
@@ -144,6 +148,7 @@ def _migrate_locked(backend: _Backend, known: MigrationList) -> None:
             elif number > version and migration.id in applied:
                 backend.unmark_one(migration)  # user_version says it is not there: run it again
     for number, migration in enumerate(known[version:], start=version + 1):
+        log.info("database %s: applying migration %s", backend.uri.database, migration.id)
         with backend.transaction():
             migration.process_steps(backend, "apply")
             backend.log_migration(migration, "apply")
