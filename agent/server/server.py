@@ -157,11 +157,11 @@ class AgentServer:
         service = self._service = build_service(
             self._storage, self._keys, timezone=config.timezone,
             publication=certificates.Publication(crl_url=config.crl_url, policy_oid=config.certificate_policy))
-        service.finish_interrupted_work()
         try:
-            service.ensure_ca()
-            service.check_audit_anchor()
+            service.check_audit_anchor()  # before anything is appended: tampering is recorded first
             service.checkpoint_audit()
+            service.finish_interrupted_work()
+            service.ensure_ca()
         except KeyStoreError as exc:
             raise ConfigError(f"cannot create the agent's CA or audit key: {exc}") from None
         service.decide_crl_membership()
