@@ -1,6 +1,6 @@
 """A key store in the shape of the ATO's published sample, made without our writer, read by the agent.
 
-The committed fixtures (tests/fixtures/make_keystores.py) come from agent.domain.ramkeystore.write,
+The committed fixtures (tests/fixtures/make_keystores.py) come from mcagent.agent.domain.ramkeystore.write,
 so they only show that the agent reads what it writes. The ATO's sample key store
 (keystore/keystore-usi.xml in github.com/ato-pub/usi.cl.java) differs from our writer where
 make_keystores.py says: its publicCertificate is a *signed* SignedData (digest algorithm

@@ -26,6 +26,8 @@ FORBIDDEN = {
     "agent": ["agent", "hsm", "cli"],
     "cli": ["agent", "hsm", "cli"],
     "hsm/": ["agent", "hsm", "cli"],
+    "tests": ["agent", "hsm", "cli"],
+    "bench": ["agent", "hsm", "cli"],
 }
 
 
