@@ -42,7 +42,10 @@ def test_notify_ready_and_stopping_and_the_cli_through_an_inherited_socket(tmp_p
     fd = listener.fileno()
     # LISTEN_PID must be the daemon's pid: a small wrapper moves the listening socket to
     # descriptor 3 (as sd_listen_fds expects), sets LISTEN_PID to its own pid and execs the daemon.
-    wrapper = ("import os, sys; fd = int(sys.argv[1]); os.dup2(fd, 3); os.close(fd); "
+    # It also forbids writable+executable memory where the kernel can (PR_SET_MDWE, Linux 6.3+;
+    # what MemoryDenyWriteExecute=yes in contrib/systemd/mcagent.service asks for).
+    wrapper = ("import ctypes, os, sys; ctypes.CDLL(None).prctl(65, 1, 0, 0, 0); "
+               "fd = int(sys.argv[1]); os.dup2(fd, 3); os.close(fd); "
                "os.environ['LISTEN_PID'] = str(os.getpid()); os.execv(sys.argv[2], sys.argv[2:])")
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-c", wrapper, str(fd), MCAGENT, "serve", "--data-dir",
