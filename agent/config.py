@@ -22,6 +22,7 @@ KEYSTORE_PASSWORD_ENV = "MCAGENT_KEYSTORE_PASSWORD"
 DEFAULT_MAX_CONNECTIONS = 1024
 DEFAULT_MAX_CONNECTIONS_PER_UID = 64
 DEFAULT_IDLE_TIMEOUT = 300  # seconds
+DEFAULT_GRACE_PERIOD = 30.0  # seconds calls in flight may take to finish once a stop begins
 
 
 class ConfigError(Exception):
@@ -135,6 +136,7 @@ class Config:
         max_connections: Unix-socket connections relayed at once, all uids together.
         max_connections_per_uid: Unix-socket connections relayed at once for one uid.
         idle_timeout: seconds without a byte either way after which a Unix-socket connection is closed.
+        grace_period: seconds calls in flight may take to finish after SIGTERM before they are cut off.
     """
 
     data_dir: str
@@ -159,6 +161,7 @@ class Config:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_connections_per_uid: int = DEFAULT_MAX_CONNECTIONS_PER_UID
     idle_timeout: int = DEFAULT_IDLE_TIMEOUT
+    grace_period: float = DEFAULT_GRACE_PERIOD
 
     @classmethod
     def build(
@@ -187,12 +190,14 @@ class Config:
         max_connections: int | None = None,
         max_connections_per_uid: int | None = None,
         idle_timeout: int | None = None,
+        grace_period: float | None = None,
     ) -> Config:
         """Resolve defaults and secrets, and check the combination makes sense.
 
         Raises:
             ConfigError: a required secret or option is missing.
         """
+        explicit_data_dir = data_dir
         data_dir = os.path.abspath(data_dir or default_data_dir())
         default_backend = Backend(backend)
         password = read_secret(KEYSTORE_PASSWORD_ENV, keystore_password_file, "key store password")
@@ -231,13 +236,16 @@ class Config:
         for flag, value in limits.items():
             if value is not None and value < 1:
                 raise ConfigError(f"{flag} {value} must be a positive whole number")
+        if grace_period is not None and not 0 <= grace_period <= 3600:
+            raise ConfigError(f"--grace-period {grace_period:g} must be between 0 and 3600 seconds")
         if default_backend is Backend.FILE and password is None:
             raise ConfigError(
                 f"no key store password: set {KEYSTORE_PASSWORD_ENV} or pass --keystore-password-file FILE"
             )
         return cls(
             data_dir=data_dir,
-            socket_path=os.path.abspath(socket_path or default_socket_path(data_dir)),
+            socket_path=os.path.abspath(socket_path or default_socket_path(
+                data_dir if explicit_data_dir else None)),
             default_backend=default_backend,
             keystore_files=_keystore_files(keystore_path or os.path.join(data_dir, KEYSTORE_NAME), stores or []),
             keystore_password=password,
@@ -258,6 +266,7 @@ class Config:
             max_connections=max_connections or DEFAULT_MAX_CONNECTIONS,
             max_connections_per_uid=max_connections_per_uid or DEFAULT_MAX_CONNECTIONS_PER_UID,
             idle_timeout=idle_timeout or DEFAULT_IDLE_TIMEOUT,
+            grace_period=DEFAULT_GRACE_PERIOD if grace_period is None else grace_period,
         )
 
     def pkcs11_store_uri(self) -> str | None:

@@ -17,6 +17,7 @@ from mcagent.agent.domain.errors import FailedPrecondition, InvalidArgument
 from mcagent.agent.domain.model import Backend
 from mcagent.hsm import open_keystore
 from mcagent.hsm.base import KeyDeleter, KeyStore
+from mcagent.hsm.errors import KeyStoreError
 from mcagent.hsm.uri import FileURI, scheme_of
 
 DEFAULT_STORE = "default"
@@ -124,6 +125,22 @@ class KeyStores:
         if not isinstance(store, KeyDeleter):
             raise FailedPrecondition(f"the {store.scheme} backend cannot destroy keys")
         return store.delete_key(uri)
+
+    def health_problem(self) -> str | None:
+        """Why key custody cannot sign now (the token is away), or None.
+
+        Backends with a `check()` (the PKCS#11 token) are asked; key store files are in the
+        agent's memory once opened, and each sign reports its own file errors.
+        """
+        store = self._pkcs11
+        check = getattr(store, "check", None)
+        if check is None:
+            return None
+        try:
+            check()
+        except KeyStoreError as exc:
+            return str(exc)
+        return None
 
     def close(self) -> None:
         """Close every backend (logs out of the token, forgets decrypted keys)."""

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2_grpc
 from mcagent.agent.api.defaults import default_socket_path
 from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
 from mcagent.cli.errors import CommandFailed, UsageError
@@ -93,6 +94,7 @@ class Client:
         self.audit = _Stub(pb_grpc.AuditServiceStub(channel), metadata)
         self.notifications = _Stub(pb_grpc.NotificationServiceStub(channel), metadata)
         self.ca = _Stub(pb_grpc.CAServiceStub(channel), metadata)
+        self.health = _Stub(health_pb2_grpc.HealthStub(channel), metadata)
 
     @classmethod
     def from_args(cls, args: Any) -> Client:

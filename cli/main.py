@@ -30,6 +30,7 @@ from mcagent.cli.commands import (
     principal,
     role,
     serve,
+    status,
     terms,
     whoami,
 )
@@ -37,7 +38,7 @@ from mcagent.cli.errors import CommandFailed, Parser, UsageError
 from mcagent.cli.output import Output
 
 # The order of `mcagent --help`.
-GROUPS = (serve, business, terms, credential, keystore, ca, principal, whoami, role, notification, audit)
+GROUPS = (serve, business, terms, credential, keystore, ca, principal, whoami, role, notification, audit, status)
 
 
 def _client_options(p: argparse.ArgumentParser, default: Any) -> None:

@@ -2,6 +2,8 @@
 
 Per platform: ``$XDG_DATA_HOME/mcagent`` (else ``~/.local/share/mcagent``) on Linux,
 ``~/Library/Application Support/mcagent`` on macOS, ``%LOCALAPPDATA%\\mcagent`` on Windows.
+The socket is runtime state: ``$XDG_RUNTIME_DIR/mcagent/mcagent.sock`` when that variable is
+set, else in the data directory.
 """
 
 import os
@@ -22,5 +24,13 @@ def default_data_dir() -> str:
 
 
 def default_socket_path(data_dir: str | None = None) -> str:
-    """The daemon's Unix socket, inside its data directory."""
+    """The daemon's Unix socket when none is named.
+
+    For the default data directory: ``$XDG_RUNTIME_DIR/mcagent/mcagent.sock`` when
+    XDG_RUNTIME_DIR is set, else inside the data directory. A daemon given its own data
+    directory (`data_dir`) keeps its socket in it, so two agents never share a socket path.
+    """
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if data_dir is None and runtime and os.path.isabs(runtime):
+        return os.path.join(runtime, "mcagent", SOCKET_NAME)
     return os.path.join(data_dir or default_data_dir(), SOCKET_NAME)

@@ -1,7 +1,12 @@
 """The daemon: opens storage and key backends, serves gRPC, stops cleanly on SIGTERM.
 
-Listeners: the Unix socket (always; through `UnixFront`, which identifies each peer's uid),
-TCP with mutual TLS (--listen), and plain TCP for development only (--insecure-listen).
+Listeners: the Unix socket (always; through `UnixFront`, which identifies each peer's uid;
+bound here or inherited by socket activation), TCP with mutual TLS (--listen), and plain TCP
+for development only (--insecure-listen).
+
+Stopping drains: health goes NOT_SERVING (and systemd hears STOPPING=1), every listener
+stops accepting, calls in flight get up to the grace period to finish and reach their
+clients, then everything closes.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import threading
 from concurrent import futures
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from mcagent.agent.api.v1 import agent_pb2, agent_pb2_grpc
 from mcagent.agent.app import build_service
@@ -28,8 +33,10 @@ from mcagent.agent.config import Config, ConfigError, split_host_port
 from mcagent.agent.domain import certificates
 from mcagent.agent.domain.service import AgentService
 from mcagent.agent.keys import KeyStores
+from mcagent.agent.server import systemd
 from mcagent.agent.server.auth import Authenticator, AuthInterceptor
 from mcagent.agent.server.crl_http import CrlHttpListener
+from mcagent.agent.server.health import HealthMonitor
 from mcagent.agent.server.interceptors import ErrorInterceptor
 from mcagent.agent.server.servicer import (
     AuditServicer,
@@ -48,7 +55,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAMES = [service.full_name for service in agent_pb2.DESCRIPTOR.services_by_name.values()]
 PR_SET_DUMPABLE = 4  # <linux/prctl.h>
-STOP_GRACE_SECONDS = 5.0
+FRONT_DRAIN_SECONDS = 5.0  # after the server stopped: time for the last bytes to reach Unix-socket clients
 REMINDER_INTERVAL_SECONDS = 60.0
 INTERRUPTED_AFTER = dt.timedelta(minutes=10)  # a creation still "creating" this long after it began failed
 
@@ -126,6 +133,8 @@ class AgentServer:
         self._stopping = threading.Event()
         self._service: AgentService | None = None
         self._crl_http: CrlHttpListener | None = None
+        self._health: HealthMonitor | None = None
+        self._inherited: socket.socket | None = None  # the Unix socket passed by socket activation
 
     def start(self) -> None:
         """Open everything and start serving.
@@ -137,9 +146,14 @@ class AgentServer:
         os.umask(0o077)  # every file and the socket are for the daemon's user only
         _raise_open_file_limit(config.max_connections)
         os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
-        os.makedirs(os.path.dirname(config.socket_path), mode=0o700, exist_ok=True)
         _check_private_dir(config.data_dir)
-        _prepare_socket_path(config.socket_path)
+        try:
+            self._inherited = systemd.unix_listener(systemd.listen_fds())
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"socket activation: {exc}") from None
+        if self._inherited is None:
+            os.makedirs(os.path.dirname(config.socket_path), mode=0o700, exist_ok=True)
+            _prepare_socket_path(config.socket_path)
         try:
             token_uri = config.pkcs11_store_uri()
             self._keys = KeyStores(
@@ -184,8 +198,11 @@ class AgentServer:
         agent_pb2_grpc.add_CAServiceServicer_to_server(CAServicer(service), server)
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        for name in ["", *SERVICE_NAMES]:
-            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        checks = {"database": self._storage.health_problem}
+        if config.pkcs11_store_uri():
+            checks["token"] = self._keys.health_problem
+        self._health = HealthMonitor(health_servicer, SERVICE_NAMES, checks)
+        self._health.start()
         reflection.enable_server_reflection([*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
         server.add_insecure_port(f"unix:{grpc_path}")
         if config.listen:
@@ -203,17 +220,23 @@ class AgentServer:
             log.warning("!" * 72)
         server.start()
         self._server = server
-        self._front = UnixFront(config.socket_path, config.socket_mode, self._private_dir, grpc_path,
+        socket_path = config.socket_path
+        if self._inherited is not None:
+            socket_path = self._inherited.getsockname() or "(inherited, unnamed)"
+        self._front = UnixFront(socket_path, config.socket_mode, self._private_dir, grpc_path,
                                 max_connections=config.max_connections,
                                 max_connections_per_uid=config.max_connections_per_uid,
-                                idle_timeout=config.idle_timeout)
+                                idle_timeout=config.idle_timeout, listener=self._inherited)
+        self._inherited = None
         self._front.start()
         threading.Thread(target=self._remind, args=(service,), name="reminders", daemon=True).start()
         if config.crl_listen:
             self._start_crl_http(service, config.crl_listen)
-        listeners = [f"unix:{config.socket_path}"] + [f"mtls:{config.listen}"] * bool(config.listen)
+        listeners = [f"unix:{socket_path}" + " (socket activation)" * (self._front.public_path != config.socket_path)]
+        listeners += [f"mtls:{config.listen}"] * bool(config.listen)
         listeners += [f"insecure:{config.insecure_listen}"] * bool(config.insecure_listen)
         log.info("mcagent serving on %s (default backend: %s)", ", ".join(listeners), config.default_backend.value)
+        systemd.notify("READY=1")
 
     def _start_crl_http(self, service: AgentService, address: str) -> None:
         host, port = split_host_port(address, "--crl-listen")
@@ -240,18 +263,33 @@ class AgentServer:
                 log.exception("recording reminders or refusal summaries failed; retrying in a minute")
 
     def stop(self) -> None:
-        """Finish requests in flight (up to the grace period), then close everything."""
+        """Drain, then close everything.
+
+        Health goes NOT_SERVING first; then every listener stops accepting (the Unix front
+        keeps relaying the connections it has); calls in flight get up to the grace period
+        to finish, and their last bytes reach the clients before the connections close.
+        """
         self._stopping.set()
         was_serving = self._server is not None
+        if was_serving:
+            systemd.notify("STOPPING=1")
+        if self._health is not None:
+            self._health.shutdown()
+            self._health = None
         if self._crl_http is not None:
             self._crl_http.stop()
             self._crl_http = None
         if self._front is not None:
-            self._front.stop()
-            self._front = None
+            self._front.stop_accepting()
         if self._server is not None:
-            self._server.stop(STOP_GRACE_SECONDS).wait()
+            self._server.stop(self.config.grace_period).wait()
             self._server = None
+        if self._front is not None:
+            self._front.stop(drain=FRONT_DRAIN_SECONDS)
+            self._front = None
+        if self._inherited is not None:
+            self._inherited.close()
+            self._inherited = None
         if self._private_dir is not None:
             shutil.rmtree(self._private_dir, ignore_errors=True)
             self._private_dir = None

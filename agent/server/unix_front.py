@@ -11,6 +11,13 @@ Linux only (SO_PEERCRED).
 One thread accepts and relays every connection (non-blocking sockets and a selector), so
 an idle connection costs file descriptors but no thread. Connections are capped overall
 and per uid, and a connection that moves no byte for `idle_timeout` seconds is closed.
+
+Stopping comes in two steps so that calls in flight are not cut off (graceful drain):
+`stop_accepting` closes the listening socket while the relayed connections carry on;
+once the gRPC server has finished its calls, `stop` waits (up to its `drain` seconds)
+for their last bytes to reach the clients, then closes what is left. The listening socket
+may come from the service manager (socket activation): it is then used as it is, and its
+path, which this process did not create, is never removed.
 """
 
 from __future__ import annotations
@@ -73,8 +80,11 @@ class UnixFront:
     """Listens on the public socket and relays each connection with its uid attached."""
 
     def __init__(self, public_path: str, mode: int, private_dir: str, grpc_path: str, *,
-                 max_connections: int, max_connections_per_uid: int, idle_timeout: float) -> None:
+                 max_connections: int, max_connections_per_uid: int, idle_timeout: float,
+                 listener: socket.socket | None = None) -> None:
         self.public_path = public_path
+        self._inherited = listener  # a listening socket passed by the service manager, or None
+        self._owns_path = False  # True once we bound public_path ourselves (and may remove it)
         self._mode = mode
         self._private_dir = private_dir
         self._grpc_path = grpc_path
@@ -93,14 +103,21 @@ class UnixFront:
         self._accepts_paused_until = 0.0
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = threading.Event()
+        self._no_accepts = threading.Event()  # stop_accepting() was called
+        self._accepts_closed = threading.Event()  # ... and the loop has closed the listener
+        self._drain_deadline = 0.0
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Bind the public socket with its mode and start accepting."""
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(self.public_path)
-        os.chmod(self.public_path, self._mode)
-        listener.listen(128)
+        """Bind the public socket with its mode (or take the inherited one) and start accepting."""
+        if self._inherited is not None:
+            listener, self._inherited = self._inherited, None
+        else:
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(self.public_path)
+            self._owns_path = True
+            os.chmod(self.public_path, self._mode)
+            listener.listen(128)
         listener.setblocking(False)
         self._listener = listener
         self._wake_r.setblocking(False)
@@ -109,32 +126,83 @@ class UnixFront:
         self._thread = threading.Thread(target=self._loop, name="unix-front", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop accepting, drop every relayed connection and remove the public socket."""
-        self._stopping.set()
+    def _wake(self) -> None:
         try:
             self._wake_w.send(b"x")
         except OSError:
             pass
+
+    def stop_accepting(self, timeout: float = 5.0) -> None:
+        """Close the listening socket (new connections are refused); relayed ones carry on."""
+        self._no_accepts.set()
+        self._wake()
+        if self._thread is not None:
+            self._accepts_closed.wait(timeout)
+
+    def stop(self, drain: float = 0.0) -> None:
+        """Stop accepting, let relayed connections finish for up to `drain` seconds, drop the
+        rest and remove the public socket (if this process created it).
+
+        Call it once the server behind has stopped: a connection whose server side has ended
+        is closed as soon as its last bytes reached the client.
+        """
+        self._drain_deadline = time.monotonic() + drain
+        self._no_accepts.set()
+        self._stopping.set()
+        self._wake()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        if os.path.exists(self.public_path):
-            os.unlink(self.public_path)
+        self._remove_path()
+
+    def _remove_path(self) -> None:
+        if self._owns_path:
+            self._owns_path = False
+            try:
+                os.unlink(self.public_path)
+            except FileNotFoundError:
+                pass
 
     # -- the loop ----------------------------------------------------------------------------
+
+    def _drained(self) -> bool:
+        """Stopping, and nothing left to relay (or no time left to relay it)."""
+        if not self._stopping.is_set():
+            return False
+        for connection in [c for c in self._connections if c.inbound.done]:
+            self._close(connection)  # the server side ended and the client has every byte
+        return not self._connections or time.monotonic() >= self._drain_deadline
+
+    def _close_listener(self) -> None:
+        if self._listener is not None:
+            if not self._accepts_paused_until:  # else it is unregistered already
+                self._selector.unregister(self._listener)
+            self._listener.close()  # new connections are refused by the kernel from here
+            self._listener = None
+            self._accepts_paused_until = 0.0
+            self._remove_path()
+        self._accepts_closed.set()
 
     def _loop(self) -> None:
         sweep = min(1.0, self._idle_timeout / 4)
         try:
-            while not self._stopping.is_set():
-                for key, events in self._selector.select(timeout=sweep):
+            while not self._drained():
+                if self._no_accepts.is_set() and not self._accepts_closed.is_set():
+                    self._close_listener()
+                timeout = 0.05 if self._stopping.is_set() else sweep
+                for key, events in self._selector.select(timeout=timeout):
                     if key.fileobj is self._listener:
                         self._accept()
+                    elif key.fileobj is self._wake_r:
+                        try:
+                            self._wake_r.recv(64)
+                        except (BlockingIOError, InterruptedError):
+                            pass
                     elif key.data is not None:
                         self._service(key.data, key.fileobj, events)
                 self._close_idle()
-                if self._accepts_paused_until and time.monotonic() >= self._accepts_paused_until:
+                if self._accepts_paused_until and time.monotonic() >= self._accepts_paused_until \
+                        and self._listener is not None:
                     self._accepts_paused_until = 0.0
                     self._selector.register(self._listener, selectors.EVENT_READ, None)
         except Exception:
@@ -143,9 +211,7 @@ class UnixFront:
             self._shutdown()
 
     def _shutdown(self) -> None:
-        if self._listener is not None:
-            self._listener.close()  # new connections are refused by the kernel from here
-            self._listener = None
+        self._close_listener()
         for connection in list(self._connections):
             self._close(connection)
         self._selector.close()

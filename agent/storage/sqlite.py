@@ -30,6 +30,7 @@ from mcagent.agent.storage.sqlite_pki import PkiQueries
 _CREDENTIAL_SELECT = (
     "SELECT c.*, p.name AS holder_name FROM credential c LEFT JOIN principal p ON p.id = c.holder_id"
 )
+_MIN_FREE_BYTES = 1 << 20  # after a failed write, less free space than this is "full"
 _CREDENTIAL_INSERTED = ("id", "abn", "name", "status", "key_type", "backend", "key_uri", "created_at", "created_by",
                         "terms_version", "holder_id", "permissions")
 
@@ -62,6 +63,8 @@ class Storage(AuditQueries, PkiQueries):
         self._conn = self._connect()
         if new:
             os.chmod(path, 0o600)
+        self._inode = os.stat(path).st_ino  # to notice the file being removed or replaced
+        self._last_write_error: str | None = None  # why the last write failed, until one succeeds
         _set_wal(self._conn)
         self._lock = threading.RLock()
         self._tx_owner: int | None = None
@@ -139,12 +142,44 @@ class Storage(AuditQueries, PkiQueries):
                             pass  # SQLite rolled back already (or will, when the connection is next used)
                     raise
             except sqlite3.OperationalError as exc:
+                self._last_write_error = str(exc)
                 raise Unavailable(f"the agent's database cannot be written ({exc}); nothing was changed, "
                                   "try again") from exc
             finally:
                 self._tx_owner = None
+            self._last_write_error = None
             if self._tx_changes:
                 self.state_version += 1
+
+    def health_problem(self) -> str | None:
+        """What stops the database from serving now, or None; cheap enough to ask every second.
+
+        The file must still be the one opened, a read must work, and once a write has failed
+        (audit entries included) an empty write transaction must succeed with free space left
+        on the file system; the next real write that succeeds clears that failure for good.
+        """
+        try:
+            st = os.stat(self._path)
+        except OSError as exc:
+            return f"the database file {self._path} is gone ({exc.strerror})"
+        if st.st_ino != self._inode:
+            return f"the database file {self._path} was replaced while the agent had it open"
+        try:
+            self._one("SELECT count(*) FROM sqlite_master")
+        except sqlite3.Error as exc:
+            return f"the database cannot be read ({exc})"
+        failure = self._last_write_error
+        if failure is None:
+            return None
+        free = os.statvfs(self._path)
+        if free.f_bavail * free.f_frsize < _MIN_FREE_BYTES:
+            return f"the database cannot be written ({failure}): its file system is full"
+        try:
+            with self.transaction(changes_state=False):
+                pass
+        except Unavailable:
+            return f"the database cannot be written ({self._last_write_error or failure})"
+        return None
 
     @contextmanager
     def _savepoint(self, changes_state: bool) -> Iterator[sqlite3.Connection]:

@@ -44,6 +44,7 @@ def serve(ctx: Context) -> None:
             max_connections=args.max_connections,
             max_connections_per_uid=args.max_connections_per_uid,
             idle_timeout=args.idle_timeout,
+            grace_period=args.grace_period,
         )
         AgentServer(config).run_until_signalled()
     except ConfigError as exc:
@@ -55,7 +56,8 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
     p = groups.add_parser("serve", help="run the daemon in the foreground")
     p.set_defaults(func=serve)
     p.add_argument("--data-dir", help="data directory (default: per-user data home)/mcagent")
-    p.add_argument("--socket", default=argparse.SUPPRESS, help="Unix socket (default: <data-dir>/mcagent.sock)")
+    p.add_argument("--socket", default=argparse.SUPPRESS,
+                   help="Unix socket (default: $XDG_RUNTIME_DIR/mcagent/mcagent.sock, else <data-dir>/mcagent.sock)")
     p.add_argument("--keystore-backend", choices=list(BACKENDS), default="file", help="default key backend")
     p.add_argument("--keystore", help="default key store file (default: <data-dir>/keystore.mcks)")
     p.add_argument("--store", action="append", metavar="NAME=PATH",
@@ -84,4 +86,6 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
                    help="Unix-socket connections at once from one uid (default 64)")
     p.add_argument("--idle-timeout", type=int, metavar="SECONDS",
                    help="close a Unix-socket connection idle this long (default 300)")
+    p.add_argument("--grace-period", type=float, metavar="SECONDS",
+                   help="on SIGTERM, how long calls in flight may take to finish (default 30)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")

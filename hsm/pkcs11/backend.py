@@ -306,6 +306,18 @@ class Pkcs11KeyStore(KeyStore):
 
         return self._pool.run("list keys", collect)
 
+    def check(self) -> None:
+        """Ask the token whether it is still there (C_GetTokenInfo through a pooled session).
+
+        Cheap enough for a health check every second. While the token is away this also
+        drives recovery, so the store comes back without waiting for a sign to try.
+
+        Raises:
+            TokenUnavailable: the token is gone or the module failed; recovery is under way.
+            AuthFailed: the token refused the PIN on re-login.
+        """
+        self._pool.run("token check", lambda _worker: self._pool.require_token())
+
     def stats(self) -> PoolStats:
         """Session pool state (health, recoveries, peak concurrency)."""
         return self._pool.stats()
