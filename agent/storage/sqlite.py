@@ -19,12 +19,12 @@ from typing import Any
 from mcagent.agent.domain.credential import CredentialStatus
 from mcagent.agent.domain.errors import Aborted, Unavailable
 from mcagent.agent.domain.model import Business, Credential, Principal, Reminder, RoleGrant
-from mcagent.agent.domain.notification import Notification
 from mcagent.agent.domain.policy import Role
 from mcagent.agent.storage import rows
 from mcagent.agent.storage.migrate import migrate
 from mcagent.agent.storage.rows import ts
 from mcagent.agent.storage.sqlite_audit import AuditQueries
+from mcagent.agent.storage.sqlite_notifications import NotificationQueries
 from mcagent.agent.storage.sqlite_pki import PkiQueries
 
 _CREDENTIAL_SELECT = (
@@ -48,7 +48,7 @@ def _set_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
             time.sleep(0.1)
 
 
-class Storage(AuditQueries, PkiQueries):
+class Storage(AuditQueries, PkiQueries, NotificationQueries):
     """The agent's records. One writer connection, serialised by a lock (SQLite has one writer);
     each reading thread has its own connection (WAL readers never wait for the writer)."""
 
@@ -390,24 +390,3 @@ class Storage(AuditQueries, PkiQueries):
         found = self._all(f"SELECT id FROM credential WHERE status = 'revoked' AND id IN ({', '.join('?' * len(ids))})",
                           ids)
         return {row["id"] for row in found}
-
-    # -- notifications --------------------------------------------------------------------
-
-    def save_notification(self, notification: Notification) -> None:
-        """Insert or replace a notification (inside a transaction)."""
-        columns = ", ".join(rows.NOTIFICATION_COLUMNS)
-        marks = ", ".join("?" * len(rows.NOTIFICATION_COLUMNS))
-        self._conn.execute(f"INSERT OR REPLACE INTO notification ({columns}) VALUES ({marks})",
-                           rows.notification_values(notification))
-
-    def get_notification(self, notification_id: str) -> Notification | None:
-        """The notification with this id, or None."""
-        row = self._one("SELECT * FROM notification WHERE id = ?", (notification_id,))
-        return None if row is None else rows.notification(row)
-
-    def list_notifications(self, abns: list[str]) -> list[Notification]:
-        """Notifications whose business or provider is one of `abns`, oldest first."""
-        marks = ", ".join("?" * len(abns))
-        found = self._all(f"SELECT * FROM notification WHERE abn IN ({marks}) OR dsp_abn IN ({marks})"
-                          " ORDER BY created_at, id", [*abns, *abns])
-        return [rows.notification(r) for r in found]

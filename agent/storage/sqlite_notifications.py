@@ -1,0 +1,39 @@
+"""Cloud software notification queries of the SQLite adapter."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from mcagent.agent.domain.notification import Notification
+from mcagent.agent.storage import rows
+
+
+class NotificationQueries:
+    """The notifications of `Storage` (a mixin: it uses the connection and readers of it)."""
+
+    _conn: sqlite3.Connection
+
+    def _one(self, query: str, params: tuple = ()) -> sqlite3.Row | None:
+        raise NotImplementedError
+
+    def _all(self, query: str, params: tuple | list = ()) -> list[sqlite3.Row]:
+        raise NotImplementedError
+
+    def save_notification(self, notification: Notification) -> None:
+        """Insert or replace a notification (inside a transaction)."""
+        columns = ", ".join(rows.NOTIFICATION_COLUMNS)
+        marks = ", ".join("?" * len(rows.NOTIFICATION_COLUMNS))
+        self._conn.execute(f"INSERT OR REPLACE INTO notification ({columns}) VALUES ({marks})",
+                           rows.notification_values(notification))
+
+    def get_notification(self, notification_id: str) -> Notification | None:
+        """The notification with this id, or None."""
+        row = self._one("SELECT * FROM notification WHERE id = ?", (notification_id,))
+        return None if row is None else rows.notification(row)
+
+    def list_notifications(self, abns: list[str]) -> list[Notification]:
+        """Notifications whose business or provider is one of `abns`, oldest first."""
+        marks = ", ".join("?" * len(abns))
+        found = self._all(f"SELECT * FROM notification WHERE abn IN ({marks}) OR dsp_abn IN ({marks})"
+                          " ORDER BY created_at, id", [*abns, *abns])
+        return [rows.notification(r) for r in found]
