@@ -173,6 +173,18 @@ def parse_with_file(parser: argparse.ArgumentParser, parse: Any, args: list[str]
     return result, extras
 
 
+def fill_suppressed(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """`args` with None for every option left out because its default is SUPPRESS.
+
+    Under the root parser those destinations come from the root's own options (`--socket`);
+    `parser` parsed alone leaves them out.
+    """
+    for action in parser._actions:
+        if action.dest != argparse.SUPPRESS and not hasattr(args, action.dest):
+            setattr(args, action.dest, None)
+    return args
+
+
 def effective(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
     """Every file key of `parser` with the value in `args` (what the daemon will run with)."""
     return {key: getattr(args, action.dest, None) for key, action in sorted(file_keys(parser).items())}
