@@ -29,8 +29,9 @@ def _audit_entries(daemon) -> list[dict]:
     while True:
         page = json.loads(daemon.as_principal(None).ok("audit", "list", "--limit", "1000", "--after", str(after),
                                                        "--json"))
-        entries += page.get("entries", [])
-        after = int(page.get("next_after", 0))
+        entries += page["entries"]
+        after = page["next_after"]
+        assert type(after) is int  # int64 as a JSON number
         if not after:
             return entries
 
@@ -81,7 +82,7 @@ def test_32_concurrent_clients_all_signatures_verify_and_each_is_audited_once(pk
     entries = _audit_entries(pkcs11_daemon)
     signs = [e for e in entries if e["action"] == "credential.sign" and e["outcome"] == "allowed"]
     assert len(signs) - before == CLIENTS * SIGNS_EACH
-    digests = [json.loads(e["detail_json"])["digest_sha256"] for e in signs]
+    digests = [e["detail"]["digest_sha256"] for e in signs]
     expected = [hashlib.sha256(hashlib.sha256(m).digest()).hexdigest() for _, m, _ in results]
     assert sorted(digests[-len(expected):]) == sorted(expected)  # one entry per sign, none twice
     assert "audit log intact" in pkcs11_daemon.as_principal(None).ok("audit", "verify")
