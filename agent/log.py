@@ -25,7 +25,10 @@ _ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x2028: "
 
 def escape(text: str) -> str:
     """`text` on one line, with control characters escaped and at most MAX_MESSAGE characters."""
-    text = text.translate(_ESCAPES)
+    return _cut(text.translate(_ESCAPES))
+
+
+def _cut(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE else f"{text[:MAX_MESSAGE]}...[{len(text) - MAX_MESSAGE} more]"
 
 
@@ -64,13 +67,6 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             document["stack_info"] = self.formatStack(record.stack_info)
         return json.dumps(document)  # ASCII only: no control or separator character survives
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= MAX_MESSAGE else f"{text[:MAX_MESSAGE]}...[{len(text) - MAX_MESSAGE} more]"
-
-
-FORMATS = ("text", "json")
 
 
 def configure(level: str, log_format: str = "text") -> None:
