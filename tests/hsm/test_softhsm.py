@@ -126,8 +126,8 @@ def test_wrong_pin_is_refused_without_showing_it(softhsm):
     wrong = "99999999"
     script = (
         "import os, sys\n"
-        "from hsm import open_keystore\n"
-        "from hsm.errors import AuthFailed\n"
+        "from mcagent.hsm import open_keystore\n"
+        "from mcagent.hsm.errors import AuthFailed\n"
         "try:\n"
         "    open_keystore(sys.argv[1], os.environ['TRY_PIN'])\n"
         "except AuthFailed as exc:\n"
