@@ -3,7 +3,8 @@
 Clients reach the daemon on its Unix socket (`--socket PATH`, `MCAGENT_SOCKET`, else the
 default in the data directory), or on its mutual-TLS listener (`--address`). On failure a
 command prints one line saying what was wrong and exits non-zero (1 for a refused request,
-2 for bad usage).
+2 for bad usage); with `--json` it also prints `{"error": {"code": …, "message": …}}` on
+standard output (docs/cli-json.md).
 
 This module builds the root parser, lets each command group register itself
 (`cli/commands/`), runs the chosen handler and turns errors into exit statuses. The
@@ -13,6 +14,7 @@ connection is `cli/client.py`; everything printed goes through `cli/output.py`.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +26,8 @@ from mcagent.cli.commands import (
     audit,
     business,
     ca,
+    completion,
+    config,
     credential,
     keystore,
     notification,
@@ -35,10 +39,19 @@ from mcagent.cli.commands import (
     whoami,
 )
 from mcagent.cli.errors import CommandFailed, Parser, UsageError
-from mcagent.cli.output import Output
+from mcagent.cli.output import Output, error_document
 
 # The order of `mcagent --help`.
-GROUPS = (serve, business, terms, credential, keystore, ca, principal, whoami, role, notification, audit, status)
+GROUPS = (serve, config, business, terms, credential, keystore, ca, principal, whoami, role, notification, audit,
+          completion, status)
+
+
+def version() -> str:
+    """The installed package's version."""
+    try:
+        return importlib.metadata.version("mcagent")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _client_options(p: argparse.ArgumentParser, default: Any) -> None:
@@ -62,11 +75,19 @@ def build_parser() -> Parser:
     common = Parser(add_help=False)
     _client_options(common, argparse.SUPPRESS)
     parser = Parser(prog="mcagent", description="Machine-credential agent for SBR software.")
+    parser.add_argument("--version", action="version", version=f"mcagent {version()}")
     _client_options(parser, None)
     groups = parser.add_subparsers(dest="group", required=True, parser_class=Parser)
     for module in GROUPS:
         module.register(groups, common)
     return parser
+
+
+def serve_parser(parser: argparse.ArgumentParser | None = None) -> Parser:
+    """The `serve` parser of the command tree: its options are the config file's keys."""
+    parser = parser or build_parser()
+    groups = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return groups.choices["serve"]
 
 
 def _describe_rpc_error(error: grpc.RpcError, args: argparse.Namespace | None) -> str:
@@ -77,22 +98,41 @@ def _describe_rpc_error(error: grpc.RpcError, args: argparse.Namespace | None) -
     return f"{code.name}: {details}"
 
 
+def _wants_json(args: argparse.Namespace | None, argv: Sequence[str]) -> bool:
+    # A usage error leaves no parsed options: look for the flag itself.
+    return bool(getattr(args, "json", False)) if args is not None else "--json" in argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    A failure prints one line on standard error; under --json the same failure is also printed
+    as `{"error": {"code": …, "message": …}}` on standard output, with the same exit status.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
     args: argparse.Namespace | None = None
+    out = Output()
     try:
         args = build_parser().parse_args(argv)
-        context = Context(args=args, out=Output(json=args.json), connect=lambda: Client.from_args(args))
+        out = Output(json=args.json)
+        context = Context(args=args, out=out, connect=lambda: Client.from_args(args))
         args.func(context)
         return 0
     except UsageError as exc:
+        if _wants_json(args, argv):
+            out.document(error_document("USAGE", str(exc).split(": error: ", 1)[-1]))
         print(exc, file=sys.stderr)
         return 2
     except CommandFailed as exc:
+        if _wants_json(args, argv):
+            out.document({**(exc.document or {}), **error_document(exc.code, str(exc))})
         print(f"mcagent: error: {exc}", file=sys.stderr)
         return 1
     except grpc.RpcError as exc:
-        print(f"mcagent: error: {_describe_rpc_error(exc, args)}", file=sys.stderr)
+        message = _describe_rpc_error(exc, args)
+        if _wants_json(args, argv):
+            out.document(error_document(exc.code().name, message.removeprefix(f"{exc.code().name}: ")))
+        print(f"mcagent: error: {message}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         return 1

@@ -1,12 +1,19 @@
 """Everything the command line prints: one JSON shape per message type, text, tables.
 
-With `--json` a command prints the message it got back, as `document(message)` shapes it:
-the proto field names, empty fields left out (protobuf's JSON mapping), so a Credential
-reads the same from `create`, `show`, `claim`, `revoke` and `install`. Without `--json`
-it prints text: a sentence, a `label: value` block, or a table.
+With `--json` a command prints the message it got back, as `document(message)` shapes it
+(docs/cli-json.md lists each command's keys). The shape is stable: every field of the
+message is present, under its proto (snake_case) name; a sub-message or timestamp that is not
+set is `null`, an empty list `[]`, an empty string `""`. Numbers are JSON numbers (int64
+too), timestamps RFC 3339 UTC strings, bytes base64, enums spelled as the command line's
+flags spell them (`rsa-2048`, `file`, `machine-credential-administrator`, `rsa-pkcs1-sha256`),
+a list wrapped in a message is the list itself (`"permissions": ["osir.usi"]`), and JSON
+carried in a string is the object (an audit entry's `detail_json` is printed as `detail`).
+So a Credential reads the same from `create`, `show`, `claim`, `revoke` and `install`.
+Without `--json` it prints text: a sentence, a `label: value` block, or a table.
 
 Standard output carries the result; notes and one-time instructions go to standard error,
-so a script can capture an id or a token on its own.
+so a script can capture an id or a token on its own. A failure under --json is
+`{"error": {"code": …, "message": …}}` on standard output (cli/main.py).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from mcagent.agent.api.v1 import agent_pb2 as pb
 from mcagent.cli.enums import ALGORITHMS, BACKENDS, KEY_TYPES, ROLES, spelling
@@ -25,41 +32,77 @@ from tabulate import tabulate
 
 # -- JSON -----------------------------------------------------------------------------------
 
-
-def _signature_document(response: pb.SignResponse) -> dict[str, Any]:
-    # Older than the rule below and kept: the algorithm as the --algorithm flag spells it,
-    # and the chain always present.
-    return {
-        "signature": base64.b64encode(response.signature).decode("ascii"),
-        "algorithm": spelling(ALGORITHMS, response.algorithm),
-        "certificate_chain": [base64.b64encode(c).decode("ascii") for c in response.certificate_chain],
-    }
-
-
-def _export_document(response: pb.ExportCredentialResponse) -> dict[str, Any]:
-    # The file's bytes went to --out; they are not echoed.
-    return {"notice": response.notice} if response.notice else {}
-
-
-_SHAPES: dict[type, Callable[[Any], dict[str, Any]]] = {
-    pb.SignResponse: _signature_document,
-    pb.ExportCredentialResponse: _export_document,
+# Proto enums by full name, as the command line spells them.
+_ENUMS: dict[str, dict[str, int]] = {
+    pb.KeyType.DESCRIPTOR.full_name: KEY_TYPES,
+    pb.SignatureAlgorithm.DESCRIPTOR.full_name: ALGORITHMS,
+    pb.Backend.DESCRIPTOR.full_name: BACKENDS,
+    pb.Role.DESCRIPTOR.full_name: ROLES,
 }
+# Messages that are a list in a wrapper: printed as the list.
+_LISTS = {pb.PermissionSet.DESCRIPTOR.full_name: "permissions"}
+# Fields printed under another name or in another form: (message, field) -> (key, convert).
+_FIELDS: dict[tuple[str, str], tuple[str, Callable[[Any], Any]]] = {
+    (pb.AuditEntry.DESCRIPTOR.full_name, "detail_json"): ("detail", lambda text: json.loads(text) if text else {}),
+    (pb.Principal.DESCRIPTOR.full_name, "uid"): ("uid", lambda uid: None if uid < 0 else uid),
+}
+# Fields never printed: the exported file's bytes went to --out.
+_OMIT = {(pb.ExportCredentialResponse.DESCRIPTOR.full_name, "data")}
+_TIMESTAMP = "google.protobuf.Timestamp"
+
+
+def _enum(field: FieldDescriptor, number: int) -> str | None:
+    spellings = _ENUMS.get(field.enum_type.full_name)
+    if spellings is not None:
+        name = spelling(spellings, number)
+        return None if name == "unspecified" else name
+    value = field.enum_type.values_by_number.get(number)
+    return None if value is None or number == 0 else value.name.lower().replace("_", "-")
+
+
+def _value(field: FieldDescriptor, value: Any) -> Any:
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        name = field.message_type.full_name
+        if name == _TIMESTAMP:
+            return value.ToJsonString()
+        if name in _LISTS:
+            return list(getattr(value, _LISTS[name]))
+        return document(value)
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return _enum(field, value)
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return base64.b64encode(value).decode("ascii")
+    return value
 
 
 def document(message: Message) -> dict[str, Any]:
-    """The JSON shape of `message`: protobuf's mapping with proto field names, unless _SHAPES says otherwise."""
-    shape = _SHAPES.get(type(message))
-    if shape is not None:
-        return shape(message)
-    return MessageToDict(message, preserving_proto_field_name=True)
+    """The JSON shape of `message`: every field, by proto name, in the forms the module docstring lists."""
+    name = message.DESCRIPTOR.full_name
+    result: dict[str, Any] = {}
+    for field in message.DESCRIPTOR.fields:
+        if (name, field.name) in _OMIT:
+            continue
+        value = getattr(message, field.name)
+        if field.is_repeated:
+            shaped: Any = [_value(field, item) for item in value]
+        elif field.has_presence and not message.HasField(field.name):
+            shaped = None
+        else:
+            shaped = _value(field, value)
+        key, convert = _FIELDS.get((name, field.name), (field.name, None))
+        result[key] = convert(shaped) if convert is not None and shaped is not None else shaped
+    return result
+
+
+def error_document(code: str, message: str) -> dict[str, Any]:
+    """A failure under --json: the gRPC status name (or USAGE, INVALID_CONFIG, FAILED …) and the message."""
+    return {"error": {"code": code, "message": message}}
 
 
 def created_document(created: pb.CreateCredentialResponse) -> dict[str, Any]:
     """What `credential create` and `import` print with --json: the Credential, renewal notice beside it."""
     result = document(created.credential)
-    if created.notice:
-        result.update(notice=created.notice, replaces_id=created.replaces_id)
+    result.update(notice=created.notice or None, replaces_id=created.replaces_id or None)
     return result
 
 
@@ -187,6 +230,21 @@ def keystore_table(response: pb.InspectKeystoreResponse) -> str:
     return table(((e.alias, e.abn, e.name, e.serial_number, when(e.not_before), when(e.not_after), e.status)
                   for e in response.entries),
                  ["ALIAS", "ABN", "NAME", "SERIAL", "NOT BEFORE", "NOT AFTER", "STATUS"])
+
+
+def token_notice(name: str, stdout: TextIO) -> str:
+    """Where a new principal's token went: "above" on a terminal; in plain words when redirected."""
+    if _is_terminal(stdout):
+        return f"created principal {name}; the token above is shown only once"
+    return (f"created principal {name}; its bearer token was written to standard output (not shown here) "
+            "and is shown only once; keep it secret")
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def pem(text: str) -> str:

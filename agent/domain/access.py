@@ -102,6 +102,8 @@ class Access(ServiceBase):
                 self._records.insert_principal(principal, token_hash(token), caller.name)
                 self._audit(caller, "principal.create", target=name,
                             detail={"uid": uid, "certificate_subject": subject})
+            log.info("principal %s created by %s (uid %s, certificate subject %s)", name, caller.name,
+                     "none" if uid is None else uid, subject or "none")
             return principal, token
 
     def list_principals(self, caller: Caller) -> list[Principal]:
@@ -140,6 +142,7 @@ class Access(ServiceBase):
                 self._records.grant_role(abn, pa.id, PA, business.registered_at, caller.name)
                 self._audit(caller, "business.register", abn=abn, target=pa.name,
                             detail={"name": name, "principal_authority": pa.name})
+            log.info("business %s (%s) registered by %s with principal authority %s", abn, name, caller.name, pa.name)
             return business
 
     def get_business(self, abn: str) -> Business:
@@ -189,6 +192,7 @@ class Access(ServiceBase):
                 if not self._records.grant_role(abn, principal.id, role, now, caller.name):
                     raise AlreadyExists(f"{principal.name} already holds the {role.title} role in business {abn}")
                 self._audit(caller, "role.grant", abn=abn, target=principal.name, detail={"role": role.value})
+            log.info("role %s in business %s granted to %s by %s", role.value, abn, principal.name, caller.name)
             return RoleGrant(abn, principal.id, principal.name, role, now, caller.name)
 
     def remove_role(self, caller: Caller, abn: str, principal_name: str, role: Role) -> list[str]:
@@ -217,6 +221,8 @@ class Access(ServiceBase):
                                     detail={"former_holder": principal.name,
                                             "works_until": lifecycle.window_end(now).isoformat()})
                         unassigned.append(credential.id)
+            log.info("role %s in business %s removed from %s by %s%s", role.value, abn, principal.name, caller.name,
+                     f"; credentials unassigned: {', '.join(unassigned)}" if unassigned else "")
             return unassigned
 
     def list_roles(self, caller: Caller, abn: str) -> list[RoleGrant]:

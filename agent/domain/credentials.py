@@ -273,6 +273,8 @@ class Credentials(ServiceBase):
                 self._records.update_credential(credential.id, credential.status, status=status,
                                                 revoked_at=self._clock(), revoked_by=caller.name)
                 self._audit(caller, "credential.revoke", abn=credential.abn, target=credential.id)
+        log.info("credential %s (%s) of business %s revoked by %s", credential.id, credential.name, credential.abn,
+                 caller.name)
         self._destroy_revoked_key(self._credential(credential_id))
         return self._view(self._credential(credential_id))
 
@@ -313,6 +315,7 @@ class Credentials(ServiceBase):
                                                 holder_id=caller.principal_id, unassigned_at=None)
                 self._records.delete_reminders(credential.id)
                 self._audit(caller, "credential.claim", abn=credential.abn, target=credential.id)
+            log.info("credential %s of business %s claimed by %s", credential.id, credential.abn, caller.name)
             return self._view(self._credential(credential_id))
 
     def permissions(self, caller: Caller, credential_id: str,
@@ -343,6 +346,8 @@ class Credentials(ServiceBase):
                     self._audit(caller, "credential.permissions", abn=credential.abn, target=credential.id,
                                 detail={"before": list(credential.permissions or ALL_PERMISSIONS),
                                         "after": list(chosen)})
+                log.info("permissions of credential %s of business %s set by %s: %s", credential.id, credential.abn,
+                         caller.name, ", ".join(chosen) or "none")
                 credential = self._credential(credential_id)
         granted = set(credential.permissions) if credential.permissions is not None else set(ALL_PERMISSIONS)
         return credential, [(CATALOGUE[p], p in granted) for p in ALL_PERMISSIONS]

@@ -73,6 +73,8 @@ class Notifications(ServiceBase):
             self._records.save_notification(notification)
             self._audit(caller, action, abn=notification.abn, target=notification.id,
                         detail=self._notification_detail(notification))
+        log.info("%s: notification %s of business %s (provider %s) by %s; now %s", action, notification.id,
+                 notification.abn, notification.dsp_abn, caller.name, notification.status.value)
         return self._notification_view(notification)
 
     def add_notification(self, caller: Caller, *, abn: str, dsp_abn: str, software_ids: list[str], start: str,

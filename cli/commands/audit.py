@@ -24,10 +24,9 @@ def verify(ctx: Context) -> None:
                                f"(keep it elsewhere; check later with --expect-head), signed checkpoints from entry "
                                f"{result.first_checkpoint_seq} to entry {result.checkpoint_seq}")
         return
-    if ctx.out.json:
-        ctx.out.document(output.document(result))
     raise CommandFailed(f"audit log broken at entry {result.bad_seq}: {result.problem} "
-                        f"({result.entries} entries before it are intact)")
+                        f"({result.entries} entries before it are intact)",
+                        code="AUDIT_BROKEN", document=output.document(result))
 
 
 def register(groups: Any, common: argparse.ArgumentParser) -> None:

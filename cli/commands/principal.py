@@ -19,7 +19,7 @@ def create(ctx: Context) -> None:
         ctx.out.document(output.document(response))
         return
     ctx.out.line(response.token)  # alone on standard output, for scripts to capture
-    ctx.out.tell(f"created principal {response.principal.name}; the token above is shown only once")
+    ctx.out.tell(output.token_notice(response.principal.name, ctx.out.stdout))
 
 
 def list_principals(ctx: Context) -> None:

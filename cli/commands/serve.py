@@ -1,4 +1,9 @@
-"""`mcagent serve`: run the daemon in the foreground (the one command that imports `agent`)."""
+"""`mcagent serve`: run the daemon in the foreground (the one command that imports `agent`).
+
+Every flag may also come from `--config FILE` (TOML, cli/configfile.py): the parser is marked
+`config_file`, so a flag added here is a key there too. `mcagent config check FILE` runs this
+handler up to the built Config and hands it to `args.config_check` instead of starting.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ def serve(ctx: Context) -> None:
     from mcagent.agent.server.server import AgentServer, forbid_core_dumps
 
     args = ctx.args
-    log.configure(args.log_level)
+    log.configure(args.log_level, args.log_format)
 
     try:
         forbid_core_dumps()  # before a PIN, password or key is in memory
@@ -46,6 +51,9 @@ def serve(ctx: Context) -> None:
             idle_timeout=args.idle_timeout,
             grace_period=args.grace_period,
         )
+        if getattr(args, "config_check", None):
+            args.config_check(config)
+            return
         AgentServer(config).run_until_signalled()
     except ConfigError as exc:
         raise CommandFailed(str(exc)) from None
@@ -55,6 +63,9 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
     """`serve` takes the daemon's options, not the client's (`common` is not used)."""
     p = groups.add_parser("serve", help="run the daemon in the foreground")
     p.set_defaults(func=serve)
+    p.config_file = True
+    p.add_argument("--config", metavar="FILE", help="TOML file of these options (keys: the long names in "
+                   "snake_case, e.g. keystore_backend = \"pkcs11\"); the command line overrides it")
     p.add_argument("--data-dir", help="data directory (default: per-user data home)/mcagent")
     p.add_argument("--socket", default=argparse.SUPPRESS,
                    help="Unix socket (default: $XDG_RUNTIME_DIR/mcagent/mcagent.sock, else <data-dir>/mcagent.sock)")
@@ -89,3 +100,5 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--grace-period", type=float, metavar="SECONDS",
                    help="on SIGTERM, how long calls in flight may take to finish (default 30)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    p.add_argument("--log-format", choices=["text", "json"], default="text",
+                   help="text: one escaped line per record; json: one object per line (default text)")

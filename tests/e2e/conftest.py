@@ -76,8 +76,9 @@ class Daemon:
         while True:
             page = json.loads(self.as_principal(None).ok("audit", "list", "--limit", "1000", "--after", str(after),
                                                          "--json"))
-            entries += page.get("entries", [])
-            after = int(page.get("next_after", 0))
+            entries += page["entries"]
+            after = page["next_after"]
+            assert type(after) is int  # int64 as a JSON number
             if not after:
                 return entries
 

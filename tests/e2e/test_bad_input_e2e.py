@@ -34,7 +34,7 @@ def daemon_with_credential(file_daemon, tmp_path):
 
 
 def _state(daemon) -> tuple:
-    credentials = json.loads(daemon.ok("credential", "list", "--json")).get("credentials", [])
+    credentials = json.loads(daemon.ok("credential", "list", "--json"))["credentials"]
     return tuple(sorted(c["id"] for c in credentials)), (daemon.data_dir / "keystore.mcks").read_bytes()
 
 

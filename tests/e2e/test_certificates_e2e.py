@@ -287,7 +287,7 @@ def test_bad_imports_are_refused_and_leave_nothing(both_daemon, softhsm, tmp_pat
     refused(both_daemon.cli("credential", "import", "--keystore", str(FIXTURES / "two-abns.keystore.xml"), "--alias",
                             "ABRD:51824753556_server-1", "--accept-terms", env=FIXTURE_PASSWORD),
             "PERMISSION_DENIED", "holds no role there")
-    assert json.loads(pa.ok("credential", "list", "--json")) == {}
+    assert json.loads(pa.ok("credential", "list", "--json")) == {"credentials": [], "next_page_token": ""}
     assert list_objects(softhsm) == before_objects
     audit = json.loads(both_daemon.ok("audit", "list", "--limit", "1000", "--json"))["entries"]
     assert sum(1 for e in audit if e["action"] == "credential.import" and e["outcome"] == "refused") == len(cases) + 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 
 import grpc
@@ -70,7 +69,7 @@ def test_32_concurrent_clients_all_signatures_verify_and_each_is_audited_once(pk
     entries = pkcs11_daemon.audit()
     signs = [e for e in entries if e["action"] == "credential.sign" and e["outcome"] == "allowed"]
     assert len(signs) - before == CLIENTS * SIGNS_EACH
-    digests = [json.loads(e["detail_json"])["digest_sha256"] for e in signs]
+    digests = [e["detail"]["digest_sha256"] for e in signs]
     expected = [hashlib.sha256(hashlib.sha256(m).digest()).hexdigest() for _, m, _ in results]
     assert sorted(digests[-len(expected):]) == sorted(expected)  # one entry per sign, none twice
     assert "audit log intact" in pkcs11_daemon.as_principal(None).ok("audit", "verify")

@@ -64,7 +64,7 @@ def _json(result) -> dict:
 def test_add_by_pa_or_aa_is_active_with_the_provider_named(world):
     added = _json(world.add(world.client_pa))
     assert added["status"] == "active" and added["dsp_name"] == "Cloud Payroll Pty Ltd"
-    assert "end_date" not in added  # no end date by default
+    assert added["end_date"] == ""  # no end date by default
     assert added["declaration_by"] == "carla"
     by_aa = _json(world.add(world.client_aa, "--software-id", "0987654321", "--end", _day(30)))
     assert by_aa["software_ids"] == [SOFTWARE_ID, "0987654321"] and by_aa["end_date"] == _day(30)
@@ -87,7 +87,7 @@ def test_add_by_pa_or_aa_is_active_with_the_provider_named(world):
 ])
 def test_refused_adds_say_why_and_create_nothing(world, overrides, start, code, texts):
     refused(world.add(world.client_pa, *overrides, start=start), code, *texts)
-    assert _json(world.client_pa.cli("notification", "list", "--json")) == {}
+    assert _json(world.client_pa.cli("notification", "list", "--json")) == {"notifications": []}
 
 
 def test_declaration_is_required(world):
@@ -128,7 +128,7 @@ def test_edit_software_ids_and_dates_with_the_declaration_again(world):
     assert edited["start_date"] == _day(0) and edited["declaration_by"] == "aaron"
     no_end = _json(world.client_pa.cli("notification", "edit", notification_id, "--no-end", "--accept-declaration",
                                        "--json"))
-    assert "end_date" not in no_end
+    assert no_end["end_date"] == ""
     refused(world.client_pa.cli("notification", "edit", notification_id, "--end", _day(5)), "FAILED_PRECONDITION",
             "declaration must be accepted")
     refused(world.client_pa.cli("notification", "edit", notification_id, "--start", _day(-3), "--accept-declaration"),
@@ -151,7 +151,7 @@ def test_remove_keeps_it_in_the_history_and_list_by_status(world, start_daemon, 
 
     def ids(daemon, status):
         listed = _json(daemon.cli("notification", "list", "--abn", CLIENT, "--status", status, "--json"))
-        return sorted(n["id"] for n in listed.get("notifications", []))
+        return sorted(n["id"] for n in listed["notifications"])
 
     assert ids(world.client_pa, "removed") == [gone]
     assert ids(world.client_pa, "pending") == [pending]
