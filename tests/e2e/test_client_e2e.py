@@ -22,6 +22,7 @@ from mcagent.client import types as t
 
 from tests.conftest import KEYSTORE_PASSWORD, REPO
 from tests.e2e.certs import TestCA
+from tests.e2e.conftest import MCAGENT
 from tests.e2e.test_rules_e2e import ACME, OTHER
 
 EXAMPLE = REPO / "docs" / "examples" / "cloud_signer.py"
@@ -178,6 +179,9 @@ def test_cloud_signer_example_signs_and_verifies_1000_digests_over_mtls(start_da
                          timeout=300, env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "signed 1000 digests" in run.stdout and "verified 1000; failed 0" in run.stdout
+    # The command line reads the same variables.
+    whoami = subprocess.run([MCAGENT, "whoami"], capture_output=True, text=True, timeout=60, env=env)
+    assert whoami.returncode == 0 and whoami.stdout.strip() == "dsp", whoami.stderr
     # The same principal, another business's credential: every item refused, the example says so.
     refused = subprocess.run([sys.executable, str(EXAMPLE), foreign, "--count", "3"], capture_output=True,
                              text=True, timeout=60, env=env, cwd=tmp_path)
