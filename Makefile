@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SOFTHSM_MODULE ?= /usr/lib/softhsm/libsofthsm2.so
 PASSWORD_FILE ?= $(HOME)/.config/mcagent/keystore-password
 
-.PHONY: install run test proto system-deps clean
+.PHONY: install run test proto system-deps buf clean
 
 install: $(STAMP)
 
@@ -48,8 +48,15 @@ system-deps:
 	  fi; \
 	fi
 
-test: install system-deps
+test: install system-deps buf
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# buf (the .proto linter) is a Go binary; npm ships it prebuilt. tests/test_proto_lint.py runs it.
+BUF := $(VENV)/buf/node_modules/.bin/buf
+buf: $(BUF)
+$(BUF):
+	@command -v buf >/dev/null || { command -v npm >/dev/null && npm install --quiet --no-audit --no-fund --prefix $(VENV)/buf @bufbuild/buf >/dev/null; } || \
+	  echo "buf not installed (no npm): tests/test_proto_lint.py will skip (fail under CI)" >&2
 
 proto: install
 	$(PY) -m mcagent.agent.api.generate

@@ -1,8 +1,9 @@
 """The connection to the daemon: its Unix socket, or TCP with mutual TLS; a bearer token if any.
 
-`Client(...)` takes plain values (paths, an address, a token), so other Python code can
-reach the agent the way the command line does; `Client.from_args` reads them from the
-command line's options and the environment.
+How to connect (targets, TLS credentials, the token's metadata, the `MCAGENT_*` environment)
+is the client library's (`mcagent.client.connection`); this module adds the command line's
+flags and its error messages, and hands the commands protobuf stubs. Other Python code
+should use `mcagent.client` itself.
 """
 
 from __future__ import annotations
@@ -11,23 +12,36 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 from grpc_health.v1 import health_pb2_grpc
-from mcagent.agent.api.defaults import default_socket_path
 from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
 from mcagent.cli.errors import CommandFailed, UsageError
 from mcagent.cli.files import read_file
+from mcagent.client.connection import (
+    ADDRESS_ENV,
+    DEFAULT_TIMEOUT,
+    SOCKET_ENV,
+    TLS_CA_ENV,
+    TLS_CERT_ENV,
+    TLS_KEY_ENV,
+    TOKEN_ENV,
+    Connection,
+    Tls,
+    socket_target,
+)
 
-SOCKET_ENV = "MCAGENT_SOCKET"
-TOKEN_ENV = "MCAGENT_TOKEN"
-TIMEOUT_SECONDS = 120
+__all__ = ["SOCKET_ENV", "TOKEN_ENV", "Client", "target", "token_from"]
+TIMEOUT_SECONDS = DEFAULT_TIMEOUT
+
+
+def _address(socket: str | None, address: str | None) -> str | None:
+    """`--address`, else `MCAGENT_ADDRESS` unless `--socket` was given."""
+    return address or (None if socket else os.environ.get(ADDRESS_ENV) or None)
 
 
 def target(socket: str | None = None, address: str | None = None) -> str:
-    """The gRPC target: `address` (TCP), else `unix:` the socket, `MCAGENT_SOCKET` or the default."""
-    if address:
-        return address
-    return f"unix:{socket or os.environ.get(SOCKET_ENV) or default_socket_path()}"
+    """The gRPC target: `address` (TCP, else `MCAGENT_ADDRESS`), else `unix:` the socket, `MCAGENT_SOCKET` or
+    the default."""
+    return _address(socket, address) or socket_target(socket)
 
 
 def token_from(token_file: str | None) -> str | None:
@@ -62,10 +76,11 @@ class Client:
 
         Args:
             socket: the daemon's Unix socket; default `MCAGENT_SOCKET`, else the data directory's.
-            address: HOST:PORT of the mutual-TLS listener instead of the socket.
-            tls_cert: client certificate chain (PEM file), with `address`.
-            tls_key: client private key (PEM file), with `address`.
-            tls_ca: the CA that signed the agent's certificate (PEM file), with `address`.
+            address: HOST:PORT of the mutual-TLS listener instead of the socket (else
+                `MCAGENT_ADDRESS`, unless `socket` is given).
+            tls_cert: client certificate chain (PEM file), with `address` (else `MCAGENT_TLS_CERT`).
+            tls_key: client private key (PEM file), with `address` (else `MCAGENT_TLS_KEY`).
+            tls_ca: the CA that signed the agent's certificate (PEM file), with `address` (else `MCAGENT_TLS_CA`).
             token: a bearer token the agent issued; sent with every call.
             token_file: a file holding the token, when `token` is not given; with neither,
                 `MCAGENT_TOKEN`, else no token.
@@ -74,20 +89,21 @@ class Client:
             UsageError: `address` without all three TLS files.
             CommandFailed: a TLS or token file cannot be read, or the token file is empty.
         """
+        address = _address(socket, address)
         self.target = target(socket, address)
+        tls = None
         if address:
+            tls_cert = tls_cert or os.environ.get(TLS_CERT_ENV)
+            tls_key = tls_key or os.environ.get(TLS_KEY_ENV)
+            tls_ca = tls_ca or os.environ.get(TLS_CA_ENV)
             if not (tls_cert and tls_key and tls_ca):
                 raise UsageError("mcagent: error: --address needs --tls-cert, --tls-key and --tls-ca (mutual TLS)")
-            credentials = grpc.ssl_channel_credentials(
-                root_certificates=read_file(tls_ca, "--tls-ca"),
-                private_key=read_file(tls_key, "--tls-key"),
-                certificate_chain=read_file(tls_cert, "--tls-cert"),
-            )
-            channel = grpc.secure_channel(address, credentials)
-        else:
-            channel = grpc.insecure_channel(self.target)
-        token = token or token_from(token_file)
-        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+            tls = Tls(root_certificates=read_file(tls_ca, "--tls-ca"), private_key=read_file(tls_key, "--tls-key"),
+                      certificate_chain=read_file(tls_cert, "--tls-cert"))
+        self.connection = Connection(target=self.target, tls=tls, token=token or token_from(token_file),
+                                     timeout=TIMEOUT_SECONDS)
+        channel = self.connection.channel()
+        metadata = self.connection.metadata
         self.businesses = _Stub(pb_grpc.BusinessServiceStub(channel), metadata)
         self.credentials = _Stub(pb_grpc.CredentialServiceStub(channel), metadata)
         self.principals = _Stub(pb_grpc.PrincipalServiceStub(channel), metadata)

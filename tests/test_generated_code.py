@@ -10,7 +10,7 @@ def test_committed_generated_code_is_current(tmp_path):
     stale = []
     for proto in PROTO_FILES:
         stem = source_path(proto.removesuffix(".proto"))
-        for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"):
+        for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", ".proto"):
             fresh = (tmp_path / f"{stem}{suffix}").read_text()
             committed_path = ROOT / f"{stem}{suffix}"
             if not committed_path.exists() or committed_path.read_text() != fresh:

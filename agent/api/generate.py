@@ -3,7 +3,8 @@
 The `-I proto` root mirrors the installed package path (`mcagent.agent.api.v1`), so the
 generated modules import each other by the names they have once installed. protoc writes
 them under that path in a scratch folder; they are committed in `agent/api/v1/`, which the
-wheel installs as `mcagent.agent.api.v1`.
+wheel installs as `mcagent.agent.api.v1`. The .proto itself is copied beside them, so the
+wheel ships the contract (package data) for clients in other languages or other protoc runs.
 """
 
 import pathlib
@@ -23,7 +24,7 @@ def source_path(generated: str) -> str:
 
 
 def generate(out_dir: pathlib.Path) -> None:
-    """Run protoc for every proto file, writing into `out_dir` at the repository's layout."""
+    """Run protoc for every proto file, writing into `out_dir` at the repository's layout, .proto included."""
     import grpc_tools
     from grpc_tools import protoc
 
@@ -46,6 +47,7 @@ def generate(out_dir: pathlib.Path) -> None:
                 target = out_dir / source_path(stem + suffix)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(pathlib.Path(scratch) / (stem + suffix), target)
+            shutil.copyfile(PROTO_ROOT / proto, out_dir / source_path(proto))
 
 
 if __name__ == "__main__":

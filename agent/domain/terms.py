@@ -21,6 +21,6 @@ CURRENT_TERMS = MachineTerms(
         "   the credential is responsible for its use and must keep the device or server\n"
         "   holding it secure.\n"
         "3. A credential that is lost, misused or no longer needed must be revoked at once.\n"
-        "Read the full myGovID terms of use - machine before accepting.\n"
+        "Read the full myID terms of use - machine before accepting.\n"
     ),
 )

@@ -28,6 +28,12 @@ FORBIDDEN = {
     "hsm/": ["agent", "hsm", "cli"],
     "tests": ["agent", "hsm", "cli"],
     "bench": ["agent", "hsm", "cli"],
+    # the client library (installed as mcagent.client) needs only the API: it ships to callers' machines
+    "agent/client": ["mcagent.agent.domain", "mcagent.agent.server", "mcagent.agent.storage", "mcagent.agent.app",
+                     "mcagent.agent.keys", "mcagent.agent.config", "mcagent.hsm", "mcagent.cli"],
+    # its installed name only: `mcagent.agent.client` resolves in an editable install but not in the wheel
+    "agent/": ["mcagent.agent.client"],
+    "cli/": ["mcagent.agent.client"],
 }
 
 
