@@ -135,6 +135,7 @@ class Config:
         max_connections: Unix-socket connections relayed at once, all uids together.
         max_connections_per_uid: Unix-socket connections relayed at once for one uid.
         idle_timeout: seconds without a byte either way after which a Unix-socket connection is closed.
+        metrics_listen: HOST:PORT of the plain HTTP listener serving GET /metrics (Prometheus), or None.
     """
 
     data_dir: str
@@ -159,6 +160,7 @@ class Config:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_connections_per_uid: int = DEFAULT_MAX_CONNECTIONS_PER_UID
     idle_timeout: int = DEFAULT_IDLE_TIMEOUT
+    metrics_listen: str | None = None
 
     @classmethod
     def build(
@@ -187,6 +189,7 @@ class Config:
         max_connections: int | None = None,
         max_connections_per_uid: int | None = None,
         idle_timeout: int | None = None,
+        metrics_listen: str | None = None,
     ) -> Config:
         """Resolve defaults and secrets, and check the combination makes sense.
 
@@ -226,6 +229,8 @@ class Config:
             raise ConfigError(f"--timezone {timezone!r} is not a time zone; use an IANA name such as "
                               "Australia/Sydney") from None
         _check_publication(crl_url, certificate_policy, crl_listen)
+        if metrics_listen is not None:
+            split_host_port(metrics_listen, "--metrics-listen")
         limits = {"--max-connections": max_connections, "--max-connections-per-uid": max_connections_per_uid,
                   "--idle-timeout": idle_timeout}
         for flag, value in limits.items():
@@ -258,6 +263,7 @@ class Config:
             max_connections=max_connections or DEFAULT_MAX_CONNECTIONS,
             max_connections_per_uid=max_connections_per_uid or DEFAULT_MAX_CONNECTIONS_PER_UID,
             idle_timeout=idle_timeout or DEFAULT_IDLE_TIMEOUT,
+            metrics_listen=metrics_listen,
         )
 
     def pkcs11_store_uri(self) -> str | None:

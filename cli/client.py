@@ -93,6 +93,7 @@ class Client:
         self.audit = _Stub(pb_grpc.AuditServiceStub(channel), metadata)
         self.notifications = _Stub(pb_grpc.NotificationServiceStub(channel), metadata)
         self.ca = _Stub(pb_grpc.CAServiceStub(channel), metadata)
+        self.admin = _Stub(pb_grpc.AdminServiceStub(channel), metadata)
 
     @classmethod
     def from_args(cls, args: Any) -> Client:

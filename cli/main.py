@@ -22,6 +22,7 @@ from mcagent.cli.client import SOCKET_ENV, TOKEN_ENV, Client, target
 from mcagent.cli.commands import (
     Context,
     audit,
+    backup,
     business,
     ca,
     credential,
@@ -37,7 +38,7 @@ from mcagent.cli.errors import CommandFailed, Parser, UsageError
 from mcagent.cli.output import Output
 
 # The order of `mcagent --help`.
-GROUPS = (serve, business, terms, credential, keystore, ca, principal, whoami, role, notification, audit)
+GROUPS = (serve, business, terms, credential, keystore, ca, principal, whoami, role, notification, audit, backup)
 
 
 def _client_options(p: argparse.ArgumentParser, default: Any) -> None:

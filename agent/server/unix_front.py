@@ -95,6 +95,10 @@ class UnixFront:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def connection_count(self) -> int:
+        """Connections relayed now (read by the metrics collector at scrape time)."""
+        return len(self._connections)
+
     def start(self) -> None:
         """Bind the public socket with its mode and start accepting."""
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -44,6 +44,7 @@ def serve(ctx: Context) -> None:
             max_connections=args.max_connections,
             max_connections_per_uid=args.max_connections_per_uid,
             idle_timeout=args.idle_timeout,
+            metrics_listen=args.metrics_listen,
         )
         AgentServer(config).run_until_signalled()
     except ConfigError as exc:
@@ -84,4 +85,6 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
                    help="Unix-socket connections at once from one uid (default 64)")
     p.add_argument("--idle-timeout", type=int, metavar="SECONDS",
                    help="close a Unix-socket connection idle this long (default 300)")
+    p.add_argument("--metrics-listen", metavar="HOST:PORT",
+                   help="serve Prometheus metrics over plain HTTP at /metrics (opt-in)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
