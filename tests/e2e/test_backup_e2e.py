@@ -109,3 +109,12 @@ def test_backup_is_for_the_local_administrator_only_and_audited(file_daemon, tmp
     entries = json.loads(file_daemon.ok("audit", "list", "--json"))["entries"]
     assert [(e["actor"], e["outcome"]) for e in entries if e["action"] == "backup"] == [("alice", "refused")]
     assert not list(file_daemon.data_dir.glob(".backup-*")), "no copy left in the data directory"
+
+
+def test_backup_refuses_undecodable_requests(file_daemon):
+    with grpc.insecure_channel(f"unix:{file_daemon.socket}") as channel:
+        call = channel.unary_stream("/mcagent.v1.AdminService/Backup")
+        with pytest.raises(grpc.RpcError) as refused:
+            list(call(b"\xff\xff\xff", timeout=30))
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "mcagent.v1.BackupRequest" in refused.value.details()
