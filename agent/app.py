@@ -10,6 +10,7 @@ from __future__ import annotations
 from mcagent.agent.clock import Clock, system_clock
 from mcagent.agent.domain import certificates
 from mcagent.agent.domain.notification import DEFAULT_TIMEZONE
+from mcagent.agent.domain.ports import Observer
 from mcagent.agent.domain.service import AgentService
 from mcagent.agent.keys import KeyStores
 from mcagent.agent.storage import SqliteAuditLog, Storage
@@ -17,7 +18,9 @@ from mcagent.agent.storage import SqliteAuditLog, Storage
 
 def build_service(storage: Storage, keys: KeyStores, *, clock: Clock = system_clock,
                   timezone: str = DEFAULT_TIMEZONE,
-                  publication: certificates.Publication | None = None) -> AgentService:
-    """The service over SQLite `storage` and the key backends `keys`."""
-    return AgentService(storage, SqliteAuditLog(storage), keys, clock=clock, timezone=timezone,
-                        publication=publication)
+                  publication: certificates.Publication | None = None,
+                  observer: Observer | None = None) -> AgentService:
+    """The service over SQLite `storage` and the key backends `keys`; `observer` (metrics) is
+    told of signs by the service and of audit commits by the appender."""
+    return AgentService(storage, SqliteAuditLog(storage, observer=observer), keys, clock=clock, timezone=timezone,
+                        publication=publication, observer=observer)

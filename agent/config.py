@@ -137,6 +137,7 @@ class Config:
         max_connections_per_uid: Unix-socket connections relayed at once for one uid.
         idle_timeout: seconds without a byte either way after which a Unix-socket connection is closed.
         grace_period: seconds calls in flight may take to finish after SIGTERM before they are cut off.
+        metrics_listen: HOST:PORT of the plain HTTP listener serving GET /metrics (Prometheus), or None.
     """
 
     data_dir: str
@@ -162,6 +163,7 @@ class Config:
     max_connections_per_uid: int = DEFAULT_MAX_CONNECTIONS_PER_UID
     idle_timeout: int = DEFAULT_IDLE_TIMEOUT
     grace_period: float = DEFAULT_GRACE_PERIOD
+    metrics_listen: str | None = None
 
     @classmethod
     def build(
@@ -191,6 +193,7 @@ class Config:
         max_connections_per_uid: int | None = None,
         idle_timeout: int | None = None,
         grace_period: float | None = None,
+        metrics_listen: str | None = None,
     ) -> Config:
         """Resolve defaults and secrets, and check the combination makes sense.
 
@@ -231,6 +234,8 @@ class Config:
             raise ConfigError(f"--timezone {timezone!r} is not a time zone; use an IANA name such as "
                               "Australia/Sydney") from None
         _check_publication(crl_url, certificate_policy, crl_listen)
+        if metrics_listen is not None:
+            split_host_port(metrics_listen, "--metrics-listen")
         limits = {"--max-connections": max_connections, "--max-connections-per-uid": max_connections_per_uid,
                   "--idle-timeout": idle_timeout}
         for flag, value in limits.items():
@@ -267,6 +272,7 @@ class Config:
             max_connections_per_uid=max_connections_per_uid or DEFAULT_MAX_CONNECTIONS_PER_UID,
             idle_timeout=idle_timeout or DEFAULT_IDLE_TIMEOUT,
             grace_period=DEFAULT_GRACE_PERIOD if grace_period is None else grace_period,
+            metrics_listen=metrics_listen,
         )
 
     def pkcs11_store_uri(self) -> str | None:

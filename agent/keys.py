@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from typing import Any
 
 from mcagent.agent.domain.errors import FailedPrecondition, InvalidArgument
 from mcagent.agent.domain.model import Backend
@@ -54,6 +55,11 @@ class KeyStores:
         if keystore_password is not None:
             for name in self._paths:
                 self._open(name)
+
+    def token_stats(self) -> Any:
+        """The token's session pool state (`hsm.pkcs11.pool.PoolStats`), or None without a token."""
+        stats = getattr(self._pkcs11, "stats", None)
+        return stats() if stats is not None else None
 
     def _open(self, name: str) -> KeyStore:
         with self._lock:

@@ -111,6 +111,7 @@ class Client:
         self.notifications = _Stub(pb_grpc.NotificationServiceStub(channel), metadata)
         self.ca = _Stub(pb_grpc.CAServiceStub(channel), metadata)
         self.health = _Stub(health_pb2_grpc.HealthStub(channel), metadata)
+        self.admin = _Stub(pb_grpc.AdminServiceStub(channel), metadata)
 
     @classmethod
     def from_args(cls, args: Any) -> Client:

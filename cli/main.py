@@ -24,6 +24,7 @@ from mcagent.cli.client import SOCKET_ENV, TOKEN_ENV, Client, target
 from mcagent.cli.commands import (
     Context,
     audit,
+    backup,
     business,
     ca,
     completion,
@@ -43,7 +44,7 @@ from mcagent.cli.output import Output, error_document
 
 # The order of `mcagent --help`.
 GROUPS = (serve, config, business, terms, credential, keystore, ca, principal, whoami, role, notification, audit,
-          completion, status)
+          completion, status, backup)
 
 
 def version() -> str:

@@ -37,7 +37,7 @@ from mcagent.agent.domain.errors import (
 )
 from mcagent.agent.domain.model import Credential
 from mcagent.agent.domain.policy import ALLOWED, Action, Role, may
-from mcagent.agent.domain.ports import AuditLog, KeyCustody, Records
+from mcagent.agent.domain.ports import NO_OBSERVER, AuditLog, KeyCustody, Observer, Records
 from mcagent.agent.domain.throttle import RefusalThrottle
 from mcagent.hsm.errors import KeyStoreError
 
@@ -54,7 +54,7 @@ class ServiceBase:
 
     def __init__(self, records: Records, audit_log: AuditLog, custody: KeyCustody, clock: Clock = system_clock,
                  timezone: str = notices.DEFAULT_TIMEZONE,
-                 publication: certificates.Publication | None = None) -> None:
+                 publication: certificates.Publication | None = None, observer: Observer | None = None) -> None:
         """Wire the service to its ports and clock.
 
         Args:
@@ -64,12 +64,14 @@ class ServiceBase:
             clock: now, as an aware datetime (injected in tests).
             timezone: where "today" is decided for notification dates (IANA name).
             publication: CRL URL and policy OID that issued leaves carry (None: neither).
+            observer: told of signs and their durations, for metrics (None: nobody).
         """
         self._records = records
         self._audit_log = audit_log
         self._custody = custody
         self._clock = clock
         self._publication = publication
+        self._observer = observer or NO_OBSERVER
         self._cached = CachedRecords(records)
         self._refusals = RefusalThrottle()
         self._last_checkpoint: AuditEntry | None = None  # the newest this process wrote

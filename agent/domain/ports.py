@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from mcagent.agent.domain.audit import AuditEntry
 from mcagent.agent.domain.credential import CredentialStatus
@@ -81,6 +81,15 @@ class Records(Protocol):
     def get_notification(self, notification_id: str) -> Notification | None: ...
     def list_notifications(self, abns: list[str]) -> list[Notification]: ...
 
+    # operations
+    def snapshot(self) -> BinaryIO:
+        """A consistent copy of every record, taken while others keep writing, as an open
+        file (a complete database file, already removed from the disk; closing it frees it).
+
+        Raises:
+            Unavailable: the copy could not be made.
+        """
+
 
 class AuditLog(Protocol):
     """The audit log outside a unit of work: durable group-committed appends and reads."""
@@ -124,3 +133,51 @@ class KeyCustody(Protocol):
 
     def delete_key(self, uri: str) -> int:
         """Destroy the key (every object) at `uri`; how many objects went."""
+
+
+class Observer(Protocol):
+    """What the agent reports as it works, for metrics; the composition root passes one in.
+
+    The domain and the storage call these; an adapter outside them (agent/server/metrics.py)
+    turns the calls into Prometheus metrics. Every method must be cheap and must not raise:
+    it runs on the sign path. `NO_OBSERVER` does nothing.
+    """
+
+    def signs_finished(self, key_type: str, algorithm: str, outcome: str, count: int = 1) -> None:
+        """`count` sign requests (or batch items) ended with `outcome`.
+
+        Args:
+            key_type: the credential's key type (``rsa-2048``, …), ``unknown`` when the request
+                was refused before its credential was known.
+            algorithm: the signature algorithm's name, ``unknown`` likewise.
+            outcome: ``allowed`` (signature returned), ``refused`` (any error), or ``withheld``
+                (signed, but the credential was revoked before its audit entry committed).
+        """
+
+    def sign_duration(self, key_type: str, seconds: float) -> None:
+        """A key's backend took `seconds` to make one signature (or to fail to)."""
+
+    def audit_committed(self, entries: int, seconds: float) -> None:
+        """One group commit of the audit appender wrote `entries` entries in `seconds`."""
+
+    def audit_queue_depth(self, waiting: int) -> None:
+        """Callers now waiting for the audit appender to make their entries durable."""
+
+
+class _NoObserver:
+    """An `Observer` that does nothing (the default: metrics are opt-in)."""
+
+    def signs_finished(self, key_type: str, algorithm: str, outcome: str, count: int = 1) -> None:
+        """See `Observer.signs_finished`."""
+
+    def sign_duration(self, key_type: str, seconds: float) -> None:
+        """See `Observer.sign_duration`."""
+
+    def audit_committed(self, entries: int, seconds: float) -> None:
+        """See `Observer.audit_committed`."""
+
+    def audit_queue_depth(self, waiting: int) -> None:
+        """See `Observer.audit_queue_depth`."""
+
+
+NO_OBSERVER: Observer = _NoObserver()

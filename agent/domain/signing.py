@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -74,10 +75,15 @@ class Signing(ServiceBase):
             NotFound: no such credential.
             Unavailable: the audit entry could not be written (no signature is returned).
         """
-        with self._audited(caller, "credential.sign", target=item.credential_id) as ctx:
-            authorised = self._authorise(caller, ctx, item)
-            signature = self._sign_in_custody(authorised)
-            withheld = self._record_signs(caller, [authorised])
+        authorised: _Authorised | None = None
+        try:
+            with self._audited(caller, "credential.sign", target=item.credential_id) as ctx:
+                authorised = self._authorise(caller, ctx, item)
+                signature = self._sign_in_custody(authorised)
+                withheld = self._record_signs(caller, [authorised])
+        except Exception:
+            self._observe_refused(authorised)
+            raise
         if withheld:  # its entry says refused already
             raise FailedPrecondition(f"credential {item.credential_id}: {WITHHELD}")
         return Signed(signature=signature, algorithm=authorised.request.algorithm,
@@ -107,6 +113,7 @@ class Signing(ServiceBase):
             except (DomainError, KeyStoreError) as exc:
                 results[index] = exc
                 refusals.append((ctx, exc))
+                self._observe_refused(None)
         # One task per worker, not per item: handing each item to a thread costs more than an ECDSA sign.
         chunks = [[a for _, a in authorised[i::BATCH_WORKERS]] for i in range(BATCH_WORKERS)]
         chunk_results = list(self._batch_executor.map(lambda chunk: [self._sign_or_error(a) for a in chunk], chunks))
@@ -118,11 +125,17 @@ class Signing(ServiceBase):
             if isinstance(outcome, Exception):
                 results[index] = outcome
                 refusals.append((AuditContext(abn=item.credential.abn, target=item.credential.id), outcome))
+                self._observe_refused(item)
             else:
                 results[index] = Signed(signature=outcome, algorithm=item.request.algorithm,
                                         certificate_chain=item.credential.certificate_chain)
                 done.append(item)
-        withheld = self._record_signs(caller, done, refusals)
+        try:
+            withheld = self._record_signs(caller, done, refusals)
+        except Exception:
+            for item in done:
+                self._observe_refused(item)
+            raise
         if withheld:  # revoked meanwhile: those items' signatures never leave (their entries say refused)
             for index, result in enumerate(results):
                 if isinstance(result, Signed) and items[index].credential_id in withheld:
@@ -161,8 +174,20 @@ class Signing(ServiceBase):
         return _Authorised(credential, request, item.permission)
 
     def _sign_in_custody(self, authorised: _Authorised) -> bytes:
-        """The signature, made by the backend that holds the key."""
-        return self._custody.for_uri(authorised.request.uri).sign(authorised.request)
+        """The signature, made by the backend that holds the key (timed for the observer)."""
+        started = time.perf_counter()
+        try:
+            return self._custody.for_uri(authorised.request.uri).sign(authorised.request)
+        finally:
+            self._observer.sign_duration(authorised.request.key_type.value, time.perf_counter() - started)
+
+    def _observe_refused(self, authorised: _Authorised | None) -> None:
+        """Count one refused sign, by key type and algorithm when its credential was known."""
+        if authorised is None:
+            self._observer.signs_finished("unknown", "unknown", "refused")
+        else:
+            self._observer.signs_finished(authorised.request.key_type.value,
+                                          authorised.request.algorithm.algorithm_name, "refused")
 
     def _record_signs(self, caller: Caller, signed: list[_Authorised],
                       refusals: list[tuple[AuditContext, Exception]] = ()) -> set[str]:
@@ -207,4 +232,9 @@ class Signing(ServiceBase):
         except Exception as exc:
             log.exception("signs not recorded; signatures withheld")
             raise Unavailable("the signature was withheld: its audit entry could not be written") from exc
+        outcomes = Counter((a.request.key_type.value, a.request.algorithm.algorithm_name,
+                            "withheld" if e.outcome == "refused" else "allowed")
+                           for a, e in zip(signed, written[:len(signed)], strict=True))
+        for (key_type, algorithm, outcome), count in outcomes.items():
+            self._observer.signs_finished(key_type, algorithm, outcome, count)
         return {e.target for e in written[:len(signed)] if e.outcome == "refused"}

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import BinaryIO
 
 from mcagent.agent.domain import credential as lifecycle
+from mcagent.agent.domain.audit import AuditEntry
 from mcagent.agent.domain.calls import (
     SYSTEM_ACTOR,
+    Caller,
 )
 from mcagent.agent.domain.credential import CredentialStatus
 from mcagent.agent.domain.guard import ServiceBase
@@ -67,3 +70,25 @@ class Upkeep(ServiceBase):
         for credential in self._records.list_credentials(status=CredentialStatus.REVOKED, key_destroyed=False):
             self._destroy_revoked_key(credential)
 
+    def backup(self, caller: Caller) -> tuple[AuditEntry, BinaryIO]:
+        """A consistent copy of every record, made while the agent keeps serving (local
+        administrator only).
+
+        The ``backup`` audit entry is written first, so the copy holds the record of its own
+        making. Key custody is not copied: token keys never leave the token, and key store
+        files are the operator's to copy beside the database (after it, so that every key a
+        copied record names is in them).
+
+        Returns:
+            The audit entry, and the copy as an open file (a whole SQLite database) for the
+            caller to stream and close.
+
+        Raises:
+            PermissionDenied: the caller is not the local administrator.
+            Unavailable: the entry could not be written or the copy made.
+        """
+        with self._audited(caller, "backup"):
+            self._require_admin(caller, "back up the agent's records")
+        with self._records.transaction(changes_state=False):
+            entry = self._audit(caller, "backup", detail={"what": "database"})
+        return entry, self._records.snapshot()

@@ -81,7 +81,9 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
     The caller is put in a context variable for the handler (`current_caller()`); a request
     that identifies nobody is refused UNAUTHENTICATED before any servicer code runs. A method
-    that is neither unary nor open is refused: nothing is reachable unauthenticated by omission.
+    whose request is a stream (and that is not open) is refused: nothing is reachable
+    unauthenticated by omission. A streamed response (AdminService.Backup) is authenticated
+    like a unary call: its servicer authorises before it returns the iterator.
     """
 
     def __init__(self, authenticator: Authenticator) -> None:
@@ -91,6 +93,8 @@ class AuthInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None or handler_call_details.method in OPEN_METHODS:
             return handler
+        if handler.unary_stream is not None:
+            return self._stream(handler)
         if handler.unary_unary is None:
             def refuse(request: Any, context: grpc.ServicerContext) -> Any:
                 context.abort(grpc.StatusCode.UNIMPLEMENTED, "only unary methods are served")
@@ -106,3 +110,18 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(authenticated, request_deserializer=handler.request_deserializer,
                                                    response_serializer=handler.response_serializer)
+
+    def _stream(self, handler: Any) -> Any:
+        """A unary-request, streamed-response method: the caller is resolved, and the servicer
+        called (it must authorise before it returns its iterator), before anything is sent."""
+        inner = handler.unary_stream
+
+        def authenticated(request: Any, context: grpc.ServicerContext) -> Any:
+            token = _caller.set(self._authenticator.caller(context))
+            try:
+                return inner(request, context)
+            finally:
+                _caller.reset(token)
+
+        return grpc.unary_stream_rpc_method_handler(authenticated, request_deserializer=handler.request_deserializer,
+                                                    response_serializer=handler.response_serializer)

@@ -131,6 +131,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class _CrlHttpServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
+    handler: type[http.server.BaseHTTPRequestHandler] = _Handler  # the metrics listener reuses this server
 
     def __init__(self, address: tuple[str, int], cache: CrlCache) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
@@ -138,7 +139,7 @@ class _CrlHttpServer(http.server.ThreadingHTTPServer):
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
         self._lock = threading.Lock()
         self._open: set[Any] = set()
-        super().__init__(address, _Handler)
+        super().__init__(address, self.handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """At most MAX_CONCURRENT_REQUESTS at once; beyond that, a 503 at once (the accept loop

@@ -126,6 +126,9 @@ class ErrorInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation: Callable[..., Any], handler_call_details: Any) -> Any:
         handler = continuation(handler_call_details)
+        if handler is not None and handler.unary_stream is not None and handler_call_details.method.startswith(
+                "/mcagent.v1."):  # ours only: the health service's Watch keeps its own handler
+            return self._stream(handler, handler_call_details.method)
         if handler is None or handler.unary_unary is None:
             return handler
         method = handler_call_details.method
@@ -149,6 +152,33 @@ class ErrorInterceptor(grpc.ServerInterceptor):
                 context.abort(grpc.StatusCode.INTERNAL, "internal error in the agent; see its log")
 
         return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=tolerant_deserializer(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+
+    @staticmethod
+    def _stream(handler: Any, method: str) -> Any:
+        """A streamed response: errors before or between messages leave as status codes."""
+        inner = handler.unary_stream
+
+        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            if isinstance(request, MalformedRequest):
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            try:
+                yield from inner(request, context)
+            except (domain.DomainError, keys.KeyStoreError) as exc:
+                code = status_of(exc) or grpc.StatusCode.INTERNAL
+                if code is not grpc.StatusCode.UNAUTHENTICATED or _unauthenticated_lines.admit():
+                    log.info("%s refused: %s: %s", method, code.name, exc)
+                context.abort(code, clip(str(exc), MAX_DETAILS))
+            except (KeyboardInterrupt, SystemExit, GeneratorExit):
+                raise
+            except BaseException:
+                log.exception("%s failed with an unexpected error", method)
+                context.abort(grpc.StatusCode.INTERNAL, "internal error in the agent; see its log")
+
+        return grpc.unary_stream_rpc_method_handler(
             guarded,
             request_deserializer=tolerant_deserializer(handler.request_deserializer),
             response_serializer=handler.response_serializer,

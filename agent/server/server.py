@@ -34,10 +34,12 @@ from mcagent.agent.domain import certificates
 from mcagent.agent.domain.service import AgentService
 from mcagent.agent.keys import KeyStores
 from mcagent.agent.server import systemd
+from mcagent.agent.server.admin_servicer import AdminServicer
 from mcagent.agent.server.auth import Authenticator, AuthInterceptor
 from mcagent.agent.server.crl_http import CrlHttpListener
 from mcagent.agent.server.health import HealthMonitor
 from mcagent.agent.server.interceptors import ErrorInterceptor
+from mcagent.agent.server.metrics import Metrics, MetricsHttpListener
 from mcagent.agent.server.servicer import (
     AuditServicer,
     BusinessServicer,
@@ -135,6 +137,7 @@ class AgentServer:
         self._crl_http: CrlHttpListener | None = None
         self._health: HealthMonitor | None = None
         self._inherited: socket.socket | None = None  # the Unix socket passed by socket activation
+        self._metrics_http: MetricsHttpListener | None = None
 
     def start(self) -> None:
         """Open everything and start serving.
@@ -168,9 +171,11 @@ class AgentServer:
         for path in (database, database + "-wal", database + "-shm"):
             _check_database_path(path)
         self._storage = Storage(database)
+        metrics = Metrics() if config.metrics_listen else None
         service = self._service = build_service(
             self._storage, self._keys, timezone=config.timezone,
-            publication=certificates.Publication(crl_url=config.crl_url, policy_oid=config.certificate_policy))
+            publication=certificates.Publication(crl_url=config.crl_url, policy_oid=config.certificate_policy),
+            observer=metrics)
         try:
             service.check_audit_anchor()  # before anything is appended: tampering is recorded first
             service.checkpoint_audit()
@@ -196,6 +201,7 @@ class AgentServer:
         agent_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(service), server)
         agent_pb2_grpc.add_NotificationServiceServicer_to_server(NotificationServicer(service), server)
         agent_pb2_grpc.add_CAServiceServicer_to_server(CAServicer(service), server)
+        agent_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(service), server)
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         checks = {"database": self._storage.health_problem}
@@ -232,6 +238,8 @@ class AgentServer:
         threading.Thread(target=self._remind, args=(service,), name="reminders", daemon=True).start()
         if config.crl_listen:
             self._start_crl_http(service, config.crl_listen)
+        if metrics is not None:
+            self._start_metrics_http(metrics, config.metrics_listen)
         listeners = [f"unix:{socket_path}" + " (socket activation)" * (self._front.public_path != config.socket_path)]
         listeners += [f"mtls:{config.listen}"] * bool(config.listen)
         listeners += [f"insecure:{config.insecure_listen}"] * bool(config.insecure_listen)
@@ -248,6 +256,17 @@ class AgentServer:
         log.info("CRL published over HTTP at http://%s/crl%s", self._crl_http.address,
                  f" (leaves point to {self.config.crl_url})" if self.config.crl_url else
                  " (no --crl-url: leaves carry no distribution point)")
+
+    def _start_metrics_http(self, metrics: Metrics, address: str) -> None:
+        host, port = split_host_port(address, "--metrics-listen")
+        assert self._keys is not None and self._front is not None
+        metrics.watch(token_stats=self._keys.token_stats, connections=self._front.connection_count)
+        try:
+            self._metrics_http = MetricsHttpListener(host, port, metrics)
+        except OSError as exc:
+            raise ConfigError(f"cannot serve metrics on {address}: {exc.strerror or exc}") from None
+        self._metrics_http.start()
+        log.info("Prometheus metrics served over HTTP at http://%s/metrics", self._metrics_http.address)
 
     def _remind(self, service: AgentService) -> None:
         """Once a minute: due reminders to claim unassigned credentials, summaries of throttled
@@ -279,6 +298,9 @@ class AgentServer:
         if self._crl_http is not None:
             self._crl_http.stop()
             self._crl_http = None
+        if self._metrics_http is not None:
+            self._metrics_http.stop()
+            self._metrics_http = None
         if self._front is not None:
             self._front.stop_accepting()
         if self._server is not None:

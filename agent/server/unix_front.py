@@ -108,6 +108,10 @@ class UnixFront:
         self._drain_deadline = 0.0
         self._thread: threading.Thread | None = None
 
+    def connection_count(self) -> int:
+        """Connections relayed now (read by the metrics collector at scrape time)."""
+        return len(self._connections)
+
     def start(self) -> None:
         """Bind the public socket with its mode (or take the inherited one) and start accepting."""
         if self._inherited is not None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from mcagent.agent.domain.audit import AuditEntry
+from mcagent.agent.domain.ports import NO_OBSERVER, Observer
 
 if TYPE_CHECKING:
     from mcagent.agent.storage.sqlite import Storage
@@ -27,8 +29,9 @@ class AuditAppender:
     one commit. `append` returns once its entry is durable, and raises if it could not be written.
     """
 
-    def __init__(self, storage: Storage, max_batch: int = 1000) -> None:
+    def __init__(self, storage: Storage, max_batch: int = 1000, observer: Observer | None = None) -> None:
         self._storage = storage
+        self._observer = observer or NO_OBSERVER  # told each commit's size and time, and the queue's depth
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_PendingEntry | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="audit-appender", daemon=True)
@@ -66,6 +69,8 @@ class AuditAppender:
                     self._queue.put(None)  # stop after this batch
                     break
                 batch.append(item)
+            self._observer.audit_queue_depth(len(batch) + self._queue.qsize())
+            started = time.perf_counter()
             try:
                 with self._storage.transaction(changes_state=False):
                     # Read in the same transaction as the append: a revoke commits either before
@@ -78,6 +83,8 @@ class AuditAppender:
             except Exception as exc:  # every waiter learns its entries were not written
                 for pending in batch:
                     pending.entries, pending.error = [], exc
+            self._observer.audit_committed(sum(len(p.entries) for p in batch), time.perf_counter() - started)
+            self._observer.audit_queue_depth(self._queue.qsize())
             for pending in batch:
                 pending.done.set()
 

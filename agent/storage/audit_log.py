@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from mcagent.agent.domain.audit import AuditEntry
+from mcagent.agent.domain.ports import Observer
 from mcagent.agent.storage.appender import AuditAppender
 from mcagent.agent.storage.sqlite import Storage
 
@@ -13,9 +14,9 @@ from mcagent.agent.storage.sqlite import Storage
 class SqliteAuditLog:
     """`AuditLog` over the SQLite records: appends go through the group-commit appender."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, observer: Observer | None = None) -> None:
         self._storage = storage
-        self._appender = AuditAppender(storage)
+        self._appender = AuditAppender(storage, observer=observer)
 
     def append_many(self, entries: list[dict[str, Any]]) -> list[AuditEntry]:
         """See `AuditLog.append_many`."""

@@ -14,13 +14,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, BinaryIO
 
 from mcagent.agent.domain.credential import CredentialStatus
 from mcagent.agent.domain.errors import Aborted, Unavailable
 from mcagent.agent.domain.model import Business, Credential, Principal, Reminder, RoleGrant
 from mcagent.agent.domain.policy import Role
 from mcagent.agent.storage import rows
+from mcagent.agent.storage.backup import snapshot_database
 from mcagent.agent.storage.migrate import migrate
 from mcagent.agent.storage.rows import ts
 from mcagent.agent.storage.sqlite_audit import AuditQueries
@@ -98,6 +99,10 @@ class Storage(AuditQueries, PkiQueries, NotificationQueries):
             with self._lock:
                 self._readers.append(conn)
         return conn
+
+    def snapshot(self) -> BinaryIO:
+        """See `Records.snapshot` (agent/storage/backup.py)."""
+        return snapshot_database(self._path)
 
     @contextmanager
     def transaction(self, *, changes_state: bool = True) -> Iterator[sqlite3.Connection]:

@@ -50,6 +50,7 @@ def serve(ctx: Context) -> None:
             max_connections_per_uid=args.max_connections_per_uid,
             idle_timeout=args.idle_timeout,
             grace_period=args.grace_period,
+            metrics_listen=args.metrics_listen,
         )
         if getattr(args, "config_check", None):
             args.config_check(config)
@@ -99,6 +100,8 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
                    help="close a Unix-socket connection idle this long (default 300)")
     p.add_argument("--grace-period", type=float, metavar="SECONDS",
                    help="on SIGTERM, how long calls in flight may take to finish (default 30)")
+    p.add_argument("--metrics-listen", metavar="HOST:PORT",
+                   help="serve Prometheus metrics over plain HTTP at /metrics (opt-in)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
     p.add_argument("--log-format", choices=["text", "json"], default="text",
                    help="text: one escaped line per record; json: one object per line (default text)")

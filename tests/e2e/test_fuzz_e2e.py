@@ -90,11 +90,13 @@ class Rpc:
 
 
 def unary_rpcs() -> list[Rpc]:
-    """Every unary-unary RPC of our services, and the health Check."""
+    """Every unary-unary RPC of our services, and the health Check (streamed responses are tested apart)."""
     rpcs = []
     for service in agent_pb2.DESCRIPTOR.services_by_name.values():
         for method in service.methods:
-            assert not method.client_streaming and not method.server_streaming, method.full_name
+            assert not method.client_streaming, method.full_name
+            if method.server_streaming:  # AdminService.Backup: no request fields (tests/e2e/test_backup_e2e.py)
+                continue
             rpcs.append(Rpc(f"/{service.full_name}/{method.name}", message_factory.GetMessageClass(method.input_type)))
     rpcs.append(Rpc("/grpc.health.v1.Health/Check", health_pb2.HealthCheckRequest))
     # The ones that take things away last, so that the others meet live credentials and roles.

@@ -17,8 +17,10 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 # package (folder) -> module prefixes it must never import
 FORBIDDEN = {
     "agent/domain": ["mcagent.agent.storage", "mcagent.agent.server", "mcagent.agent.keys", "mcagent.agent.app",
-                     "mcagent.agent.config", "mcagent.agent.api", "grpc", "sqlite3", "psycopg", "mcagent.cli"],
-    "agent/storage": ["mcagent.agent.server", "mcagent.agent.app", "mcagent.agent.keys", "grpc", "mcagent.cli"],
+                     "mcagent.agent.config", "mcagent.agent.api", "grpc", "sqlite3", "psycopg", "mcagent.cli",
+                     "prometheus_client"],
+    "agent/storage": ["mcagent.agent.server", "mcagent.agent.app", "mcagent.agent.keys", "grpc", "mcagent.cli",
+                      "prometheus_client"],
     "agent/keys.py": ["mcagent.agent.server", "mcagent.agent.app", "mcagent.agent.storage", "grpc", "mcagent.cli"],
     "agent/server": ["mcagent.cli"],
     "hsm": ["mcagent.agent", "mcagent.cli", "grpc"],

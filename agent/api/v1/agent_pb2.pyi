@@ -733,3 +733,21 @@ class GetCACertificatesRequest(_message.Message):
 class GetCRLRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class BackupRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BackupChunk(_message.Message):
+    __slots__ = ("data", "last", "size", "sha256", "audit_seq")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    last: bool
+    size: int
+    sha256: str
+    audit_seq: int
+    def __init__(self, data: _Optional[bytes] = ..., last: _Optional[bool] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., audit_seq: _Optional[int] = ...) -> None: ...

@@ -1803,3 +1803,77 @@ class CAService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AdminServiceStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Backup = channel.unary_stream(
+                '/mcagent.v1.AdminService/Backup',
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.BackupRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.BackupChunk.FromString,
+                _registered_method=True)
+
+
+class AdminServiceServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Backup(self, request, context):
+        """A consistent copy of the database, streamed to the caller (local administrator only;
+        audited). The caller writes it where it likes: the daemon never takes a path.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AdminServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Backup': grpc.unary_stream_rpc_method_handler(
+                    servicer.Backup,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.BackupRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.BackupChunk.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'mcagent.v1.AdminService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('mcagent.v1.AdminService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AdminService:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Backup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mcagent.v1.AdminService/Backup',
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.BackupRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.BackupChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
