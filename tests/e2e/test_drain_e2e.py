@@ -15,7 +15,6 @@ from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
 from mcagent.hsm.base import SignatureAlgorithm
 
 from tests.e2e import test_transport_e2e as transport
-from tests.e2e.test_concurrency_e2e import _audit_entries
 from tests.verify import verify
 
 PASSWORD_ENV = transport.PASSWORD_ENV
@@ -39,7 +38,8 @@ def test_sigterm_lets_batches_in_flight_on_both_transports_finish_and_audit_matc
     pa = daemon.new_business(ABN, "alice")
     daemon.new_principal("dsp", "--certificate-subject", pki["dsp"].subject)
     pa.ok("role", "grant", "--abn", ABN, "--principal", "dsp", "--role", "software")
-    credential = pa.ok("credential", "create", "--abn", ABN, "--name", "bulk", "--key-type", "rsa-2048",
+    # RSA-3072: each batch takes seconds even on a quiet machine, so it is surely in flight at SIGTERM.
+    credential = pa.ok("credential", "create", "--abn", ABN, "--name", "bulk", "--key-type", "rsa-3072",
                        "--accept-terms").strip()
     public_key = load_pem_public_key(pa.ok("credential", "public-key", credential).encode())
     tls = grpc.ssl_channel_credentials(root_certificates=pki["ca"].ca.cert.read_bytes(),
@@ -103,5 +103,5 @@ def test_sigterm_lets_batches_in_flight_on_both_transports_finish_and_audit_matc
     assert "stop requested" in daemon.log()
 
     again = start_daemon(data_dir=daemon.data_dir, env=PASSWORD_ENV)
-    signs = [e for e in _audit_entries(again) if e["action"] == "credential.sign" and e["outcome"] == "allowed"]
+    signs = [e for e in again.audit() if e["action"] == "credential.sign" and e["outcome"] == "allowed"]
     assert len(signs) == received
