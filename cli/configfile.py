@@ -88,10 +88,10 @@ def _convert(parser: argparse.ArgumentParser, action: argparse.Action, key: str,
     if numeric and (action.type is float or isinstance(value, int)):
         converted = action.type(value)
         if action.choices is not None and converted not in action.choices:
-            raise ConfigFileError(f"{key}: {value} is not one of {', '.join(map(str, action.choices))}")
+            raise ConfigFileError(f"{key}: not one of {', '.join(map(str, action.choices))}")
         return converted
     wanted = "an integer" if action.type is int else "a number" if action.type is float else "a string"
-    raise ConfigFileError(f"{key}: expected {wanted}, got {_type_name(value)} ({value!r})")
+    raise ConfigFileError(f"{key}: expected {wanted}, got {_type_name(value)}")  # no value: it may be a secret
 
 
 def closest(key: str, keys: list[str]) -> str:
@@ -130,7 +130,7 @@ def read_values(parser: argparse.ArgumentParser, document: dict[str, Any]) -> Fi
             raise ConfigFileError(f"{key}: expected a value, got a table")
         if switch(action):
             if not isinstance(value, bool):
-                raise ConfigFileError(f"{key}: expected true or false, got {_type_name(value)} ({value!r})")
+                raise ConfigFileError(f"{key}: expected true or false, got {_type_name(value)}")
             if value:
                 values[action.dest] = action.const
             continue

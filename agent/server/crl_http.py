@@ -17,6 +17,7 @@ import datetime as dt
 import http.server
 import logging
 import socket
+import sys
 import threading
 from typing import Any
 
@@ -29,8 +30,9 @@ log = logging.getLogger(__name__)
 
 CRL_PATH = "/crl"
 CONTENT_TYPE = "application/pkix-crl"
-REQUEST_TIMEOUT_SECONDS = 10.0  # a client that stalls mid-request is dropped
-MAX_CONCURRENT_REQUESTS = 16  # beyond this, new connections wait in the listen backlog
+REQUEST_TIMEOUT_SECONDS = 5.0  # the whole exchange: a client that stalls mid-request is dropped
+MAX_CONCURRENT_REQUESTS = 16  # beyond this, a 503 at once
+MAX_REQUESTS_PER_PEER = 4  # one address cannot take every slot
 
 
 class CrlCache:
@@ -138,13 +140,22 @@ class _CrlHttpServer(http.server.ThreadingHTTPServer):
         self.cache = cache
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
         self._lock = threading.Lock()
-        self._open: set[Any] = set()
+        self._open: dict[Any, str] = {}  # connection -> peer address
+        self._per_peer: dict[str, int] = {}
         super().__init__(address, self.handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """At most MAX_CONCURRENT_REQUESTS at once; beyond that, a 503 at once (the accept loop
-        never waits for a slot, so slow clients cannot keep others out)."""
-        if not self._slots.acquire(blocking=False):
+        """At most MAX_CONCURRENT_REQUESTS at once, MAX_REQUESTS_PER_PEER from one address; beyond
+        that, a 503 at once (the accept loop never waits for a slot, so slow clients cannot keep
+        others out)."""
+        peer = client_address[0] if isinstance(client_address, tuple) else ""
+        with self._lock:
+            full = self._per_peer.get(peer, 0) >= MAX_REQUESTS_PER_PEER
+            if not full:
+                self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
+        if full or not self._slots.acquire(blocking=False):
+            if not full:
+                self._release_peer(peer)
             try:
                 request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\n\r\n")
             except OSError:
@@ -152,7 +163,7 @@ class _CrlHttpServer(http.server.ThreadingHTTPServer):
             self.shutdown_request(request)
             return
         with self._lock:
-            self._open.add(request)
+            self._open[request] = peer
         try:
             super().process_request(request, client_address)
         except BaseException:
@@ -167,8 +178,18 @@ class _CrlHttpServer(http.server.ThreadingHTTPServer):
 
     def _done(self, request: Any) -> None:
         with self._lock:
-            self._open.discard(request)
+            peer = self._open.pop(request, None)
+        if peer is not None:
+            self._release_peer(peer)
         self._slots.release()
+
+    def _release_peer(self, peer: str) -> None:
+        with self._lock:
+            left = self._per_peer.get(peer, 1) - 1
+            if left > 0:
+                self._per_peer[peer] = left
+            else:
+                self._per_peer.pop(peer, None)
 
     @staticmethod
     def cut(request: Any) -> None:
@@ -186,8 +207,13 @@ class _CrlHttpServer(http.server.ThreadingHTTPServer):
             self.cut(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """Through the agent's log (one record, indented traceback), not raw to stderr."""
-        log.warning("CRL request from %s failed", client_address[0], exc_info=True)
+        """Through the agent's log, not raw to stderr. A client that went away (or was cut off at
+        its deadline) is its own business: one debug line, no traceback, nothing to flood with."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError, OSError)):
+            log.debug("HTTP request from %s ended early: %s", client_address[0], type(error).__name__)
+            return
+        log.warning("HTTP request from %s failed", client_address[0], exc_info=True)
 
 
 class CrlHttpListener:

@@ -4,13 +4,14 @@ permissions), then its certificate and key files (csr, certificate, install, imp
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from mcagent.agent.api.v1 import agent_pb2 as pb
 from mcagent.cli import output
 from mcagent.cli.commands import Context, group, leaf
 from mcagent.cli.enums import ALGORITHMS, BACKENDS, KEY_TYPES
-from mcagent.cli.errors import UsageError
+from mcagent.cli.errors import CommandFailed, UsageError
 from mcagent.cli.files import password, read_file, read_input, write_private_file
 
 IMPORT_PASSWORD_ENV = "MCAGENT_IMPORT_PASSWORD"
@@ -77,13 +78,17 @@ def sign(ctx: Context) -> None:
         request.digest = payload
     else:
         request.data = payload
+    if args.out:  # before the sign: a signature made and audited must not be lost to an unwritable path
+        directory = os.path.dirname(os.path.abspath(args.out))
+        if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+            raise CommandFailed(f"cannot write {args.out}: its directory {directory} does not exist or is not "
+                                "writable; nothing was signed")
     response = ctx.client.credentials.Sign(request)
+    if args.out:
+        write_private_file(args.out, response.signature)
     if ctx.out.json:
         ctx.out.document(output.document(response))
-    elif args.out:
-        with open(args.out, "wb") as fh:
-            fh.write(response.signature)
-    else:
+    elif not args.out:
         ctx.out.binary(response.signature)
 
 

@@ -462,6 +462,7 @@ def test_an_export_racing_a_revoke_never_hands_out_the_key_afterwards(pa):
 
 
 def test_slow_clients_cannot_keep_the_crl_from_others(start_daemon):
+    import http.client
     import socket
     import time
     import urllib.request
@@ -473,19 +474,25 @@ def test_slow_clients_cannot_keep_the_crl_from_others(start_daemon):
         port = probe.getsockname()[1]
     daemon = start_daemon("--crl-listen", f"127.0.0.1:{port}", env={"MCAGENT_KEYSTORE_PASSWORD": KEYSTORE_PASSWORD})
     slow = []
-    for _ in range(20):  # more than the listener's slots, each sending one byte and then nothing
-        sock = socket.create_connection(("127.0.0.1", port))
+    for _ in range(20):  # more than the listener's slots, from one address, each sending one byte and then nothing
+        sock = socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.2", 0))
         sock.sendall(b"G")
         slow.append(sock)
     try:
+        time.sleep(0.5)  # the slow clients hold what they can: at most a few slots for their one address
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/crl", timeout=5) as reply:
+            assert reply.status == 200 and reply.read()  # another address is served at once
         started = time.monotonic()
-        while True:  # others are answered: at once with 503 while the slots are held, then with the CRL
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/crl", timeout=5) as reply:
-                    assert reply.status == 200 and reply.read()
-                    break
-            except urllib.error.HTTPError as exc:
-                assert exc.code == 503
+        while True:  # the slow address itself gets 503 at once while it holds its share, then the CRL
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5, source_address=("127.0.0.2", 0))
+            connection.request("GET", "/crl")
+            reply = connection.getresponse()
+            body = reply.read()
+            connection.close()
+            if reply.status == 200:
+                assert body
+                break
+            assert reply.status == 503
             assert time.monotonic() - started < 30, "the CRL stayed out of reach behind slow clients"
             time.sleep(0.5)
     finally:

@@ -131,3 +131,11 @@ def test_password_file_open_to_others_is_refused(tmp_path):
     secret.chmod(0o644)
     _one_line_error(_serve(tmp_path, "--keystore-password-file", str(secret), env={}),
                     "accessible to other users", f"chmod 600 {secret}")
+
+
+def test_an_unwritable_out_file_is_refused_before_anything_is_signed(daemon_with_credential, tmp_path):
+    pa, credential_id, message = daemon_with_credential
+    signs_before = [e for e in pa.audit() if e["action"] == "credential.sign"]
+    result = pa.cli("credential", "sign", credential_id, "--in", message, "--out", str(tmp_path / "no" / "dir" / "sig"))
+    _one_line_error(result, "cannot write", "nothing was signed")
+    assert [e for e in pa.audit() if e["action"] == "credential.sign"] == signs_before
