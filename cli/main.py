@@ -33,6 +33,7 @@ from mcagent.cli.commands import (
     keystore,
     notification,
     principal,
+    restore,
     role,
     serve,
     status,
@@ -44,7 +45,7 @@ from mcagent.cli.output import Output, error_document
 
 # The order of `mcagent --help`.
 GROUPS = (serve, config, business, terms, credential, keystore, ca, principal, whoami, role, notification, audit,
-          completion, status, backup)
+          completion, status, backup, restore)
 
 
 def version() -> str:

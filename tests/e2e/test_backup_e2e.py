@@ -80,14 +80,17 @@ def test_backup_while_signing_restores_to_a_working_agent(start_daemon, tmp_path
     shutil.copy(daemon.data_dir / "keystore.mcks", keystore_copy)
     assert daemon.stop() == 0  # its later checkpoints (written at stop) are not in the copy
 
-    # The machine is lost; restore into a new, empty data directory at the configured path (key
-    # URIs in the records name the key store file by its path): the copy as mcagent.db, the key
-    # store file beside it.
-    os.rename(daemon.data_dir, tmp_path / "lost")
-    restored = daemon.data_dir
-    restored.mkdir(mode=0o700)
-    shutil.copy(backup, restored / "mcagent.db")
+    # The machine is lost; restore into a new data folder elsewhere: `mcagent restore` points the
+    # records' key URIs at the new folder's key store file, and the copy of the file goes there.
+    restored = tmp_path / "elsewhere" / "data"
+    result = json.loads(daemon.ok("restore", str(backup), "--data-dir", str(restored), "--json"))
+    assert result["key_stores"] == {str(daemon.data_dir / "keystore.mcks"): str(restored / "keystore.mcks")}
+    assert result["key_references_moved"] >= 3  # the credential and the two CA keys
+    assert stat.S_IMODE(os.stat(restored / "mcagent.db").st_mode) == 0o600
     shutil.copy(keystore_copy, restored / "keystore.mcks")
+    os.chmod(restored / "keystore.mcks", 0o600)
+    refused = daemon.cli("restore", str(backup), "--data-dir", str(restored))
+    assert refused.returncode == 1 and "a restore goes into a new data folder" in refused.stderr.decode()
     again = start_daemon(env=ENV, data_dir=restored)
     verdict = json.loads(again.ok("audit", "verify", "--json"))
     assert verdict["ok"] is True, verdict
@@ -97,8 +100,8 @@ def test_backup_while_signing_restores_to_a_working_agent(start_daemon, tmp_path
     signature = tmp_path / "message.sig"
     restored_pa.ok("credential", "sign", credential, "--in", str(message), "--out", str(signature))
     public_key.verify(signature.read_bytes(), message.read_bytes(), padding.PKCS1v15(), hashes.SHA256())
-    actions = [e["action"] for e in json.loads(again.ok("audit", "list", "--limit", "1000", "--json"))["entries"]]
-    assert "backup" in actions
+    actions = [e["action"] for e in again.audit()]
+    assert "backup" in actions and "restore.move-key-stores" in actions
 
 
 def test_backup_is_for_the_local_administrator_only_and_audited(file_daemon, tmp_path):
