@@ -99,29 +99,23 @@ class AuthInterceptor(grpc.ServerInterceptor):
             def refuse(request: Any, context: grpc.ServicerContext) -> Any:
                 context.abort(grpc.StatusCode.UNIMPLEMENTED, "only unary methods are served")
             return grpc.unary_unary_rpc_method_handler(refuse)
-        inner = handler.unary_unary
+        return grpc.unary_unary_rpc_method_handler(self._with_caller(handler.unary_unary),
+                                                   request_deserializer=handler.request_deserializer,
+                                                   response_serializer=handler.response_serializer)
 
+    def _with_caller(self, inner: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
+        """`inner` with the request's caller resolved first and set for it (UNAUTHENTICATED if nobody)."""
         def authenticated(request: Any, context: grpc.ServicerContext) -> Any:
             token = _caller.set(self._authenticator.caller(context))
             try:
                 return inner(request, context)
             finally:
                 _caller.reset(token)
-
-        return grpc.unary_unary_rpc_method_handler(authenticated, request_deserializer=handler.request_deserializer,
-                                                   response_serializer=handler.response_serializer)
+        return authenticated
 
     def _stream(self, handler: Any) -> Any:
         """A unary-request, streamed-response method: the caller is resolved, and the servicer
         called (it must authorise before it returns its iterator), before anything is sent."""
-        inner = handler.unary_stream
-
-        def authenticated(request: Any, context: grpc.ServicerContext) -> Any:
-            token = _caller.set(self._authenticator.caller(context))
-            try:
-                return inner(request, context)
-            finally:
-                _caller.reset(token)
-
-        return grpc.unary_stream_rpc_method_handler(authenticated, request_deserializer=handler.request_deserializer,
+        return grpc.unary_stream_rpc_method_handler(self._with_caller(handler.unary_stream),
+                                                    request_deserializer=handler.request_deserializer,
                                                     response_serializer=handler.response_serializer)

@@ -216,18 +216,13 @@ class _CrlHttpServer(http.server.ThreadingHTTPServer):
         log.warning("HTTP request from %s failed", client_address[0], exc_info=True)
 
 
-class CrlHttpListener:
-    """The opt-in HTTP listener for GET /crl, in a daemon thread; `stop()` closes it."""
+class HttpListener:
+    """A bounded HTTP server in a daemon thread (the CRL's, the metrics'); `stop()` closes it."""
 
-    def __init__(self, host: str, port: int, service: AgentService) -> None:
-        """Bind HOST:PORT now (so a port in use stops start-up).
-
-        Raises:
-            OSError: the address cannot be bound.
-        """
-        self._server = _CrlHttpServer((host, port), CrlCache(service))
+    def __init__(self, server: _CrlHttpServer, name: str) -> None:
+        self._server = server
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
-                                        name="crl-http", daemon=True)
+                                        name=name, daemon=True)
 
     @property
     def address(self) -> str:
@@ -240,9 +235,21 @@ class CrlHttpListener:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop accepting, close the socket, wait for the loop to end."""
+        """Stop accepting, end open connections, close the socket, wait for the loop to end."""
         if self._thread.is_alive():
             self._server.shutdown()
             self._thread.join()
         self._server.cut_all()
         self._server.server_close()
+
+
+class CrlHttpListener(HttpListener):
+    """The opt-in HTTP listener for GET /crl."""
+
+    def __init__(self, host: str, port: int, service: AgentService) -> None:
+        """Bind HOST:PORT now (so a port in use stops start-up).
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        super().__init__(_CrlHttpServer((host, port), CrlCache(service)), "crl-http")

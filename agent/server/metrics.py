@@ -11,11 +11,10 @@ on the bounded server of the CRL listener (16 requests at once, 10 s each, 404 e
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from mcagent.agent.server.crl_http import _CrlHttpServer, _Handler
+from mcagent.agent.server.crl_http import HttpListener, _CrlHttpServer, _Handler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -137,12 +136,9 @@ class _MetricsHttpServer(_CrlHttpServer):
         self.metrics = metrics
         super().__init__(address, cache=None)  # type: ignore[arg-type]  (no CRL here)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.warning("metrics request from %s failed", client_address[0], exc_info=True)
 
-
-class MetricsHttpListener:
-    """The opt-in HTTP listener for GET /metrics, in a daemon thread; `stop()` closes it."""
+class MetricsHttpListener(HttpListener):
+    """The opt-in HTTP listener for GET /metrics."""
 
     def __init__(self, host: str, port: int, metrics: Metrics) -> None:
         """Bind HOST:PORT now (so a port in use stops start-up).
@@ -150,24 +146,4 @@ class MetricsHttpListener:
         Raises:
             OSError: the address cannot be bound.
         """
-        self._server = _MetricsHttpServer((host, port), metrics)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
-                                        name="metrics-http", daemon=True)
-
-    @property
-    def address(self) -> str:
-        """HOST:PORT actually bound."""
-        host, port = self._server.server_address[:2]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-
-    def start(self) -> None:
-        """Serve in the background."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop accepting, close the socket, wait for the loop to end."""
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join()
-        self._server.cut_all()
-        self._server.server_close()
+        super().__init__(_MetricsHttpServer((host, port), metrics), "metrics-http")
