@@ -34,8 +34,14 @@ class _StateCollector(Collector):
     def __init__(self) -> None:
         self.token_stats: Callable[[], Any] | None = None
         self.connections: Callable[[], int] | None = None
+        self.worker: tuple[int, int] | None = None
 
     def collect(self) -> Iterator[Any]:
+        if self.worker is not None:
+            info = GaugeMetricFamily("mcagent_worker", "which worker of the daemon (serve --workers) these "
+                                     "metrics are from: 1 labelled with its index and pid", labels=["index", "pid"])
+            info.add_metric([str(n) for n in self.worker], 1)
+            yield info
         stats = self.token_stats() if self.token_stats is not None else None
         if stats is not None:
             yield GaugeMetricFamily("mcagent_token_up", "1 while the PKCS#11 token answers, 0 while it is being "
@@ -70,8 +76,11 @@ class Metrics:
         self.registry.register(self._state)
 
     def watch(self, *, token_stats: Callable[[], Any] | None = None,
-              connections: Callable[[], int] | None = None) -> None:
-        """Read these at scrape time: the token pool's stats (None: no token), the Unix-socket connections."""
+              connections: Callable[[], int] | None = None, worker: tuple[int, int] | None = None) -> None:
+        """Read these at scrape time: the token pool's stats (None: no token), the Unix-socket connections;
+        `worker` (index, pid) labels a worker's metrics."""
+        if worker is not None:
+            self._state.worker = worker
         if token_stats is not None:
             self._state.token_stats = token_stats
         if connections is not None:

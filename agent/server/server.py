@@ -11,15 +11,12 @@ clients, then everything closes.
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
 import logging
 import os
-import resource
 import shutil
 import signal
 import socket
-import stat
 import tempfile
 import threading
 from concurrent import futures
@@ -33,7 +30,7 @@ from mcagent.agent.config import Config, ConfigError, split_host_port
 from mcagent.agent.domain import certificates
 from mcagent.agent.domain.service import AgentService
 from mcagent.agent.keys import KeyStores
-from mcagent.agent.server import systemd
+from mcagent.agent.server import startup, systemd
 from mcagent.agent.server.admin_servicer import AdminServicer
 from mcagent.agent.server.auth import Authenticator, AuthInterceptor
 from mcagent.agent.server.crl_http import CrlHttpListener
@@ -48,6 +45,7 @@ from mcagent.agent.server.servicer import (
     NotificationServicer,
     PrincipalServicer,
 )
+from mcagent.agent.server.startup import DataFolderLock, WorkerRole
 from mcagent.agent.server.unix_front import UnixFront
 from mcagent.agent.storage import Storage
 from mcagent.hsm import open_keystore
@@ -56,77 +54,20 @@ from mcagent.hsm.errors import KeyStoreError
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = [service.full_name for service in agent_pb2.DESCRIPTOR.services_by_name.values()]
-PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 FRONT_DRAIN_SECONDS = 5.0  # after the server stopped: time for the last bytes to reach Unix-socket clients
 REMINDER_INTERVAL_SECONDS = 60.0
 INTERRUPTED_AFTER = dt.timedelta(minutes=10)  # a creation still "creating" this long after it began failed
 
 
-def _prepare_socket_path(path: str) -> None:
-    """Remove a stale socket left by a crash; refuse if another agent answers on it."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise ConfigError(f"{path} exists and is not a socket; choose another --socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError:
-        os.unlink(path)  # nobody listening: a leftover
-        return
-    finally:
-        probe.close()
-    raise ConfigError(f"another agent is already serving on {path}")
-
-
-def forbid_core_dumps() -> None:
-    """Make the process non-dumpable: no core file, and no ptrace or /proc/PID/mem by other
-    processes of the same user, could show the PIN or a decrypted key (Linux prctl)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
-        raise ConfigError(f"cannot make the daemon non-dumpable: {os.strerror(ctypes.get_errno())}")
-
-
-def _check_private_dir(path: str) -> None:
-    """The data directory must be the daemon's own: nobody else may plant files in it."""
-    st = os.stat(path)
-    if st.st_uid != os.geteuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise ConfigError(f"data directory {path} must be owned by this user and writable by nobody else "
-                          f"(owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}); run: chmod go-w {path}")
-
-
-def _check_database_path(path: str) -> None:
-    """The database is opened by SQLite, which follows links: refuse anything but a regular file."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
-        raise ConfigError(f"{path} is not a regular file owned by this user (a link or another kind of file); "
-                          "refusing to open it as the agent's database")
-
-
-def _raise_open_file_limit(max_connections: int) -> None:
-    """Raise the soft open-file limit to the hard one: each Unix-socket connection takes three fds."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):  # e.g. an unlimited hard limit above the kernel's nr_open
-            pass
-    if soft != resource.RLIM_INFINITY and soft < 3 * max_connections + 256:
-        log.warning("the open-file limit (%d) is low for --max-connections %d (3 files each); "
-                    "raise it (ulimit -n) or lower --max-connections", soft, max_connections)
-
-
 class AgentServer:
     """Owns start-up and graceful stop of everything the daemon runs."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, worker: WorkerRole | None = None) -> None:
+        """`worker` is set in a worker of a supervised daemon (`serve --workers N`, supervisor.py):
+        the supervisor then holds the data folder lock and has bound the Unix socket."""
         self.config = config
+        self._worker = worker
+        self._lock: DataFolderLock | None = None
         self._storage: Storage | None = None
         self._keys: KeyStores | None = None
         self._server: grpc.Server | None = None
@@ -145,18 +86,19 @@ class AgentServer:
         Raises:
             ConfigError: the daemon cannot start; the message says why.
         """
-        config = self.config
-        os.umask(0o077)  # every file and the socket are for the daemon's user only
-        _raise_open_file_limit(config.max_connections)
-        os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
-        _check_private_dir(config.data_dir)
-        try:
-            self._inherited = systemd.unix_listener(systemd.listen_fds())
-        except (ValueError, OSError) as exc:
-            raise ConfigError(f"socket activation: {exc}") from None
-        if self._inherited is None:
-            os.makedirs(os.path.dirname(config.socket_path), mode=0o700, exist_ok=True)
-            _prepare_socket_path(config.socket_path)
+        config, worker = self.config, self._worker
+        startup.prepare_data_dir(config)
+        startup.raise_open_file_limit(config.max_connections)
+        if worker is not None:
+            self._inherited = worker.listener
+        else:
+            self._lock = startup.lock_data_folder(config)  # first: a second daemon stops here
+            try:
+                self._inherited = systemd.unix_listener(systemd.listen_fds())
+            except (ValueError, OSError) as exc:
+                raise ConfigError(f"socket activation: {exc}") from None
+            if self._inherited is None:
+                startup.prepare_socket_path(config.socket_path)
         try:
             token_uri = config.pkcs11_store_uri()
             self._keys = KeyStores(
@@ -169,22 +111,15 @@ class AgentServer:
             raise ConfigError(str(exc)) from None
         database = os.path.join(config.data_dir, "mcagent.db")
         for path in (database, database + "-wal", database + "-shm"):
-            _check_database_path(path)
+            startup.check_database_path(path)
         self._storage = Storage(database)
         metrics = Metrics() if config.metrics_listen else None
         service = self._service = build_service(
             self._storage, self._keys, timezone=config.timezone,
             publication=certificates.Publication(crl_url=config.crl_url, policy_oid=config.certificate_policy),
             observer=metrics)
-        try:
-            service.check_audit_anchor()  # before anything is appended: tampering is recorded first
-            service.checkpoint_audit()
-            service.finish_interrupted_work()
-            service.ensure_ca()
-        except KeyStoreError as exc:
-            raise ConfigError(f"cannot create the agent's CA or audit key: {exc}") from None
-        service.decide_crl_membership()
-        service.record_due_reminders()
+        if self._primary:
+            self._start_up_tasks(service, first_start=worker is None or worker.first_start)
 
         # The gRPC server's own socket lives in a private directory (short path: AF_UNIX
         # names are limited to 108 bytes); UnixFront relays the public socket to it.
@@ -194,6 +129,7 @@ class AgentServer:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="rpc"),
             interceptors=[ErrorInterceptor(), AuthInterceptor(authenticator)],  # errors outermost
+            options=[("grpc.so_reuseport", 1)] if worker else None,  # every worker binds the TCP ports
         )
         agent_pb2_grpc.add_BusinessServiceServicer_to_server(BusinessServicer(service), server)
         agent_pb2_grpc.add_CredentialServiceServicer_to_server(CredentialServicer(service), server)
@@ -236,15 +172,40 @@ class AgentServer:
         self._inherited = None
         self._front.start()
         threading.Thread(target=self._remind, args=(service,), name="reminders", daemon=True).start()
-        if config.crl_listen:
+        if config.crl_listen and self._primary:  # one CRL listener per daemon (docs/decisions.md)
             self._start_crl_http(service, config.crl_listen)
         if metrics is not None:
             self._start_metrics_http(metrics, config.metrics_listen)
         listeners = [f"unix:{socket_path}" + " (socket activation)" * (self._front.public_path != config.socket_path)]
         listeners += [f"mtls:{config.listen}"] * bool(config.listen)
         listeners += [f"insecure:{config.insecure_listen}"] * bool(config.insecure_listen)
+        if worker is not None:
+            log.info("worker %d (pid %d) serving on %s", worker.index, os.getpid(), ", ".join(listeners))
+            worker.ready()
+            return
         log.info("mcagent serving on %s (default backend: %s)", ", ".join(listeners), config.default_backend.value)
         systemd.notify("READY=1")
+
+    @property
+    def _primary(self) -> bool:
+        """The process that runs start-up tasks, upkeep and the CRL listener (worker 1, or the only one)."""
+        return self._worker is None or self._worker.primary
+
+    @staticmethod
+    def _start_up_tasks(service: AgentService, *, first_start: bool) -> None:
+        """Check the audit anchor, create the CA and audit key if needed, clean up. A worker 1 that
+        replaces a dead one (`first_start` False) runs beside serving workers: it leaves the anchor
+        (nothing stopped) and creations still in progress alone."""
+        try:
+            if first_start:
+                service.check_audit_anchor()  # before anything is appended: tampering is recorded first
+            service.checkpoint_audit()
+            service.finish_interrupted_work(started_before=None if first_start else INTERRUPTED_AFTER)
+            service.ensure_ca()
+        except KeyStoreError as exc:
+            raise ConfigError(f"cannot create the agent's CA or audit key: {exc}") from None
+        service.decide_crl_membership()
+        service.record_due_reminders()
 
     def _start_crl_http(self, service: AgentService, address: str) -> None:
         host, port = split_host_port(address, "--crl-listen")
@@ -261,6 +222,10 @@ class AgentServer:
         host, port = split_host_port(address, "--metrics-listen")
         assert self._keys is not None and self._front is not None
         metrics.watch(token_stats=self._keys.token_stats, connections=self._front.connection_count)
+        if self._worker is not None:  # each worker its own counters, on the next port up (docs/decisions.md)
+            port += self._worker.index - 1
+            address = f"{host}:{port}"
+            metrics.watch(worker=(self._worker.index, os.getpid()))
         try:
             self._metrics_http = MetricsHttpListener(host, port, metrics)
         except OSError as exc:
@@ -274,10 +239,11 @@ class AgentServer:
         creations and key destructions that a fault interrupted."""
         while not self._stopping.wait(REMINDER_INTERVAL_SECONDS):
             try:
-                service.record_due_reminders()
-                service.flush_refusal_summaries()
-                service.checkpoint_audit()
-                service.finish_interrupted_work(started_before=INTERRUPTED_AFTER)
+                service.flush_refusal_summaries()  # counted per process: every worker writes its own
+                if self._primary:
+                    service.record_due_reminders()
+                    service.checkpoint_audit()
+                    service.finish_interrupted_work(started_before=INTERRUPTED_AFTER)
             except Exception:
                 log.exception("recording reminders or refusal summaries failed; retrying in a minute")
 
@@ -290,7 +256,7 @@ class AgentServer:
         """
         self._stopping.set()
         was_serving = self._server is not None
-        if was_serving:
+        if was_serving and self._worker is None:
             systemd.notify("STOPPING=1")
         if self._health is not None:
             self._health.shutdown()
@@ -324,6 +290,9 @@ class AgentServer:
         if self._storage is not None:
             self._storage.close()
             self._storage = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         if was_serving:
             log.info("mcagent stopped")
 

@@ -33,6 +33,8 @@ import struct
 import threading
 import time
 
+from mcagent.agent.server.startup import bind_unix_listener
+
 log = logging.getLogger(__name__)
 
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
@@ -117,11 +119,8 @@ class UnixFront:
         if self._inherited is not None:
             listener, self._inherited = self._inherited, None
         else:
-            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            listener.bind(self.public_path)
+            listener = bind_unix_listener(self.public_path, self._mode)
             self._owns_path = True
-            os.chmod(self.public_path, self._mode)
-            listener.listen(128)
         listener.setblocking(False)
         self._listener = listener
         self._wake_r.setblocking(False)

@@ -18,7 +18,8 @@ from mcagent.cli.errors import CommandFailed
 def serve(ctx: Context) -> None:
     from mcagent.agent import log
     from mcagent.agent.config import Config, ConfigError
-    from mcagent.agent.server.server import AgentServer, forbid_core_dumps
+    from mcagent.agent.server.server import AgentServer
+    from mcagent.agent.server.startup import forbid_core_dumps
 
     args = ctx.args
     log.configure(args.log_level, args.log_format)

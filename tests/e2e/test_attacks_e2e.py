@@ -425,7 +425,7 @@ def test_the_daemon_cannot_dump_core(tmp_path):
             process.kill()
     assert not [p for p in os.listdir(tmp_path) if p.startswith("core")]
     probe = subprocess.run([os.sys.executable, "-c", (
-        "import ctypes; from mcagent.agent.server.server import forbid_core_dumps; forbid_core_dumps(); "
+        "import ctypes; from mcagent.agent.server.startup import forbid_core_dumps; forbid_core_dumps(); "
         "print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))")], capture_output=True, text=True, check=True)
     assert probe.stdout.strip() == "0"  # PR_GET_DUMPABLE after the call the daemon makes at start
 
