@@ -23,6 +23,7 @@ DEFAULT_MAX_CONNECTIONS = 1024
 DEFAULT_MAX_CONNECTIONS_PER_UID = 64
 DEFAULT_IDLE_TIMEOUT = 300  # seconds
 DEFAULT_GRACE_PERIOD = 30.0  # seconds calls in flight may take to finish once a stop begins
+MAX_WORKERS = 64
 
 
 class ConfigError(Exception):
@@ -137,7 +138,9 @@ class Config:
         max_connections_per_uid: Unix-socket connections relayed at once for one uid.
         idle_timeout: seconds without a byte either way after which a Unix-socket connection is closed.
         grace_period: seconds calls in flight may take to finish after SIGTERM before they are cut off.
-        metrics_listen: HOST:PORT of the plain HTTP listener serving GET /metrics (Prometheus), or None.
+        metrics_listen: HOST:PORT of the plain HTTP listener serving GET /metrics (Prometheus), or None;
+            with several workers, worker k serves its own on PORT + k - 1.
+        workers: processes serving (1: the daemon is one process; more: a supervisor forks them).
     """
 
     data_dir: str
@@ -164,6 +167,7 @@ class Config:
     idle_timeout: int = DEFAULT_IDLE_TIMEOUT
     grace_period: float = DEFAULT_GRACE_PERIOD
     metrics_listen: str | None = None
+    workers: int = 1
 
     @classmethod
     def build(
@@ -194,6 +198,7 @@ class Config:
         idle_timeout: int | None = None,
         grace_period: float | None = None,
         metrics_listen: str | None = None,
+        workers: int | None = None,
     ) -> Config:
         """Resolve defaults and secrets, and check the combination makes sense.
 
@@ -241,6 +246,8 @@ class Config:
         for flag, value in limits.items():
             if value is not None and value < 1:
                 raise ConfigError(f"{flag} {value} must be a positive whole number")
+        if workers is not None and not 1 <= workers <= MAX_WORKERS:
+            raise ConfigError(f"--workers {workers} must be between 1 and {MAX_WORKERS}")
         if grace_period is not None and not 0 <= grace_period <= 3600:
             raise ConfigError(f"--grace-period {grace_period:g} must be between 0 and 3600 seconds")
         if default_backend is Backend.FILE and password is None:
@@ -273,6 +280,7 @@ class Config:
             idle_timeout=idle_timeout or DEFAULT_IDLE_TIMEOUT,
             grace_period=DEFAULT_GRACE_PERIOD if grace_period is None else grace_period,
             metrics_listen=metrics_listen,
+            workers=workers or 1,
         )
 
     def pkcs11_store_uri(self) -> str | None:

@@ -18,7 +18,6 @@ from mcagent.cli.errors import CommandFailed
 def serve(ctx: Context) -> None:
     from mcagent.agent import log
     from mcagent.agent.config import Config, ConfigError
-    from mcagent.agent.server.server import AgentServer
     from mcagent.agent.server.startup import forbid_core_dumps
 
     args = ctx.args
@@ -52,11 +51,20 @@ def serve(ctx: Context) -> None:
             idle_timeout=args.idle_timeout,
             grace_period=args.grace_period,
             metrics_listen=args.metrics_listen,
+            workers=args.workers,
         )
         if getattr(args, "config_check", None):
             args.config_check(config)
             return
-        AgentServer(config).run_until_signalled()
+        if config.workers == 1:
+            from mcagent.agent.server.server import AgentServer
+
+            AgentServer(config).run_until_signalled()
+        else:
+            from mcagent.agent.server.supervisor import Supervisor  # loads neither grpc's core nor PKCS#11
+
+            if Supervisor(config, config.workers).run() != 0:
+                raise CommandFailed("the daemon stopped because a worker could not start (see the log above)")
     except ConfigError as exc:
         raise CommandFailed(str(exc)) from None
 
@@ -102,7 +110,10 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--grace-period", type=float, metavar="SECONDS",
                    help="on SIGTERM, how long calls in flight may take to finish (default 30)")
     p.add_argument("--metrics-listen", metavar="HOST:PORT",
-                   help="serve Prometheus metrics over plain HTTP at /metrics (opt-in)")
+                   help="serve Prometheus metrics over plain HTTP at /metrics (opt-in; with --workers N, "
+                   "worker k on PORT+k-1)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes sharing the sockets and the data (default 1: one process)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
     p.add_argument("--log-format", choices=["text", "json"], default="text",
                    help="text: one escaped line per record; json: one object per line (default text)")
