@@ -220,6 +220,8 @@ class Supervisor:
             slot = next((s for s in self._slots if s.pid == pid), None)
             if slot is None:
                 continue
+            if slot.ready_fd >= 0:
+                self._read_ready(slot)  # it may have reported ready just before it died
             self._close_ready(slot)
             served = time.monotonic() - slot.serving_since if slot.serving_since else 0.0
             slot.pid, slot.serving_since = 0, 0.0
@@ -228,8 +230,9 @@ class Supervisor:
                     log.warning("worker %d (pid %d) %s while stopping", slot.index, pid, _describe(status))
                 continue
             slot.failures = 1 if served >= STEADY_SECONDS else slot.failures + 1
-            if not self._all_started:
-                log.error("worker %d (pid %d) %s before it served", slot.index, pid, _describe(status))
+            if not self._all_started:  # during the first start: the daemon stops (see _wait_serving)
+                log.error("worker %d (pid %d) %s %s", slot.index, pid, _describe(status),
+                          f"after serving {served:.0f} s" if served else "before it served")
                 continue
             delay = min(self._backoff * 2 ** (slot.failures - 1), BACKOFF_MAX_SECONDS)
             slot.restart_at = time.monotonic() + delay
