@@ -6,10 +6,12 @@ that installs it (`make test` installs them when run as root).
 
 from __future__ import annotations
 
+import glob
 import os
 import pathlib
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -66,6 +68,62 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHSM:
         capture_output=True,
     )
     return SoftHSM(conf=str(conf), module=SOFTHSM_MODULE, token=TOKEN_LABEL, pin=USER_PIN)
+
+
+@dataclass(frozen=True)
+class P11KitToken:
+    """A SoftHSM2 token served by `p11-kit server`, reached through p11-kit's client module
+    (a stand-in for a network HSM: any conforming PKCS#11 module, not libsofthsm2 itself)."""
+
+    module: str  # p11-kit-client.so
+    token: str
+    pin: str
+    address: str  # P11_KIT_SERVER_ADDRESS
+
+    @property
+    def store_uri(self) -> str:
+        return f"pkcs11:token={self.token}?module-path={self.module}"
+
+
+@pytest.fixture(scope="session")
+def p11kit(tmp_path_factory: pytest.TempPathFactory):
+    """Serve a token of its own with `p11-kit server`; P11_KIT_SERVER_ADDRESS is set for everyone."""
+    p11kit = require_tool("p11-kit", "p11-kit p11-kit-modules")
+    util = require_tool("softhsm2-util", "softhsm2")
+    clients = sorted(glob.glob("/usr/lib/*/pkcs11/p11-kit-client.so"))
+    if not clients:
+        require_tool("p11-kit-client.so", "p11-kit-modules")
+    root = tmp_path_factory.mktemp("p11kit")
+    (root / "tokens").mkdir()
+    conf = root / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {root / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
+    label = "mcagent-remote"
+    subprocess.run([util, "--init-token", "--free", "--label", label, "--pin", USER_PIN, "--so-pin", SO_PIN],
+                   check=True, capture_output=True, env=env)
+    socket = root / "p11-kit.sock"
+    server = subprocess.Popen([p11kit, "server", "--foreground", "--provider", SOFTHSM_MODULE, "--name", str(socket),
+                               f"pkcs11:token={label}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while not socket.exists():
+        assert server.poll() is None, f"p11-kit server exited: {server.stderr.read().decode()}"
+        assert time.monotonic() < deadline, "p11-kit server did not create its socket"
+        time.sleep(0.05)
+    address = f"unix:path={socket}"
+    os.environ["P11_KIT_SERVER_ADDRESS"] = address  # read by p11-kit-client.so, here and in daemons
+    yield P11KitToken(module=clients[0], token=label, pin=USER_PIN, address=address)
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def p11kit_store(p11kit: P11KitToken):
+    """A key store on the p11-kit-served token, through p11-kit-client.so."""
+    from mcagent.hsm import open_keystore
+
+    store = open_keystore(p11kit.store_uri, p11kit.pin)
+    yield store
+    store.close()
 
 
 @pytest.fixture(scope="session")

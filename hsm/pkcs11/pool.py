@@ -179,7 +179,7 @@ class SessionPool:
         self._login_session: Any = None
         try:
             self._lib = pkcs11.lib(module_path)
-            self._initializer = ModuleInitializer.for_module(module_path)
+            self._initializer = ModuleInitializer.for_module(module_path, self._lib)
         except (p11e.PKCS11Error, OSError) as exc:
             raise TokenUnavailable(f"cannot load PKCS#11 module {module_path}: {exc}") from exc
         self._start(recovering=False)

@@ -1,4 +1,6 @@
-"""One behavioural suite, run against every backend: SoftHSM2 and the key store file."""
+"""One behavioural suite, run against every backend: SoftHSM2, the same through p11-kit's client
+module (p11-kit server remoting a SoftHSM2 token: a module other than libsofthsm2), and the key
+store file."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from tests.verify import verify
 MESSAGE = b"<wst:RequestSecurityToken>sbr</wst:RequestSecurityToken>"
 
 
-@pytest.fixture(params=["pkcs11", "file"])
+@pytest.fixture(params=["pkcs11", "p11kit", "file"])
 def store(request):
     return request.getfixturevalue(f"{request.param}_store")
 
