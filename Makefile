@@ -32,9 +32,11 @@ run: install
 	  exec $(VENV)/bin/mcagent serve --keystore-password-file "$(PASSWORD_FILE)" $(SERVE_ARGS); \
 	fi
 
-# Tools the tests drive: SoftHSM2 (softhsm2-util + module), pkcs11-tool, openssl, faketime.
+# Tools the tests drive: SoftHSM2 (softhsm2-util + module), pkcs11-tool, openssl, faketime,
+# and the PostgreSQL server (tests/pg.py runs throwaway clusters; Debian keeps initdb off PATH).
 system-deps:
 	@missing=""; \
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v softhsm2-util >/dev/null && [ -f $(SOFTHSM_MODULE) ] || missing="$$missing softhsm2"; \
 	command -v pkcs11-tool >/dev/null || missing="$$missing opensc"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \

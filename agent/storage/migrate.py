@@ -2,7 +2,8 @@
 
 yoyo keeps its bookkeeping in the database itself (``_yoyo_migration``, ``_yoyo_log``,
 ``_yoyo_version``) and serialises migrating processes with a row in ``yoyo_lock``; the same
-files and history will serve the PostgreSQL backend.
+files and history serve PostgreSQL (postgres_migrate.py), with a file of
+``migrations/postgresql/`` in place of one of the same name where the dialects differ.
 
 On SQLite, ``PRAGMA user_version`` stays the number of applied migrations, as every release
 before yoyo wrote it, so that an older mcagent still refuses a database that is newer than it.
@@ -41,10 +42,21 @@ MIGRATION_TABLE = "_yoyo_migration"
 
 
 @functools.cache
-def migrations() -> MigrationList:
-    """The migrations, in the order of their numbers, loaded (statements split) once."""
-    found = read_migrations(glob.escape(str(MIGRATIONS_DIR)))
-    ordered = MigrationList(sorted(found, key=lambda m: m.id))
+def migrations(engine: str = "sqlite") -> MigrationList:
+    """The migrations, in the order of their numbers, loaded (statements split) once.
+
+    One history for both engines: the same ids in the same order. A file in
+    ``migrations/<engine>/`` replaces the one of the same name for that engine only, where
+    the dialects must differ (see migrations/README.md).
+    """
+    found = {m.id: m for m in read_migrations(glob.escape(str(MIGRATIONS_DIR)))}
+    variants = MIGRATIONS_DIR / engine
+    if variants.is_dir():
+        for migration in read_migrations(glob.escape(str(variants))):
+            if migration.id not in found:
+                raise RuntimeError(f"{variants}/{migration.id}.sql replaces no migration of that name")
+            found[migration.id] = migration
+    ordered = MigrationList(sorted(found.values(), key=lambda m: m.id))
     for migration in ordered:
         migration.load()
     return ordered

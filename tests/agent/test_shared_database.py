@@ -1,7 +1,7 @@
 """Several processes on one database: one audit chain, one state version, start-up steps once.
 
-Real processes (spawned) on a real SQLite file; test_records_contract.py runs the same kind of
-checks on PostgreSQL.
+Real processes (spawned) on a real SQLite file and a real PostgreSQL database (the `database`
+fixture of tests/conftest.py runs each test on both).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import datetime as dt
 import multiprocessing
 import threading
 
-import pytest
 from mcagent.agent.domain.audit import verify_chain
 from mcagent.agent.domain.cache import CachedRecords
 from mcagent.agent.domain.credential import CredentialStatus
@@ -54,16 +53,6 @@ def _work(database: str, name: str, barrier) -> None:
         thread.join()
     audit.close()
     storage.close()
-
-
-def _database(tmp_path) -> str:
-    return str(tmp_path / "shared.db")
-
-
-@pytest.fixture
-def database(tmp_path, request) -> str:
-    """A database both processes open (SQLite here; the PostgreSQL suite reuses the tests)."""
-    return getattr(request, "param", None) or _database(tmp_path)
 
 
 def test_two_processes_append_to_one_chain_and_share_the_state_version(database):
