@@ -13,6 +13,7 @@ from mcagent.agent.domain.calls import (
     Caller,
 )
 from mcagent.agent.domain.credential import CredentialStatus
+from mcagent.agent.domain.errors import FailedPrecondition
 from mcagent.agent.domain.guard import ServiceBase
 from mcagent.agent.domain.model import Reminder
 from mcagent.agent.domain.policy import MCA, PA
@@ -89,11 +90,15 @@ class Upkeep(ServiceBase):
             caller to stream and close.
 
         Raises:
+            FailedPrecondition: the records are in PostgreSQL (backed up with pg_dump).
             PermissionDenied: the caller is not the local administrator.
             Unavailable: the entry could not be written or the copy made.
         """
         with self._audited(caller, "backup"):
             self._require_admin(caller, "back up the agent's records")
+            if self._records.engine != "sqlite":
+                raise FailedPrecondition("the agent's records are in PostgreSQL: back them up with PostgreSQL's "
+                                         "own tools (pg_dump, or base backups and WAL archiving), not `mcagent backup`")
         with self._records.transaction(changes_state=False):
             entry = self._audit(caller, "backup", detail={"what": "database"})
         return entry, self._records.snapshot()

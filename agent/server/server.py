@@ -31,6 +31,7 @@ from mcagent.agent.api.v1 import agent_pb2, agent_pb2_grpc
 from mcagent.agent.app import build_service
 from mcagent.agent.config import Config, ConfigError, split_host_port
 from mcagent.agent.domain import certificates
+from mcagent.agent.domain.errors import Unavailable
 from mcagent.agent.domain.service import AgentService
 from mcagent.agent.keys import KeyStores
 from mcagent.agent.server import systemd
@@ -49,7 +50,7 @@ from mcagent.agent.server.servicer import (
     PrincipalServicer,
 )
 from mcagent.agent.server.unix_front import UnixFront
-from mcagent.agent.storage import Storage
+from mcagent.agent.storage import SqlRecords, open_storage
 from mcagent.hsm import open_keystore
 from mcagent.hsm.errors import KeyStoreError
 
@@ -127,7 +128,7 @@ class AgentServer:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._storage: Storage | None = None
+        self._storage: SqlRecords | None = None
         self._keys: KeyStores | None = None
         self._server: grpc.Server | None = None
         self._front: UnixFront | None = None
@@ -167,10 +168,13 @@ class AgentServer:
             )
         except KeyStoreError as exc:
             raise ConfigError(str(exc)) from None
-        database = os.path.join(config.data_dir, "mcagent.db")
-        for path in (database, database + "-wal", database + "-shm"):
+        database = config.database_location()
+        for path in [] if config.database else [database, database + "-wal", database + "-shm"]:
             _check_database_path(path)
-        self._storage = Storage(database)
+        try:
+            self._storage = open_storage(database)
+        except Unavailable as exc:
+            raise ConfigError(str(exc)) from None
         metrics = Metrics() if config.metrics_listen else None
         service = self._service = build_service(
             self._storage, self._keys, timezone=config.timezone,

@@ -97,8 +97,9 @@ class _Backend(SQLiteBackend):
         return super().execute(sql, params)
 
 
-def migrate(path: str, *, lock_timeout: float = 60) -> None:
-    """Bring the database at `path` to the newest schema (see the module docstring).
+def migrate(path: str, *, lock_timeout: float = 60) -> list[str]:
+    """Bring the database at `path` to the newest schema (see the module docstring); the ids
+    of the migrations applied now.
 
     Safe to run from several processes at once: one migrates, the others wait for its lock and
     then find nothing left to do.
@@ -111,11 +112,11 @@ def migrate(path: str, *, lock_timeout: float = 60) -> None:
     backend = _Backend(DatabaseURI("sqlite", None, None, None, None, path, {}), MIGRATION_TABLE)
     try:
         if _up_to_date(backend.connection, known):
-            return
+            return []
         backend.init_database()
         try:
             with backend.lock(timeout=lock_timeout):
-                _migrate_locked(backend, known)
+                return _migrate_locked(backend, known)
         except LockTimeout as exc:
             raise RuntimeError(
                 f"the database {path} is being migrated by another process ({exc}); if no mcagent is running, "
@@ -143,7 +144,7 @@ def _up_to_date(conn: sqlite3.Connection, known: MigrationList) -> bool:
     return applied is not None and sorted(applied) == [m.id for m in known] and _version(conn) == len(known)
 
 
-def _migrate_locked(backend: _Backend, known: MigrationList) -> None:
+def _migrate_locked(backend: _Backend, known: MigrationList) -> list[str]:
     conn = backend.connection
     version = _version(conn)
     backend.ensure_internal_schema_updated()
@@ -166,3 +167,4 @@ def _migrate_locked(backend: _Backend, known: MigrationList) -> None:
             backend.log_migration(migration, "apply")
             backend.mark_one(migration, log=False)
             backend.execute(f"PRAGMA user_version = {number}")
+    return [m.id for m in known[version:]]

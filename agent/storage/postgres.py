@@ -11,6 +11,7 @@ migrated on open (postgres_migrate.py). Backups are PostgreSQL's own (pg_dump), 
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any, BinaryIO
 
 import psycopg
@@ -20,9 +21,8 @@ from mcagent.agent.storage.postgres_migrate import migrate_postgresql, redacted
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 10  # seconds to wait for a connection (at start, and from the pool)
-BACKUP_REFUSAL = ("the agent's records are in PostgreSQL: back them up with PostgreSQL's own tools "
-                  "(pg_dump, or the server's base backups and WAL archive), not `mcagent backup`")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -56,6 +56,7 @@ class PostgresStorage(SqlRecords):
                                     kwargs={"autocommit": True, "row_factory": dict_row}, open=False,
                                     name="mcagent")
         self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        log.info("records in the PostgreSQL database %s", self.url)
 
     def _sql(self, query: str) -> str:
         return _placeholders(query)
@@ -97,8 +98,8 @@ class PostgresStorage(SqlRecords):
         self._execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (name,))
 
     def snapshot(self) -> BinaryIO:
-        """Not on PostgreSQL: see BACKUP_REFUSAL."""
-        raise FailedPrecondition(BACKUP_REFUSAL)
+        """Not on PostgreSQL: its own tools back it up (pg_dump; docs/operations.md)."""
+        raise FailedPrecondition("records in PostgreSQL are backed up with pg_dump, not copied by the agent")
 
     def health_problem(self) -> str | None:
         """What stops the database from serving now, or None (a read; and after a failed write,

@@ -46,8 +46,9 @@ class _Backend(PostgresqlPsycopgBackend):
         return psycopg.connect(self._url, autocommit=True)
 
 
-def migrate_postgresql(url: str, *, lock_timeout: float = 60) -> None:
-    """Bring the PostgreSQL database at `url` to the newest schema (see the module docstring).
+def migrate_postgresql(url: str, *, lock_timeout: float = 60) -> list[str]:
+    """Bring the PostgreSQL database at `url` to the newest schema (see the module docstring);
+    the ids of the migrations applied now.
 
     Raises:
         SchemaTooNew: the database knows migrations this mcagent does not.
@@ -59,7 +60,7 @@ def migrate_postgresql(url: str, *, lock_timeout: float = 60) -> None:
     conn = backend.connection
     try:
         if _applied_ids(conn) == sorted(m.id for m in known):
-            return  # the common start: nothing to do, no lock
+            return []  # the common start: nothing to do, no lock
         conn.execute(f"SET lock_timeout = '{int(lock_timeout * 1000)}ms'")
         try:
             conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
@@ -71,7 +72,7 @@ def migrate_postgresql(url: str, *, lock_timeout: float = 60) -> None:
             backend.init_database()
             backend.break_lock()  # a row left by a crashed migrator: we hold the advisory lock
             with backend.lock():
-                _migrate_locked(backend, known)
+                return _migrate_locked(backend, known)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
     finally:
@@ -85,18 +86,18 @@ def _applied_ids(conn: psycopg.Connection) -> list[str]:
     return sorted(row[0] for row in conn.execute(f"SELECT migration_id FROM {MIGRATION_TABLE}"))
 
 
-def _migrate_locked(backend: _Backend, known: MigrationList) -> None:
+def _migrate_locked(backend: _Backend, known: MigrationList) -> list[str]:
     backend.ensure_internal_schema_updated()
     applied = set(_applied_ids(backend.connection))
     unknown = sorted(applied - {m.id for m in known})
     if unknown:
         raise SchemaTooNew(f"the database has migrations this mcagent does not know ({', '.join(unknown)}); "
                            "use a newer mcagent")
-    for migration in known:
-        if migration.id in applied:
-            continue
+    pending = [m for m in known if m.id not in applied]
+    for migration in pending:
         log.info("database %s: applying migration %s", backend.uri.database, migration.id)
         with backend.transaction():
             migration.process_steps(backend, "apply")
             backend.log_migration(migration, "apply")
             backend.mark_one(migration, log=False)
+    return [m.id for m in pending]
