@@ -33,9 +33,11 @@ run: install
 	fi
 
 # Tools the tests drive: SoftHSM2 (softhsm2-util + module), pkcs11-tool, openssl, faketime,
-# p11-kit (`p11-kit server` and its client module: a token reached like a network HSM).
+# p11-kit (`p11-kit server` and its client module: a token reached like a network HSM),
+# and the PostgreSQL server (tests/pg.py runs throwaway clusters; Debian keeps initdb off PATH).
 system-deps:
 	@missing=""; \
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v softhsm2-util >/dev/null && [ -f $(SOFTHSM_MODULE) ] || missing="$$missing softhsm2"; \
 	command -v p11-kit >/dev/null || missing="$$missing p11-kit"; \
 	ls /usr/lib/*/pkcs11/p11-kit-client.so >/dev/null 2>&1 || missing="$$missing p11-kit-modules"; \

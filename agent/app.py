@@ -1,7 +1,7 @@
 """The composition root: builds the service from its adapters.
 
 The domain knows only its ports (agent.domain.ports); this is the one place that picks the
-adapters — SQLite records with its group-committing audit appender, and the key backends —
+adapters — SQLite or PostgreSQL records with its group-committing audit appender, and the key backends —
 and wires them into `AgentService`.
 """
 
@@ -13,14 +13,14 @@ from mcagent.agent.domain.notification import DEFAULT_TIMEZONE
 from mcagent.agent.domain.ports import Observer
 from mcagent.agent.domain.service import AgentService
 from mcagent.agent.keys import KeyStores
-from mcagent.agent.storage import SqliteAuditLog, Storage
+from mcagent.agent.storage import SqlAuditLog, SqlRecords
 
 
-def build_service(storage: Storage, keys: KeyStores, *, clock: Clock = system_clock,
+def build_service(storage: SqlRecords, keys: KeyStores, *, clock: Clock = system_clock,
                   timezone: str = DEFAULT_TIMEZONE,
                   publication: certificates.Publication | None = None,
                   observer: Observer | None = None) -> AgentService:
-    """The service over SQLite `storage` and the key backends `keys`; `observer` (metrics) is
+    """The service over `storage` (SQLite or PostgreSQL) and the key backends `keys`; `observer` (metrics) is
     told of signs by the service and of audit commits by the appender."""
-    return AgentService(storage, SqliteAuditLog(storage, observer=observer), keys, clock=clock, timezone=timezone,
+    return AgentService(storage, SqlAuditLog(storage, observer=observer), keys, clock=clock, timezone=timezone,
                         publication=publication, observer=observer)

@@ -17,6 +17,7 @@ from mcagent.agent.domain.notification import DEFAULT_TIMEZONE
 from mcagent.agent.keys import DEFAULT_STORE, STORE_NAME
 
 PIN_ENV = "MCAGENT_PKCS11_PIN"
+DATABASE_URL_ENV = "MCAGENT_DATABASE_URL"
 KEYSTORE_PASSWORD_ENV = "MCAGENT_KEYSTORE_PASSWORD"
 # Unix-socket limits: enough for desktop software and scripts; a flood is refused, not served.
 DEFAULT_MAX_CONNECTIONS = 1024
@@ -82,6 +83,34 @@ def _keystore_files(default_path: str, stores: list[str]) -> dict[str, str]:
     return files
 
 
+def database_url(flag: str | None) -> str | None:
+    """`--database URL` (else the environment's MCAGENT_DATABASE_URL), checked; None: SQLite.
+
+    Raises:
+        ConfigError: not a postgresql:// URL, or a password on the command line (any user can
+            read a process's arguments: it goes in ~/.pgpass, PGPASSWORD or the environment's URL).
+    """
+    url = flag or os.environ.get(DATABASE_URL_ENV) or None
+    if url is None:
+        return None
+    from mcagent.agent.storage import is_postgresql
+
+    if not is_postgresql(url):
+        raise ConfigError("--database takes a PostgreSQL URL such as postgresql://mcagent@db.example/mcagent "
+                          "(SQLite, the default, needs none: it is <data-dir>/mcagent.db)")
+    if flag:
+        import psycopg
+
+        try:
+            has_password = "password" in psycopg.conninfo.conninfo_to_dict(flag)
+        except psycopg.ProgrammingError:
+            raise ConfigError("--database is not a valid PostgreSQL URL") from None
+        if has_password:
+            raise ConfigError(f"--database must not carry the password (every user can read a command line): "
+                              f"put it in ~/.pgpass or PGPASSWORD, or give the whole URL in {DATABASE_URL_ENV}")
+    return url
+
+
 def split_host_port(value: str, flag: str) -> tuple[str, int]:
     """HOST:PORT (or [IPv6]:PORT) as (host, port).
 
@@ -141,6 +170,8 @@ class Config:
         metrics_listen: HOST:PORT of the plain HTTP listener serving GET /metrics (Prometheus), or None;
             with several workers, worker k serves its own on PORT + k - 1.
         workers: processes serving (1: the daemon is one process; more: a supervisor forks them).
+        database: ``postgresql://`` URL of the records shared with other instances, or None for
+            SQLite in the data directory (see `database_location`).
     """
 
     data_dir: str
@@ -168,6 +199,7 @@ class Config:
     grace_period: float = DEFAULT_GRACE_PERIOD
     metrics_listen: str | None = None
     workers: int = 1
+    database: str | None = None
 
     @classmethod
     def build(
@@ -199,6 +231,7 @@ class Config:
         grace_period: float | None = None,
         metrics_listen: str | None = None,
         workers: int | None = None,
+        database: str | None = None,
     ) -> Config:
         """Resolve defaults and secrets, and check the combination makes sense.
 
@@ -250,6 +283,7 @@ class Config:
             raise ConfigError(f"--workers {workers} must be between 1 and {MAX_WORKERS}")
         if grace_period is not None and not 0 <= grace_period <= 3600:
             raise ConfigError(f"--grace-period {grace_period:g} must be between 0 and 3600 seconds")
+        database = database_url(database)
         if default_backend is Backend.FILE and password is None:
             raise ConfigError(
                 f"no key store password: set {KEYSTORE_PASSWORD_ENV} or pass --keystore-password-file FILE"
@@ -281,7 +315,12 @@ class Config:
             grace_period=DEFAULT_GRACE_PERIOD if grace_period is None else grace_period,
             metrics_listen=metrics_listen,
             workers=workers or 1,
+            database=database,
         )
+
+    def database_location(self) -> str:
+        """Where the records are: the PostgreSQL URL, else the SQLite file in the data directory."""
+        return self.database or os.path.join(self.data_dir, "mcagent.db")
 
     def pkcs11_store_uri(self) -> str | None:
         """The token's store URI, or None when PKCS#11 is off."""

@@ -25,7 +25,16 @@ def read_input(path: str) -> bytes:
 
 
 def write_private_file(path: str, data: bytes) -> None:
-    """Write atomically with mode 0600: a temporary file beside it, fsync, rename."""
+    """Write atomically with mode 0600: a temporary file beside it, fsync, rename. A path
+    that is not a regular file (/dev/null, a pipe) is written to as it is: a rename would
+    replace the device itself."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        try:
+            with open(path, "wb") as fh:
+                fh.write(data)
+            return
+        except OSError as exc:
+            raise CommandFailed(f"cannot write {path}: {exc.strerror}") from None
     directory = os.path.dirname(os.path.abspath(path))
     temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     try:

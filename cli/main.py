@@ -30,6 +30,7 @@ from mcagent.cli.commands import (
     completion,
     config,
     credential,
+    db,
     keystore,
     notification,
     principal,
@@ -45,7 +46,7 @@ from mcagent.cli.output import Output, error_document
 
 # The order of `mcagent --help`.
 GROUPS = (serve, config, business, terms, credential, keystore, ca, principal, whoami, role, notification, audit,
-          completion, status, backup, restore)
+          completion, status, backup, restore, db)
 
 
 def version() -> str:

@@ -144,3 +144,30 @@ def file_store(tmp_path: pathlib.Path):
     store = open_keystore(f"file://{tmp_path / 'keys.mcks'}", KEYSTORE_PASSWORD)
     yield store
     store.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A PostgreSQL cluster for the test session (tests/pg.py); skips, or fails under CI, without one."""
+    from tests.pg import Cluster, server_bin
+
+    bin_dir = server_bin()
+    if bin_dir is None:
+        require_tool("initdb (PostgreSQL server)", "postgresql")
+    cluster = Cluster(bin_dir)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster) -> str:
+    """The URL of a fresh, empty database on the session's cluster."""
+    return postgres_cluster.database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path: pathlib.Path) -> str:
+    """A new database on each engine in turn: a SQLite file's path, or a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "mcagent.db")
+    return request.getfixturevalue("postgres_url")

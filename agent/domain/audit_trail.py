@@ -92,6 +92,17 @@ class AuditTrail(ServiceBase):
         Returns:
             The problem found, or "".
         """
+        # Under the lock the first checkpoint is written with (instances starting at once):
+        # never between another instance's creation of the key and of its first checkpoint.
+        with self._records.transaction(changes_state=False):
+            self._records.lock(self.AUDIT_KEY_LABEL)
+            problem = self._anchor_problem()
+            if problem:
+                log.error("audit log tampered with while the agent was stopped: %s", problem)
+                self._audit(SYSTEM_ACTOR, TAMPERING, outcome="refused", detail={"problem": problem})
+        return problem
+
+    def _anchor_problem(self) -> str:
         found = self._audit_key()
         newest = self._audit_log.newest(CHECKPOINT)
         if found is None:
@@ -111,9 +122,6 @@ class AuditTrail(ServiceBase):
             problem = f"checkpoint entry {newest.seq} does not carry a valid signature: the log was rewritten"
         else:
             return ""
-        log.error("audit log tampered with while the agent was stopped: %s", problem)
-        with self._records.transaction(changes_state=False):
-            self._audit(SYSTEM_ACTOR, TAMPERING, outcome="refused", detail={"problem": problem})
         return problem
 
     @staticmethod
@@ -150,8 +158,15 @@ class AuditTrail(ServiceBase):
         since the last checkpoint, and at shutdown. Returns the entry, or None if nothing new
         needed signing.
         """
-        store, key = self._audit_key(create=True)
+        found = self._audit_key()
+        if found is None:  # the first checkpoint: the key and it, once, under a lock (see above)
+            with self._records.transaction(changes_state=False):
+                self._records.lock(self.AUDIT_KEY_LABEL)
+                found = self._audit_key(create=True)
+                return self._checkpoint(*found, force=True)
+        return self._checkpoint(*found, force=force)
 
+    def _checkpoint(self, store: KeyStore, key: KeyInfo, force: bool) -> AuditEntry | None:
         def make(seq: int, head: str) -> dict[str, Any]:
             digest = hashlib.sha256(checkpoint_message(seq, head)).digest()
             signature = store.sign(SignRequest(uri=key.uri, algorithm=SignatureAlgorithm.ECDSA_SHA256,

@@ -282,6 +282,10 @@ class Credentials(ServiceBase):
         try:
             destroyed = self._custody.delete_key(credential.key_uri)
             with self._records.transaction():
+                self._records.lock("key-destroyed")  # instances finishing the same one record it once
+                current = self._records.get_credential(credential.id)
+                if current is None or current.key_destroyed:
+                    return
                 self._records.update_credential(credential.id, CredentialStatus.REVOKED, key_destroyed=1)
                 self._audit(SYSTEM_ACTOR, "credential.key-destroyed", abn=credential.abn, target=credential.id,
                             detail={"objects": destroyed, "backend": credential.backend.value})

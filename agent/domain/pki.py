@@ -53,27 +53,34 @@ class Pki(ServiceBase):
         _, store = self._custody.for_new_key(None, None)
         if not isinstance(store, KeyDeleter):
             raise FailedPrecondition(f"the {store.scheme} backend cannot hold the CA keys")
-        for label in self.CA_LABELS.values():
-            store.delete_key(store.label_uri(label))  # left over from an interrupted creation, if any
         keys: list[KeyInfo] = []
-        try:
-            now = self._clock()
-            for role in ("root", "issuing"):
-                keys.append(store.create_key(CreateKeyRequest(label=self.CA_LABELS[role], key_type=KeyType.RSA_2048)))
-            root_key, issuing_key = (store_private_key(store, k) for k in keys)
-            root = certificates.make_root(root_key, now)
-            issuing = certificates.make_issuing(issuing_key, root_key, root, now)
-            with self._records.transaction():
-                for role, key, cert in (("root", keys[0], root), ("issuing", keys[1], issuing)):
-                    self._records.insert_ca(role, key.uri, key.key_type.value,
-                                            cert.public_bytes(serialization.Encoding.DER), now)
-                self._audit(caller, "ca.init", detail={"root": root.subject.rfc4514_string(),
-                                                       "issuing": issuing.subject.rfc4514_string(),
-                                                       "backend": store.scheme})
-        except BaseException:
-            for key in keys:
-                store.delete_key(key.uri)
-            raise
+        # One process at a time creates it (instances starting at once on one database), and
+        # looks again once it holds the lock: a CA another one made meanwhile is kept.
+        with self._records.transaction():
+            self._records.lock("ca")
+            if len(self._records.ca()) == 2:
+                return False
+            for label in self.CA_LABELS.values():
+                store.delete_key(store.label_uri(label))  # left over from an interrupted creation, if any
+            try:
+                now = self._clock()
+                for role in ("root", "issuing"):
+                    keys.append(store.create_key(CreateKeyRequest(label=self.CA_LABELS[role],
+                                                                  key_type=KeyType.RSA_2048)))
+                root_key, issuing_key = (store_private_key(store, k) for k in keys)
+                root = certificates.make_root(root_key, now)
+                issuing = certificates.make_issuing(issuing_key, root_key, root, now)
+                with self._records.transaction():
+                    for role, key, cert in (("root", keys[0], root), ("issuing", keys[1], issuing)):
+                        self._records.insert_ca(role, key.uri, key.key_type.value,
+                                                cert.public_bytes(serialization.Encoding.DER), now)
+                    self._audit(caller, "ca.init", detail={"root": root.subject.rfc4514_string(),
+                                                           "issuing": issuing.subject.rfc4514_string(),
+                                                           "backend": store.scheme})
+            except BaseException:
+                for key in keys:
+                    store.delete_key(key.uri)
+                raise
         log.info("created the agent's CA in the %s backend", store.scheme)
         return True
 

@@ -29,14 +29,23 @@ class Records(Protocol):
     inside a transaction they see its uncommitted changes.
     """
 
-    #: Bumped by every committed transaction that changes state; caches are valid for one value.
+    #: Bumped by every committed transaction that changes state, by any process sharing the
+    #: database (read from it each time); caches are valid for one value.
     state_version: int
+    #: The engine: "sqlite" or "postgresql".
+    engine: str
 
     def transaction(self, *, changes_state: bool = True) -> AbstractContextManager[Any]:
         """A unit of work: commits on leaving, rolls back on an exception.
 
         Raises:
             Unavailable: the records cannot be written now; nothing was kept.
+        """
+
+    def lock(self, name: str) -> None:
+        """Inside a transaction: wait until no other process holds the lock `name`, and hold it
+        until the transaction ends. Start-up steps that create something (the CA, the audit
+        key) take one and look again inside it, so that instances starting at once create it once.
         """
 
     def append_audit(self, *, at: dt.datetime, actor: str, action: str, outcome: str, abn: str = "",

@@ -13,11 +13,14 @@ from mcagent.agent.domain.calls import (
     Caller,
 )
 from mcagent.agent.domain.credential import CredentialStatus
+from mcagent.agent.domain.errors import FailedPrecondition
 from mcagent.agent.domain.guard import ServiceBase
 from mcagent.agent.domain.model import Reminder
 from mcagent.agent.domain.policy import MCA, PA
 
 log = logging.getLogger(__name__)
+#: A creation still "creating" this long after it began was interrupted (no creation takes so long).
+INTERRUPTED_AFTER = dt.timedelta(minutes=10)
 
 
 class Upkeep(ServiceBase):
@@ -50,20 +53,23 @@ class Upkeep(ServiceBase):
 
     # -- start-up -----------------------------------------------------------------------------
 
-    def finish_interrupted_work(self, started_before: dt.timedelta | None = None) -> None:
+    def finish_interrupted_work(self, started_before: dt.timedelta = INTERRUPTED_AFTER) -> None:
         """Remove credentials whose creation was interrupted (and their keys), and destroy
         the keys of revoked credentials whose destruction did not complete.
 
         Args:
-            started_before: while serving, only creations older than this are taken as
-                interrupted (e.g. by a database fault that also stopped their clean-up);
-                None at start-up, when none can be in progress.
+            started_before: only creations older than this are taken as interrupted, at
+                start-up too: another instance on the same database may be creating one now.
         """
         for credential in self._records.list_credentials(status=CredentialStatus.CREATING):
-            if started_before is not None and self._clock() - credential.created_at < started_before:
+            if self._clock() - credential.created_at < started_before:
                 continue
-            removed = self._custody.delete_key(credential.key_uri)
             with self._records.transaction():
+                self._records.lock("interrupted-work")  # one instance removes it, the others find it gone
+                current = self._records.get_credential(credential.id)
+                if current is None or current.status is not CredentialStatus.CREATING:
+                    continue
+                removed = self._custody.delete_key(credential.key_uri)
                 self._records.delete_credential(credential.id)
             log.warning("removed credential %s whose creation was interrupted (%d key objects destroyed)",
                         credential.id, removed)
@@ -84,11 +90,15 @@ class Upkeep(ServiceBase):
             caller to stream and close.
 
         Raises:
+            FailedPrecondition: the records are in PostgreSQL (backed up with pg_dump).
             PermissionDenied: the caller is not the local administrator.
             Unavailable: the entry could not be written or the copy made.
         """
         with self._audited(caller, "backup"):
             self._require_admin(caller, "back up the agent's records")
+            if self._records.engine != "sqlite":
+                raise FailedPrecondition("the agent's records are in PostgreSQL: back them up with PostgreSQL's "
+                                         "own tools (pg_dump, or base backups and WAL archiving), not `mcagent backup`")
         with self._records.transaction(changes_state=False):
             entry = self._audit(caller, "backup", detail={"what": "database"})
         return entry, self._records.snapshot()

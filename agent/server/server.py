@@ -28,6 +28,7 @@ from mcagent.agent.api.v1 import agent_pb2, agent_pb2_grpc
 from mcagent.agent.app import build_service
 from mcagent.agent.config import Config, ConfigError, split_host_port
 from mcagent.agent.domain import certificates
+from mcagent.agent.domain.errors import Unavailable
 from mcagent.agent.domain.service import AgentService
 from mcagent.agent.keys import KeyStores
 from mcagent.agent.server import startup, systemd
@@ -47,7 +48,7 @@ from mcagent.agent.server.servicer import (
 )
 from mcagent.agent.server.startup import DataFolderLock, WorkerRole
 from mcagent.agent.server.unix_front import UnixFront
-from mcagent.agent.storage import Storage
+from mcagent.agent.storage import SqlRecords, open_storage
 from mcagent.hsm import open_keystore
 from mcagent.hsm.errors import KeyStoreError
 
@@ -68,7 +69,7 @@ class AgentServer:
         self.config = config
         self._worker = worker
         self._lock: DataFolderLock | None = None
-        self._storage: Storage | None = None
+        self._storage: SqlRecords | None = None
         self._keys: KeyStores | None = None
         self._server: grpc.Server | None = None
         self._front: UnixFront | None = None
@@ -109,10 +110,13 @@ class AgentServer:
             )
         except KeyStoreError as exc:
             raise ConfigError(str(exc)) from None
-        database = os.path.join(config.data_dir, "mcagent.db")
-        for path in (database, database + "-wal", database + "-shm"):
+        database = config.database_location()
+        for path in [] if config.database else [database, database + "-wal", database + "-shm"]:
             startup.check_database_path(path)
-        self._storage = Storage(database)
+        try:
+            self._storage = open_storage(database)
+        except Unavailable as exc:
+            raise ConfigError(str(exc)) from None
         metrics = Metrics() if config.metrics_listen else None
         service = self._service = build_service(
             self._storage, self._keys, timezone=config.timezone,
@@ -195,12 +199,12 @@ class AgentServer:
     def _start_up_tasks(service: AgentService, *, first_start: bool) -> None:
         """Check the audit anchor, create the CA and audit key if needed, clean up. A worker 1 that
         replaces a dead one (`first_start` False) runs beside serving workers: it leaves the anchor
-        (nothing stopped) and creations still in progress alone."""
+        alone (nothing was stopped)."""
         try:
             if first_start:
                 service.check_audit_anchor()  # before anything is appended: tampering is recorded first
             service.checkpoint_audit()
-            service.finish_interrupted_work(started_before=None if first_start else INTERRUPTED_AFTER)
+            service.finish_interrupted_work()  # only old creations: other processes may be creating now
             service.ensure_ca()
         except KeyStoreError as exc:
             raise ConfigError(f"cannot create the agent's CA or audit key: {exc}") from None

@@ -116,7 +116,7 @@ def bind_unix_listener(path: str, mode: int) -> socket.socket:
 def needs_data_folder_lock(config: Config) -> bool:
     """Whether this daemon must be the only one on its data folder: always with SQLite (the
     embedded default); daemons sharing a PostgreSQL database may run side by side."""
-    return getattr(config, "database", None) is None  # set only for PostgreSQL (the pg branch's option)
+    return config.database is None  # --database postgresql://… shares the records
 
 
 class DataFolderLock:

@@ -11,7 +11,7 @@ from mcagent.agent.domain.audit import AuditEntry
 from mcagent.agent.domain.ports import NO_OBSERVER, Observer
 
 if TYPE_CHECKING:
-    from mcagent.agent.storage.sqlite import Storage
+    from mcagent.agent.storage.engine import SqlRecords
 
 
 def _choose(fields: dict[str, Any], revoked: set[str]) -> dict[str, Any]:
@@ -29,7 +29,7 @@ class AuditAppender:
     one commit. `append` returns once its entry is durable, and raises if it could not be written.
     """
 
-    def __init__(self, storage: Storage, max_batch: int = 1000, observer: Observer | None = None) -> None:
+    def __init__(self, storage: SqlRecords, max_batch: int = 1000, observer: Observer | None = None) -> None:
         self._storage = storage
         self._observer = observer or NO_OBSERVER  # told each commit's size and time, and the queue's depth
         self._max_batch = max_batch
@@ -73,8 +73,10 @@ class AuditAppender:
             started = time.perf_counter()
             try:
                 with self._storage.transaction(changes_state=False):
-                    # Read in the same transaction as the append: a revoke commits either before
-                    # (the entry is swapped) or after (the entry precedes the revoke's).
+                    # Read in the same transaction as the append, holding the chain's head (which
+                    # a revoke's own entry needs too): a revoke, by any process, commits either
+                    # before (the entry is swapped) or after (the entry precedes the revoke's).
+                    self._storage.lock_audit_head()
                     revoked = self._storage.revoked_among(
                         {f["unless_revoked"] for p in batch for f in p.fields if "unless_revoked" in f})
                     for pending in batch:

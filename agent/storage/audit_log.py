@@ -1,4 +1,5 @@
-"""The `AuditLog` port over SQLite: reads from the records, appends through the group-commit appender."""
+"""The `AuditLog` port over the records (either engine): reads from them, appends through the
+group-commit appender."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from typing import Any
 from mcagent.agent.domain.audit import AuditEntry
 from mcagent.agent.domain.ports import Observer
 from mcagent.agent.storage.appender import AuditAppender
-from mcagent.agent.storage.sqlite import Storage
+from mcagent.agent.storage.engine import SqlRecords
 
 
-class SqliteAuditLog:
-    """`AuditLog` over the SQLite records: appends go through the group-commit appender."""
+class SqlAuditLog:
+    """`AuditLog` over `SqlRecords`: appends go through the group-commit appender."""
 
-    def __init__(self, storage: Storage, observer: Observer | None = None) -> None:
+    def __init__(self, storage: SqlRecords, observer: Observer | None = None) -> None:
         self._storage = storage
         self._appender = AuditAppender(storage, observer=observer)
 

@@ -2,7 +2,8 @@
 
 yoyo keeps its bookkeeping in the database itself (``_yoyo_migration``, ``_yoyo_log``,
 ``_yoyo_version``) and serialises migrating processes with a row in ``yoyo_lock``; the same
-files and history will serve the PostgreSQL backend.
+files and history serve PostgreSQL (postgres_migrate.py), with a file of
+``migrations/postgresql/`` in place of one of the same name where the dialects differ.
 
 On SQLite, ``PRAGMA user_version`` stays the number of applied migrations, as every release
 before yoyo wrote it, so that an older mcagent still refuses a database that is newer than it.
@@ -41,10 +42,21 @@ MIGRATION_TABLE = "_yoyo_migration"
 
 
 @functools.cache
-def migrations() -> MigrationList:
-    """The migrations, in the order of their numbers, loaded (statements split) once."""
-    found = read_migrations(glob.escape(str(MIGRATIONS_DIR)))
-    ordered = MigrationList(sorted(found, key=lambda m: m.id))
+def migrations(engine: str = "sqlite") -> MigrationList:
+    """The migrations, in the order of their numbers, loaded (statements split) once.
+
+    One history for both engines: the same ids in the same order. A file in
+    ``migrations/<engine>/`` replaces the one of the same name for that engine only, where
+    the dialects must differ (see migrations/README.md).
+    """
+    found = {m.id: m for m in read_migrations(glob.escape(str(MIGRATIONS_DIR)))}
+    variants = MIGRATIONS_DIR / engine
+    if variants.is_dir():
+        for migration in read_migrations(glob.escape(str(variants))):
+            if migration.id not in found:
+                raise RuntimeError(f"{variants}/{migration.id}.sql replaces no migration of that name")
+            found[migration.id] = migration
+    ordered = MigrationList(sorted(found.values(), key=lambda m: m.id))
     for migration in ordered:
         migration.load()
     return ordered
@@ -85,8 +97,9 @@ class _Backend(SQLiteBackend):
         return super().execute(sql, params)
 
 
-def migrate(path: str, *, lock_timeout: float = 60) -> None:
-    """Bring the database at `path` to the newest schema (see the module docstring).
+def migrate(path: str, *, lock_timeout: float = 60) -> list[str]:
+    """Bring the database at `path` to the newest schema (see the module docstring); the ids
+    of the migrations applied now.
 
     Safe to run from several processes at once: one migrates, the others wait for its lock and
     then find nothing left to do.
@@ -99,11 +112,11 @@ def migrate(path: str, *, lock_timeout: float = 60) -> None:
     backend = _Backend(DatabaseURI("sqlite", None, None, None, None, path, {}), MIGRATION_TABLE)
     try:
         if _up_to_date(backend.connection, known):
-            return
+            return []
         backend.init_database()
         try:
             with backend.lock(timeout=lock_timeout):
-                _migrate_locked(backend, known)
+                return _migrate_locked(backend, known)
         except LockTimeout as exc:
             raise RuntimeError(
                 f"the database {path} is being migrated by another process ({exc}); if no mcagent is running, "
@@ -131,7 +144,7 @@ def _up_to_date(conn: sqlite3.Connection, known: MigrationList) -> bool:
     return applied is not None and sorted(applied) == [m.id for m in known] and _version(conn) == len(known)
 
 
-def _migrate_locked(backend: _Backend, known: MigrationList) -> None:
+def _migrate_locked(backend: _Backend, known: MigrationList) -> list[str]:
     conn = backend.connection
     version = _version(conn)
     backend.ensure_internal_schema_updated()
@@ -154,3 +167,4 @@ def _migrate_locked(backend: _Backend, known: MigrationList) -> None:
             backend.log_migration(migration, "apply")
             backend.mark_one(migration, log=False)
             backend.execute(f"PRAGMA user_version = {number}")
+    return [m.id for m in known[version:]]

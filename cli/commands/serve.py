@@ -52,6 +52,7 @@ def serve(ctx: Context) -> None:
             grace_period=args.grace_period,
             metrics_listen=args.metrics_listen,
             workers=args.workers,
+            database=args.database,
         )
         if getattr(args, "config_check", None):
             args.config_check(config)
@@ -77,6 +78,9 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML file of these options (keys: the long names in "
                    "snake_case, e.g. keystore_backend = \"pkcs11\"); the command line overrides it")
     p.add_argument("--data-dir", help="data directory (default: per-user data home)/mcagent")
+    p.add_argument("--database", metavar="URL", help="postgresql://USER@HOST/DB: records shared with other "
+                   "instances (else env MCAGENT_DATABASE_URL; default: SQLite <data-dir>/mcagent.db); "
+                   "the password from ~/.pgpass or PGPASSWORD, never here")
     p.add_argument("--socket", default=argparse.SUPPRESS,
                    help="Unix socket (default: $XDG_RUNTIME_DIR/mcagent/mcagent.sock, else <data-dir>/mcagent.sock)")
     p.add_argument("--keystore-backend", choices=list(BACKENDS), default="file", help="default key backend")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 
 import pytest
@@ -108,20 +109,24 @@ def test_create_interrupted_after_key_generation_is_cleaned_up_at_start(service,
     from mcagent.agent.clock import system_clock
     from mcagent.agent.domain.model import Credential
 
-    # The state a crash between key generation and activation leaves behind.
-    label = "interrupted-0001"
-    with storage.transaction():
-        storage.insert_credential(Credential(
-            id=label, abn=ABN, name="half", status=CredentialStatus.CREATING, key_type=KeyType.EC_P256,
-            backend=Backend.PKCS11, key_uri=pkcs11_store.label_uri(label), created_at=system_clock(),
-            created_by="pa", terms_version=CURRENT_TERMS.version,
-        ))
-    pkcs11_store.create_key(CreateKeyRequest(label=label, key_type=KeyType.EC_P256))
+    # The state a crash between key generation and activation leaves behind, 11 minutes ago;
+    # and one begun just now, as another instance on the same database may be creating it.
+    label, fresh = "interrupted-0001", "in-flight-0001"
+    for name, begun in ((label, system_clock() - dt.timedelta(minutes=11)), (fresh, system_clock())):
+        with storage.transaction():
+            storage.insert_credential(Credential(
+                id=name, abn=ABN, name=name, status=CredentialStatus.CREATING, key_type=KeyType.EC_P256,
+                backend=Backend.PKCS11, key_uri=pkcs11_store.label_uri(name), created_at=begun,
+                created_by="pa", terms_version=CURRENT_TERMS.version,
+            ))
+        pkcs11_store.create_key(CreateKeyRequest(label=name, key_type=KeyType.EC_P256))
     with pytest.raises(NotFound):
         service.get_credential(ADMIN, label)  # never shown while being created
     service.finish_interrupted_work()
     assert label not in _token_labels(pkcs11_store)
     assert storage.get_credential(label) is None
+    assert fresh in _token_labels(pkcs11_store)  # another process's creation in flight is left alone
+    assert storage.get_credential(fresh).status is CredentialStatus.CREATING
 
 
 def test_sign_refuses_bad_input_with_reasons(service):

@@ -110,8 +110,9 @@ def start_daemon(tmp_path):
     started: list[Daemon] = []
 
     def start(*args: str, env: dict[str, str] | None = None, secrets: list[str] = (),
-              data_dir: pathlib.Path | None = None, prefix: list[str] = ()) -> Daemon:
-        """Start `mcagent serve ARGS` (under `prefix`, e.g. faketime); `data_dir` reuses a stopped one's data."""
+              data_dir: pathlib.Path | None = None, prefix: list[str] = (), wait: bool = True) -> Daemon:
+        """Start `mcagent serve ARGS` (under `prefix`, e.g. faketime); `data_dir` reuses a stopped one's data;
+        `wait=False` returns at once (then `wait_until_serving(daemon.process, daemon.socket, daemon.log_path)`)."""
         data_dir = data_dir or tmp_path / f"data{len(started)}"
         socket = args[args.index("--socket") + 1] if "--socket" in args else str(data_dir / "mcagent.sock")
         log_path = tmp_path / f"daemon{len(started)}.log"
@@ -122,6 +123,8 @@ def start_daemon(tmp_path):
             )
         daemon = Daemon(process, socket, data_dir, log_path, list(secrets))
         started.append(daemon)
+        if not wait:
+            return daemon
         wait_until_serving(process, socket, log_path)
         expected_mode = int(args[args.index("--socket-mode") + 1], 8) if "--socket-mode" in args else 0o600
         assert stat.S_IMODE(os.stat(socket).st_mode) == expected_mode

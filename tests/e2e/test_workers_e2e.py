@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 
 import grpc
 import pytest
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mcagent.hsm.base import SignatureAlgorithm
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SO_PIN
 from tests.e2e.test_metrics_e2e import _scrape
 from tests.verify import verify
 
@@ -60,9 +61,18 @@ def _wait_for(condition, what: str, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def _start(start_daemon, softhsm, metrics_port: int, *extra: str):
+@pytest.fixture
+def token(softhsm) -> str:
+    """A token of its own (the session's token holds other daemons' CA and audit keys)."""
+    label = f"workers-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", softhsm.pin,
+                    "--so-pin", SO_PIN], check=True, capture_output=True)
+    return label
+
+
+def _start(start_daemon, softhsm, token: str, metrics_port: int, *extra: str):
     daemon = start_daemon("--workers", "2", "--keystore-backend", "pkcs11", "--pkcs11-module", softhsm.module,
-                          "--pkcs11-token", softhsm.token, "--metrics-listen", f"127.0.0.1:{metrics_port}", *extra,
+                          "--pkcs11-token", token, "--metrics-listen", f"127.0.0.1:{metrics_port}", *extra,
                           env={"MCAGENT_PKCS11_PIN": softhsm.pin}, secrets=[softhsm.pin])
     _wait_for(lambda: "with 2 workers" in daemon.log(), "both workers to serve")
     return daemon
@@ -91,9 +101,14 @@ def _results(clients: list[subprocess.Popen]) -> list[dict]:
     return lines
 
 
-def test_two_workers_share_the_signing_every_signature_verifies_and_the_chain_holds(start_daemon, softhsm):
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_two_workers_share_the_signing_every_signature_verifies_and_the_chain_holds(start_daemon, softhsm, token,
+                                                                                     engine, request):
     metrics_port, tcp_port = _free_ports(2), _free_ports(1)
-    daemon = _start(start_daemon, softhsm, metrics_port, "--insecure-listen", f"127.0.0.1:{tcp_port}")
+    database = ["--database", request.getfixturevalue("postgres_url")] if engine == "postgresql" else []
+    daemon = _start(start_daemon, softhsm, token, metrics_port, "--insecure-listen", f"127.0.0.1:{tcp_port}",
+                    *database)
+    assert (engine == "sqlite") == (daemon.data_dir / "mcagent.lock").exists()  # one daemon per SQLite file
     workers = _children(daemon.process.pid)
     assert len(workers) == 2
     pa, credentials = _signer(daemon)
@@ -132,8 +147,8 @@ def test_two_workers_share_the_signing_every_signature_verifies_and_the_chain_ho
     assert "mcagent stopped (all workers)" in daemon.log()
 
 
-def test_a_worker_killed_with_sigkill_is_replaced_and_the_daemon_keeps_serving(start_daemon, softhsm):
-    daemon = _start(start_daemon, softhsm, _free_ports(2))
+def test_a_worker_killed_with_sigkill_is_replaced_and_the_daemon_keeps_serving(start_daemon, softhsm, token):
+    daemon = _start(start_daemon, softhsm, token, _free_ports(2))
     pa, credentials = _signer(daemon)
     workers = _children(daemon.process.pid)
     victim = max(workers)
@@ -154,8 +169,8 @@ def test_a_worker_killed_with_sigkill_is_replaced_and_the_daemon_keeps_serving(s
     assert all(not os.path.exists(f"/proc/{pid}") for pid in replaced)
 
 
-def test_sigint_drains_every_worker_and_exits_zero(start_daemon, softhsm):
-    daemon = _start(start_daemon, softhsm, _free_ports(2))
+def test_sigint_drains_every_worker_and_exits_zero(start_daemon, softhsm, token):
+    daemon = _start(start_daemon, softhsm, token, _free_ports(2))
     workers = _children(daemon.process.pid)
     daemon.process.send_signal(signal.SIGINT)
     assert daemon.process.wait(timeout=60) == 0, daemon.log()

@@ -1,36 +1,37 @@
-"""The agent's CA and CRL queries of the SQLite adapter."""
+"""The agent's CA and CRL queries (both engines)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
+from typing import Any
 
 from mcagent.agent.storage import rows
 from mcagent.agent.storage.rows import parse_ts, ts
 
 
 class PkiQueries:
-    """The CA half of `Storage` (a mixin: it uses the connection and readers of it)."""
+    """The CA half of `SqlRecords` (a mixin: it uses the engine's execute API)."""
 
-    _conn: sqlite3.Connection
-
-    def _all(self, query: str, params: tuple | list = ()) -> list[sqlite3.Row]:
+    def _execute(self, query: str, params: tuple | list = ()) -> Any:
         raise NotImplementedError
 
-    def ca(self) -> dict[str, sqlite3.Row]:
+    def _all(self, query: str, params: tuple | list = ()) -> list[Any]:
+        raise NotImplementedError
+
+    def ca(self) -> dict[str, Any]:
         """The CA rows by role ('root', 'issuing'); empty before the CA exists."""
         return {row["role"]: row for row in self._all("SELECT * FROM ca")}
 
     def insert_ca(self, role: str, key_uri: str, key_type: str, certificate: bytes, at: dt.datetime) -> None:
         """Record a CA key and certificate (inside a transaction)."""
-        self._conn.execute("INSERT INTO ca (role, key_uri, key_type, certificate, created_at) VALUES (?, ?, ?, ?, ?)",
+        self._execute("INSERT INTO ca (role, key_uri, key_type, certificate, created_at) VALUES (?, ?, ?, ?, ?)",
                            (role, key_uri, key_type, certificate, ts(at)))
 
     def next_crl_number(self) -> int:
         """Increment and return the issuing CA's CRL number (inside a transaction)."""
-        (number,) = self._conn.execute(
+        row = self._execute(
             "UPDATE ca SET crl_number = crl_number + 1 WHERE role = 'issuing' RETURNING crl_number").fetchone()
-        return number
+        return row["crl_number"]
 
     def revoked_agent_certificates(self) -> list[tuple[int, dt.datetime]]:
         """(serial, revocation time) of revoked credentials whose certificate the agent issued.
@@ -51,6 +52,6 @@ class PkiQueries:
 
     def set_issued_by_agent(self, credential_id: str, issued_by_agent: bool) -> None:
         """Record whether the agent's CA issued the credential's certificate (inside a transaction)."""
-        self._conn.execute("UPDATE credential SET issued_by_agent = ? WHERE id = ?",
+        self._execute("UPDATE credential SET issued_by_agent = ? WHERE id = ?",
                            (int(issued_by_agent), credential_id))
 

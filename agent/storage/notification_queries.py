@@ -1,30 +1,32 @@
-"""Cloud software notification queries of the SQLite adapter."""
+"""Cloud software notification queries (both engines)."""
 
 from __future__ import annotations
 
-import sqlite3
+from typing import Any
 
 from mcagent.agent.domain.notification import Notification
 from mcagent.agent.storage import rows
 
 
 class NotificationQueries:
-    """The notifications of `Storage` (a mixin: it uses the connection and readers of it)."""
+    """The notifications of `SqlRecords` (a mixin: it uses the engine's execute API)."""
 
-    _conn: sqlite3.Connection
-
-    def _one(self, query: str, params: tuple = ()) -> sqlite3.Row | None:
+    def _execute(self, query: str, params: tuple | list = ()) -> Any:
         raise NotImplementedError
 
-    def _all(self, query: str, params: tuple | list = ()) -> list[sqlite3.Row]:
+    def _one(self, query: str, params: tuple | list = ()) -> Any:
+        raise NotImplementedError
+
+    def _all(self, query: str, params: tuple | list = ()) -> list[Any]:
         raise NotImplementedError
 
     def save_notification(self, notification: Notification) -> None:
         """Insert or replace a notification (inside a transaction)."""
         columns = ", ".join(rows.NOTIFICATION_COLUMNS)
         marks = ", ".join("?" * len(rows.NOTIFICATION_COLUMNS))
-        self._conn.execute(f"INSERT OR REPLACE INTO notification ({columns}) VALUES ({marks})",
-                           rows.notification_values(notification))
+        changes = ", ".join(f"{c} = excluded.{c}" for c in rows.NOTIFICATION_COLUMNS if c != "id")
+        self._execute(f"INSERT INTO notification ({columns}) VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {changes}",
+                      rows.notification_values(notification))
 
     def get_notification(self, notification_id: str) -> Notification | None:
         """The notification with this id, or None."""

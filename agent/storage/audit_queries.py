@@ -1,10 +1,9 @@
-"""Audit log queries of the SQLite adapter: the hash chain's append, its head, pages of it."""
+"""Audit log queries (both engines): the hash chain's append, its head, pages of it."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
@@ -16,18 +15,26 @@ _INSERT = f"INSERT INTO audit ({', '.join(rows.AUDIT_COLUMNS)}) VALUES ({', '.jo
 
 
 class AuditQueries:
-    """The audit half of `Storage` (a mixin: it uses the connection and transaction of it)."""
+    """The audit half of `SqlRecords` (a mixin: it uses the engine's transaction and execute API)."""
 
-    _conn: sqlite3.Connection
-    _audit_head: tuple[int, str] | None  # (seq, hash) of the newest entry, once read
+    _tx_head: tuple[int, str] | None  # (seq, hash) of the head as the open transaction left it
 
-    def transaction(self, *, changes_state: bool = True) -> AbstractContextManager[sqlite3.Connection]:
+    def transaction(self, *, changes_state: bool = True) -> AbstractContextManager[Any]:
         raise NotImplementedError
 
-    def _one(self, query: str, params: tuple = ()) -> sqlite3.Row | None:
+    def lock_audit_head(self) -> None:
         raise NotImplementedError
 
-    def _all(self, query: str, params: tuple | list = ()) -> list[sqlite3.Row]:
+    def _execute(self, query: str, params: tuple | list = ()) -> Any:
+        raise NotImplementedError
+
+    def _executemany(self, query: str, params: list[tuple]) -> None:
+        raise NotImplementedError
+
+    def _one(self, query: str, params: tuple | list = ()) -> Any:
+        raise NotImplementedError
+
+    def _all(self, query: str, params: tuple | list = ()) -> list[Any]:
         raise NotImplementedError
 
     def append_audit(self, *, at: dt.datetime, actor: str, action: str, outcome: str, abn: str = "",
@@ -37,11 +44,16 @@ class AuditQueries:
                                             target=target, detail=detail)])[0]
 
     def append_audit_many(self, entries: list[dict[str, Any]]) -> list[AuditEntry]:
-        """Append entries in order, each chained to the one before (inside the caller's transaction)."""
-        if self._audit_head is None:
-            last = self._conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-            self._audit_head = (last["seq"], last["hash"]) if last else (0, GENESIS)
-        seq, prev_hash = self._audit_head
+        """Append entries in order, each chained to the one before (inside the caller's transaction).
+
+        The head is read in the transaction, under `lock_audit_head`, never kept between
+        transactions: other processes append to the same chain.
+        """
+        if self._tx_head is None:
+            self.lock_audit_head()
+            last = self._one("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            self._tx_head = (last["seq"], last["hash"]) if last else (0, GENESIS)
+        seq, prev_hash = self._tx_head
         written = []
         for fields in entries:
             seq += 1
@@ -49,8 +61,8 @@ class AuditQueries:
             entry = dataclasses.replace(entry, hash=entry_hash(entry))
             written.append(entry)
             prev_hash = entry.hash
-        self._conn.executemany(_INSERT, [rows.audit_values(e) for e in written])
-        self._audit_head = (seq, prev_hash)
+        self._executemany(_INSERT, [rows.audit_values(e) for e in written])
+        self._tx_head = (seq, prev_hash)
         return written
 
     def audit_head(self) -> tuple[int, str]:
@@ -67,6 +79,7 @@ class AuditQueries:
         """Append the entry `make(seq, hash)` builds from the head it follows, in one transaction,
         so that nothing can come between the head it signs and the entry itself."""
         with self.transaction(changes_state=False):
+            self.lock_audit_head()
             seq, head = self.audit_head()
             return self.append_audit_many([make(seq, head)])[0]
 

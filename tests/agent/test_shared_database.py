@@ -1,0 +1,96 @@
+"""Several processes on one database: one audit chain, one state version, start-up steps once.
+
+Real processes (spawned) on a real SQLite file and a real PostgreSQL database (the `database`
+fixture of tests/conftest.py runs each test on both).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import threading
+
+from mcagent.agent.domain.audit import verify_chain
+from mcagent.agent.domain.cache import CachedRecords
+from mcagent.agent.domain.credential import CredentialStatus
+from mcagent.agent.domain.model import Backend, Business, Credential
+from mcagent.agent.storage import SqlAuditLog, open_storage
+from mcagent.hsm.base import KeyType
+
+AT = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+ABN = "51824753556"
+THREADS, SIGNS, CHANGES = 4, 60, 15
+
+
+def _credential(credential_id: str) -> Credential:
+    return Credential(id=credential_id, abn=ABN, name=credential_id, status=CredentialStatus.ACTIVE,
+                      key_type=KeyType.EC_P256, backend=Backend.PKCS11, key_uri=f"pkcs11:object={credential_id}",
+                      created_at=AT, created_by="test", terms_version="1")
+
+
+def _work(database: str, name: str, barrier) -> None:
+    """Appends audit-only entries from several threads (group commits) while changing state."""
+    storage = open_storage(database)
+    audit = SqlAuditLog(storage)
+    barrier.wait()
+
+    def sign(thread: int) -> None:
+        for i in range(SIGNS):
+            audit.append_many([dict(at=AT, actor=name, action="credential.sign", outcome="allowed",
+                                    detail={"n": i, "thread": thread}, unless_revoked=f"{name}-c",
+                                    if_revoked=dict(at=AT, actor=name, action="credential.sign",
+                                                    outcome="withheld"))])
+
+    threads = [threading.Thread(target=sign, args=(t,)) for t in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for i in range(CHANGES):
+        with storage.transaction():
+            storage.insert_credential(_credential(f"{name}-{i}"))
+            storage.append_audit(at=AT, actor=name, action="credential.create", outcome="allowed",
+                                 target=f"{name}-{i}")
+    for thread in threads:
+        thread.join()
+    audit.close()
+    storage.close()
+
+
+def test_two_processes_append_to_one_chain_and_share_the_state_version(database):
+    storage = open_storage(database)
+    with storage.transaction():
+        storage.insert_business(Business(ABN, "Acme", AT))
+        storage.append_audit(at=AT, actor="test", action="business.register", outcome="allowed", abn=ABN)
+    version = storage.state_version
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    processes = [context.Process(target=_work, args=(database, name, barrier)) for name in ("a", "b")]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(180)
+    assert [p.exitcode for p in processes] == [0, 0]
+
+    entries = list(storage.audit_entries())
+    assert [e.seq for e in entries] == list(range(1, 2 + 2 * (THREADS * SIGNS + CHANGES)))  # no gap, no duplicate
+    assert verify_chain(entries).ok  # no fork: each entry follows the one before
+    assert {e.actor for e in entries if e.action == "credential.create"} == {"a", "b"}
+    assert storage.state_version == version + 2 * CHANGES  # every process's changes counted
+    assert len(storage.list_credentials(abn=ABN)) == 2 * CHANGES
+    storage.close()
+
+
+def test_a_change_by_another_process_reaches_the_cache_at_once(database):
+    """A revoke committed through another connection (as by another process) is seen by the
+    next read through the cache: the version is read from the database, not kept in memory."""
+    mine, theirs = open_storage(database), open_storage(database)
+    with theirs.transaction():
+        theirs.insert_business(Business(ABN, "Acme", AT))
+        theirs.insert_credential(_credential("c-1"))
+    cached = CachedRecords(mine)
+    assert cached.get_credential("c-1").status is CredentialStatus.ACTIVE
+    assert cached.get_credential("c-1").status is CredentialStatus.ACTIVE  # from the cache now
+    with theirs.transaction():
+        theirs.update_credential("c-1", CredentialStatus.ACTIVE, status=CredentialStatus.REVOKED, revoked_at=AT)
+    assert cached.get_credential("c-1").status is CredentialStatus.REVOKED
+    mine.close()
+    theirs.close()
