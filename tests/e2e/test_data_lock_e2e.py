@@ -59,3 +59,13 @@ def test_a_lock_file_that_is_a_link_is_refused(tmp_path):
     assert result.returncode != 0
     assert "mcagent.lock" in result.stderr and "symbolic link" in result.stderr, result.stderr
     assert victim.read_text() == "keep me\n"
+
+
+def test_two_daemons_on_one_postgresql_database_may_share_a_data_folder(start_daemon, postgres_url, tmp_path):
+    env = {"MCAGENT_KEYSTORE_PASSWORD": KEYSTORE_PASSWORD}
+    data = tmp_path / "shared"
+    first = start_daemon("--database", postgres_url, "--socket", str(tmp_path / "a.sock"), env=env, data_dir=data)
+    second = start_daemon("--database", postgres_url, "--socket", str(tmp_path / "b.sock"), env=env, data_dir=data)
+    assert not (data / "mcagent.lock").exists()  # no lock: the records are in PostgreSQL
+    pa = first.new_business(ABN, "pa")
+    assert second.as_principal(pa.token).ok("whoami").strip()

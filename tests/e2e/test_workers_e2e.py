@@ -137,6 +137,7 @@ def test_two_workers_share_the_signing_every_signature_verifies_and_the_chain_ho
     assert len(signs) == len(results)
     assert "audit log intact" in daemon.as_principal(None).ok("audit", "verify")
 
+    assert "SERVING" in daemon.as_principal(None).ok("status")
     # Every worker bound the TCP port too (SO_REUSEPORT) and answers health on it.
     with grpc.insecure_channel(f"127.0.0.1:{tcp_port}") as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
