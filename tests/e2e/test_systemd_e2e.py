@@ -24,7 +24,8 @@ def _receive(notify: socket.socket, wanted: str) -> list[str]:
             return seen
 
 
-def test_notify_ready_and_stopping_and_the_cli_through_an_inherited_socket(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_notify_ready_and_stopping_and_the_cli_through_an_inherited_socket(tmp_path, workers):
     public = tmp_path / "run" / "mcagent.sock"
     public.parent.mkdir(mode=0o700)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -49,11 +50,13 @@ def test_notify_ready_and_stopping_and_the_cli_through_an_inherited_socket(tmp_p
                "os.environ['LISTEN_PID'] = str(os.getpid()); os.execv(sys.argv[2], sys.argv[2:])")
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-c", wrapper, str(fd), MCAGENT, "serve", "--data-dir",
-                                    str(data_dir)], pass_fds=(fd,), cwd=REPO,
+                                    str(data_dir), "--workers", str(workers)], pass_fds=(fd,), cwd=REPO,
                                    stdout=log, stderr=subprocess.STDOUT, env=env)
     listener.close()  # the daemon holds it now
     try:
         assert "READY=1" in "".join(_receive(notify, "READY=1"))
+        if workers > 1:  # READY=1 only once every worker serves, and only from the supervisor
+            assert "with 2 workers" in log_path.read_text()
         wait_until_serving(process, str(public), log_path)
         result = subprocess.run([MCAGENT, "--socket", str(public), "whoami"], capture_output=True, timeout=60)
         assert result.returncode == 0, result.stderr
@@ -63,6 +66,9 @@ def test_notify_ready_and_stopping_and_the_cli_through_an_inherited_socket(tmp_p
         process.send_signal(signal.SIGTERM)
         _receive(notify, "STOPPING=1")
         assert process.wait(timeout=30) == 0, log_path.read_text()
+        notify.settimeout(0.5)
+        with pytest.raises(TimeoutError):  # one STOPPING=1: the workers do not speak to systemd
+            _receive(notify, "STOPPING=1")
     finally:
         if process.poll() is None:
             process.kill()
