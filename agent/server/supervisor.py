@@ -25,6 +25,7 @@ supervisor is non-dumpable like every worker (`forbid_core_dumps` runs before an
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import selectors
@@ -40,10 +41,13 @@ from mcagent.agent.server.startup import WorkerRole
 
 log = logging.getLogger(__name__)
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 MAX_START_FAILURES = 5
 BACKOFF_MAX_SECONDS = 30.0
 STEADY_SECONDS = 30.0  # a worker that served this long before dying starts its failure count afresh
 STOP_MARGIN_SECONDS = 15.0  # beyond the grace period, for a worker to close everything
+
+_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)  # the supervisor's own handlers
 
 ServeWorker = Callable[[Config, WorkerRole], int]
 
@@ -244,12 +248,17 @@ class Supervisor:
     def _fork(self, slot: _Slot, *, first_start: bool) -> None:
         assert self._listener is not None
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        supervisor = os.getpid()
+        # Signals wait until the child has dropped the supervisor's handlers: a SIGTERM sent to
+        # a worker just forked must not be taken by the supervisor's handler copy and lost.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
         pid = os.fork()
         if pid == 0:  # the worker: never returns into the supervisor's stack
             status = 1
             try:
                 os.close(ready_r)
-                self._become_worker()
+                self._become_worker(supervisor)
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending SIGTERM ends it here
 
                 def ready() -> None:
                     os.write(ready_w, b"R")
@@ -261,18 +270,23 @@ class Supervisor:
             finally:
                 logging.shutdown()
                 os._exit(status)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(ready_w)
         os.set_blocking(ready_r, False)
         slot.pid, slot.ready_fd, slot.restart_at = pid, ready_r, 0.0
         self._selector.register(ready_r, selectors.EVENT_READ, slot)
         log.info("worker %d starting (pid %d)", slot.index, pid)
 
-    def _become_worker(self) -> None:
+    def _become_worker(self, supervisor: int) -> None:
         """In the child: drop what is the supervisor's (signal handling, readiness pipes, the
-        service manager's notify socket) before the worker sets up its own."""
+        service manager's notify socket) before the worker sets up its own. A worker whose
+        supervisor dies (even by SIGKILL) gets SIGTERM and drains: none outlives it."""
         signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        for signum in _HANDLED:
             signal.signal(signum, signal.SIG_DFL)
+        if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0 \
+                or os.getppid() != supervisor:  # or it died before the prctl
+            os._exit(1)
         self._selector.close()
         for fd in (self._wake_r, self._wake_w, *(s.ready_fd for s in self._slots)):
             if fd >= 0:

@@ -177,3 +177,17 @@ def test_sigint_drains_every_worker_and_exits_zero(start_daemon, softhsm, token)
     assert daemon.process.wait(timeout=60) == 0, daemon.log()
     assert all(not os.path.exists(f"/proc/{pid}") for pid in workers)
     assert not os.path.exists(daemon.socket)
+
+
+def test_workers_do_not_outlive_a_supervisor_killed_with_sigkill(start_daemon, softhsm, token):
+    daemon = _start(start_daemon, softhsm, token, _free_ports(2))
+    workers = _children(daemon.process.pid)
+    daemon.process.kill()
+    daemon.process.wait(timeout=10)
+    _wait_for(lambda: all(not os.path.exists(f"/proc/{pid}") for pid in workers), "the workers to drain and exit",
+              timeout=30)
+    # The data folder lock went with them: a new daemon starts there (and clears the stale socket).
+    again = start_daemon(
+        "--workers", "2", "--keystore-backend", "pkcs11", "--pkcs11-module", softhsm.module, "--pkcs11-token", token,
+        env={"MCAGENT_PKCS11_PIN": softhsm.pin}, secrets=[softhsm.pin], data_dir=daemon.data_dir)
+    assert (daemon.data_dir / "mcagent.lock").read_text().strip() == str(again.process.pid)
