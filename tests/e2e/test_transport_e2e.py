@@ -41,11 +41,13 @@ def pki(tmp_path):
     }
 
 
-@pytest.fixture
-def mtls_daemon(start_daemon, pki):
+@pytest.fixture(params=[1, 2], ids=["one-process", "two-workers"])
+def mtls_daemon(start_daemon, pki, request):
+    """With two workers, both bind the mutual-TLS port (SO_REUSEPORT) and the kernel shares connections."""
     address = f"127.0.0.1:{_free_port()}"
     daemon = start_daemon("--listen", address, "--tls-cert", str(pki["server"].cert), "--tls-key",
-                          str(pki["server"].key), "--client-ca", str(pki["ca"].ca.cert), env=PASSWORD_ENV)
+                          str(pki["server"].key), "--client-ca", str(pki["ca"].ca.cert), "--workers",
+                          str(request.param), env=PASSWORD_ENV)
     return daemon, address
 
 
