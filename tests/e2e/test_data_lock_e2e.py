@@ -7,20 +7,23 @@ import stat
 import subprocess
 import time
 
+import pytest
+
 from tests.conftest import KEYSTORE_PASSWORD, REPO
 from tests.e2e.conftest import MCAGENT
 
 ABN = "51824753556"
 
 
-def test_a_second_daemon_on_the_same_data_folder_exits_at_once_naming_the_lock(file_daemon, tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_second_daemon_on_the_same_data_folder_exits_at_once_naming_the_lock(file_daemon, tmp_path, workers):
     lock = file_daemon.data_dir / "mcagent.lock"
     assert lock.read_text().strip() == str(file_daemon.process.pid)
     assert stat.S_IMODE(os.lstat(lock).st_mode) == 0o600
     env = {**os.environ, "MCAGENT_KEYSTORE_PASSWORD": KEYSTORE_PASSWORD}
     # Another socket, so that only the lock can stop it (the socket probe would otherwise).
     second = subprocess.Popen([MCAGENT, "serve", "--data-dir", str(file_daemon.data_dir),
-                               "--socket", str(tmp_path / "second.sock")],
+                               "--socket", str(tmp_path / "second.sock"), "--workers", workers],
                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     began = time.monotonic()
     try:
