@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import dataclasses
 import subprocess
 from dataclasses import dataclass
 
@@ -66,6 +67,18 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHSM:
         capture_output=True,
     )
     return SoftHSM(conf=str(conf), module=SOFTHSM_MODULE, token=TOKEN_LABEL, pin=USER_PIN)
+
+
+@pytest.fixture
+def fresh_token(softhsm: SoftHSM) -> SoftHSM:
+    """A token of its own in the session's token directory (the session's token holds other
+    tests' CA and audit keys; the agent creates its own on an empty database)."""
+    import uuid
+
+    label = f"t-{uuid.uuid4().hex[:12]}"
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", softhsm.pin,
+                    "--so-pin", SO_PIN], check=True, capture_output=True)
+    return dataclasses.replace(softhsm, token=label)
 
 
 @pytest.fixture(scope="session")

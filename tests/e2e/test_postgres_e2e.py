@@ -8,7 +8,6 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 
 import grpc
 import psycopg
@@ -17,7 +16,6 @@ from mcagent.agent.api.v1 import agent_pb2 as pb
 from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
 from mcagent.hsm.base import SignatureAlgorithm
 
-from tests.conftest import SO_PIN
 from tests.e2e.conftest import wait_until_serving
 from tests.verify import openssl_verify, verify
 
@@ -25,20 +23,12 @@ ABN = "51824753556"
 
 
 @pytest.fixture
-def token(softhsm) -> str:
-    """A token of its own (the session's token holds other tests' CA and audit keys)."""
-    label = f"pg-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", softhsm.pin,
-                    "--so-pin", SO_PIN], check=True, capture_output=True)
-    return label
-
-
-@pytest.fixture
-def two_daemons(start_daemon, softhsm, token, postgres_url):
+def two_daemons(start_daemon, fresh_token, postgres_url):
     """Daemons A and B started at the same moment on one empty database and one token."""
-    args = ("--database", postgres_url, "--keystore-backend", "pkcs11", "--pkcs11-module", softhsm.module,
-            "--pkcs11-token", token)
-    daemons = [start_daemon(*args, env={"MCAGENT_PKCS11_PIN": softhsm.pin}, secrets=[softhsm.pin], wait=False)
+    args = ("--database", postgres_url, "--keystore-backend", "pkcs11", "--pkcs11-module", fresh_token.module,
+            "--pkcs11-token", fresh_token.token)
+    daemons = [start_daemon(*args, env={"MCAGENT_PKCS11_PIN": fresh_token.pin}, secrets=[fresh_token.pin],
+                            wait=False)
                for _ in range(2)]
     for daemon in daemons:
         wait_until_serving(daemon.process, daemon.socket, daemon.log_path)
