@@ -6,10 +6,10 @@ that installs it (`make test` installs them when run as root).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import shutil
-import dataclasses
 import subprocess
 from dataclasses import dataclass
 

@@ -3,6 +3,7 @@ token: state, revocations and the audit chain are shared; one dying leaves the o
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from mcagent.agent.api.v1 import agent_pb2 as pb
 from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
 from mcagent.hsm.base import SignatureAlgorithm
 
-from tests.e2e.conftest import wait_until_serving
+from tests.e2e.conftest import MCAGENT, wait_until_serving
 from tests.verify import openssl_verify, verify
 
 ABN = "51824753556"
@@ -72,6 +73,22 @@ def test_two_daemons_share_records_revocations_and_one_audit_chain(two_daemons, 
     assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
     assert "audit log intact" in a.as_principal(None).ok("audit", "verify")
     assert "audit log intact" in b.as_principal(None).ok("audit", "verify")
+    backup = a.as_principal(None).cli("backup", "--out", str(tmp_path / "backup.db"))
+    assert backup.returncode != 0 and b"pg_dump" in backup.stderr, backup.stderr
+    assert not (tmp_path / "backup.db").exists()
+
+
+def test_db_upgrade_migrates_an_empty_database_once(postgres_url):
+    upgrade = [MCAGENT, "--json", "db", "upgrade", "--database", postgres_url]
+    first = subprocess.run(upgrade, capture_output=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    document = json.loads(first.stdout)
+    assert document["applied"][0] == "0001_businesses_credentials_terms"
+    assert len(document["applied"]) == document["migrations"] >= 6
+    again = json.loads(subprocess.run(upgrade, capture_output=True, timeout=60, check=True).stdout)
+    assert again["applied"] == []
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT version FROM state_version").fetchone() == (0,)
 
 
 def test_a_daemon_killed_while_both_serve_leaves_the_other_serving(two_daemons):
