@@ -6,6 +6,7 @@ that installs it (`make test` installs them when run as root).
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import pathlib
@@ -124,6 +125,18 @@ def p11kit_store(p11kit: P11KitToken):
     store = open_keystore(p11kit.store_uri, p11kit.pin)
     yield store
     store.close()
+
+
+@pytest.fixture
+def fresh_token(softhsm: SoftHSM) -> SoftHSM:
+    """A token of its own in the session's token directory (the session's token holds other
+    tests' CA and audit keys; the agent creates its own on an empty database)."""
+    import uuid
+
+    label = f"t-{uuid.uuid4().hex[:12]}"
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", softhsm.pin,
+                    "--so-pin", SO_PIN], check=True, capture_output=True)
+    return dataclasses.replace(softhsm, token=label)
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,11 @@
 
 `CachedRecords` decorates a `Records` port: a credential by id, a principal's roles in a
 business and a principal by token hash are kept until `state_version` moves (every
-committed change bumps it), so a revoke, a role removal or a permission change is enforced
-from the next request on. Valid for one process per database; reads inside a transaction
-must go to the records themselves (they see uncommitted changes), never through the cache.
+committed change bumps it, in the database), so a revoke, a role removal or a permission
+change committed by any process sharing the database is enforced from the next request on:
+the version is read on every lookup (one cheap read; docs/decisions.md has its cost). Reads
+inside a transaction must go to the records themselves (they see uncommitted changes),
+never through the cache.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class CachedRecords:
         return self._get("token", token_hash, lambda key: self._records.principal_where("token_hash", key))
 
     def _get(self, kind: str, key: Any, load: Callable[[Any], Any]) -> Any:
-        version = self._records.state_version
+        version = self._records.state_version  # read before the value: what is kept is never older
         with self._lock:
             if version != self._version:
                 self._entries.clear()

@@ -17,6 +17,8 @@ from mcagent.agent.domain.model import Backend, Business, Credential
 from mcagent.agent.storage import SqlAuditLog, open_storage
 from mcagent.hsm.base import KeyType
 
+from tests.pkcs11_tool import objects_by_label, pkcs11_tool
+
 AT = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 ABN = "51824753556"
 THREADS, SIGNS, CHANGES = 4, 60, 15
@@ -94,3 +96,47 @@ def test_a_change_by_another_process_reaches_the_cache_at_once(database):
     assert cached.get_credential("c-1").status is CredentialStatus.REVOKED
     mine.close()
     theirs.close()
+
+
+def _start_up(database: str, store_uri: str, pin: str, barrier) -> None:
+    """The daemon's start-up steps (agent/server/server.py), in a process of its own."""
+    from mcagent.agent.app import build_service
+    from mcagent.agent.keys import KeyStores
+    from mcagent.hsm import open_keystore
+
+    storage = open_storage(database)
+    keys = KeyStores(default_backend=Backend.PKCS11, keystore_files={}, keystore_password=None,
+                     pkcs11=open_keystore(store_uri, pin))
+    service = build_service(storage, keys)
+    barrier.wait()
+    assert service.check_audit_anchor() == ""
+    service.checkpoint_audit()
+    service.finish_interrupted_work()
+    service.ensure_ca()
+    service.record_due_reminders()
+    service.close()
+    storage.close()
+
+
+def test_two_processes_starting_at_once_create_the_ca_and_audit_key_once(database, fresh_token):
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    processes = [context.Process(target=_start_up, args=(database, fresh_token.store_uri, fresh_token.pin, barrier))
+                 for _ in range(2)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(180)
+    assert [p.exitcode for p in processes] == [0, 0]
+
+    storage = open_storage(database)
+    entries = list(storage.audit_entries())
+    actions = [e.action for e in entries]
+    assert actions.count("ca.init") == 1 and "audit.tampering-detected" not in actions
+    assert actions.count("audit.checkpoint") >= 2 and verify_chain(entries).ok
+    assert set(storage.ca()) == {"root", "issuing"}
+    listing = pkcs11_tool(fresh_token, "--list-objects", "--type", "privkey")  # another process: a fresh view
+    assert listing.returncode == 0, listing.stderr
+    for label in ("mcagent-audit", "mcagent-ca-issuing", "mcagent-ca-root"):
+        assert len(objects_by_label(listing.stdout, label)) == 1, listing.stdout  # each made once
+    storage.close()

@@ -3,12 +3,12 @@ token: state, revocations and the audit chain are shared; one dying leaves the o
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import threading
 import time
-import uuid
 
 import grpc
 import psycopg
@@ -17,28 +17,19 @@ from mcagent.agent.api.v1 import agent_pb2 as pb
 from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
 from mcagent.hsm.base import SignatureAlgorithm
 
-from tests.conftest import SO_PIN
-from tests.e2e.conftest import wait_until_serving
+from tests.e2e.conftest import MCAGENT, wait_until_serving
 from tests.verify import openssl_verify, verify
 
 ABN = "51824753556"
 
 
 @pytest.fixture
-def token(softhsm) -> str:
-    """A token of its own (the session's token holds other tests' CA and audit keys)."""
-    label = f"pg-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", softhsm.pin,
-                    "--so-pin", SO_PIN], check=True, capture_output=True)
-    return label
-
-
-@pytest.fixture
-def two_daemons(start_daemon, softhsm, token, postgres_url):
+def two_daemons(start_daemon, fresh_token, postgres_url):
     """Daemons A and B started at the same moment on one empty database and one token."""
-    args = ("--database", postgres_url, "--keystore-backend", "pkcs11", "--pkcs11-module", softhsm.module,
-            "--pkcs11-token", token)
-    daemons = [start_daemon(*args, env={"MCAGENT_PKCS11_PIN": softhsm.pin}, secrets=[softhsm.pin], wait=False)
+    args = ("--database", postgres_url, "--keystore-backend", "pkcs11", "--pkcs11-module", fresh_token.module,
+            "--pkcs11-token", fresh_token.token)
+    daemons = [start_daemon(*args, env={"MCAGENT_PKCS11_PIN": fresh_token.pin}, secrets=[fresh_token.pin],
+                            wait=False)
                for _ in range(2)]
     for daemon in daemons:
         wait_until_serving(daemon.process, daemon.socket, daemon.log_path)
@@ -82,6 +73,22 @@ def test_two_daemons_share_records_revocations_and_one_audit_chain(two_daemons, 
     assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
     assert "audit log intact" in a.as_principal(None).ok("audit", "verify")
     assert "audit log intact" in b.as_principal(None).ok("audit", "verify")
+    backup = a.as_principal(None).cli("backup", "--out", str(tmp_path / "backup.db"))
+    assert backup.returncode != 0 and b"pg_dump" in backup.stderr, backup.stderr
+    assert not (tmp_path / "backup.db").exists()
+
+
+def test_db_upgrade_migrates_an_empty_database_once(postgres_url):
+    upgrade = [MCAGENT, "--json", "db", "upgrade", "--database", postgres_url]
+    first = subprocess.run(upgrade, capture_output=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    document = json.loads(first.stdout)
+    assert document["applied"][0] == "0001_businesses_credentials_terms"
+    assert len(document["applied"]) == document["migrations"] >= 6
+    again = json.loads(subprocess.run(upgrade, capture_output=True, timeout=60, check=True).stdout)
+    assert again["applied"] == []
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT version FROM state_version").fetchone() == (0,)
 
 
 def test_a_daemon_killed_while_both_serve_leaves_the_other_serving(two_daemons):

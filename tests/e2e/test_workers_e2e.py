@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 
 import grpc
 import pytest
@@ -17,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mcagent.hsm.base import SignatureAlgorithm
 
-from tests.conftest import REPO, SO_PIN
+from tests.conftest import REPO
 from tests.e2e.test_metrics_e2e import _scrape
 from tests.verify import verify
 
@@ -62,12 +61,9 @@ def _wait_for(condition, what: str, timeout: float = 60.0) -> None:
 
 
 @pytest.fixture
-def token(softhsm) -> str:
-    """A token of its own (the session's token holds other daemons' CA and audit keys)."""
-    label = f"workers-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", softhsm.pin,
-                    "--so-pin", SO_PIN], check=True, capture_output=True)
-    return label
+def token(fresh_token) -> str:
+    """The label of a token of its own (the session's token holds other daemons' CA and audit keys)."""
+    return fresh_token.token
 
 
 def _start(start_daemon, softhsm, token: str, metrics_port: int, *extra: str):
