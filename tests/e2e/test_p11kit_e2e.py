@@ -13,8 +13,10 @@ pytestmark = pytest.mark.e2e
 
 
 def test_a_daemon_through_p11_kit_client_creates_signs_and_revokes(start_daemon, p11kit, p11kit_store, tmp_path):
+    # Two workers: each loads p11-kit's client after the fork and logs in over its own connection
+    # (the single-process path is the key-store contract suite's, tests/hsm/test_contract.py).
     daemon = start_daemon("--keystore-backend", "pkcs11", "--pkcs11-module", p11kit.module,
-                          "--pkcs11-token", p11kit.token, env={"MCAGENT_PKCS11_PIN": p11kit.pin},
+                          "--pkcs11-token", p11kit.token, "--workers", "2", env={"MCAGENT_PKCS11_PIN": p11kit.pin},
                           secrets=[p11kit.pin])
     assert "p11-kit-client.so" in p11kit.module
     # Create every key type, sign with every algorithm, openssl verifies each signature.
