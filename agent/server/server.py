@@ -184,7 +184,7 @@ class AgentServer:
         listeners += [f"mtls:{config.listen}"] * bool(config.listen)
         listeners += [f"insecure:{config.insecure_listen}"] * bool(config.insecure_listen)
         if worker is not None:
-            log.info("worker %d (pid %d) serving on %s", worker.index, os.getpid(), ", ".join(listeners))
+            log.info("serving on %s (pid %d)", ", ".join(listeners), os.getpid())
             worker.ready()
             return
         log.info("mcagent serving on %s (default backend: %s)", ", ".join(listeners), config.default_backend.value)

@@ -34,6 +34,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mcagent.agent.config import Config, ConfigError
 from mcagent.agent.server import startup, systemd
@@ -56,12 +57,25 @@ def serve_worker(config: Config, role: WorkerRole) -> int:
     """A worker's life, run in the forked child: serve until signalled; the exit status."""
     from mcagent.agent.server.server import AgentServer  # after the fork: grpc and PKCS#11 start here
 
+    tag_log_records(f"worker {role.index}: ")
     try:
         AgentServer(config, role).run_until_signalled()
     except ConfigError as exc:
         log.error("worker %d cannot start: %s", role.index, exc)
         return 2
     return 0
+
+
+def tag_log_records(prefix: str) -> None:
+    """Start every log message of this process with `prefix` (which worker wrote the line)."""
+    make_record = logging.getLogRecordFactory()
+
+    def tagged(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        record.msg = prefix + str(record.msg)  # the prefix holds no %: formatting is unchanged
+        return record
+
+    logging.setLogRecordFactory(tagged)
 
 
 @dataclass

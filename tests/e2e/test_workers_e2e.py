@@ -141,7 +141,10 @@ def test_two_workers_share_the_signing_every_signature_verifies_and_the_chain_ho
 
     assert daemon.stop() == 0
     assert all(not os.path.exists(f"/proc/{pid}") for pid in workers), "a worker outlived SIGTERM"
-    assert "mcagent stopped (all workers)" in daemon.log()
+    log = daemon.log()
+    assert "mcagent stopped (all workers)" in log
+    assert "worker 1: serving on unix:" in log and "worker 2: serving on unix:" in log  # lines say whose
+    assert all(f"(pid {pid})" in log for pid in workers)
 
 
 def test_a_worker_killed_with_sigkill_is_replaced_and_the_daemon_keeps_serving(start_daemon, softhsm, token):
