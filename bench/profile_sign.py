@@ -1,0 +1,125 @@
+"""Where the daemon's CPU goes on the sign path: py-spy on a real daemon under load.
+
+    .venv/bin/python -m bench.profile_sign [--seconds 8] [--clients 8] [--key ec-p256] [--kind grpc|stream]
+
+Starts a daemon the way `make bench` does, runs `clients` client processes of unary Sign (or
+SignStream) against it over the Unix socket, and samples the daemon with `py-spy record
+--format raw` (on-CPU threads only). Each sample is charged to the first part of the sign
+path found walking from the innermost frame outwards, and the report gives each part's
+share of the samples: proportions, which hold on a loaded machine where absolute times do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import pathlib
+import shutil
+import subprocess
+import sys
+import threading
+
+# The parts of one sign, by the file (or function) a frame is in; the first match walking
+# outwards from the innermost frame wins, so "the token's sign" is the PKCS#11 call itself.
+PARTS: list[tuple[str, tuple[str, ...]]] = [
+    ("the token's sign (python-pkcs11 → SoftHSM2)", ("pkcs11/_pkcs11", "sign (pkcs11", "_pkcs11.pyx")),
+    ("session pool (borrow, locks, gate)", ("hsm/pkcs11/pool.py",)),
+    ("PKCS#11 backend (mechanism, DER encoding)", ("hsm/pkcs11/backend.py",)),
+    ("audit commit (SQLite BEGIN/COMMIT with fsync)", ("Storage.transaction (",)),
+    ("audit: entries, hash chain, appender thread", ("agent/storage/", "domain/audit.py")),
+    ("caches and records read on the sign path", ("domain/cache.py",)),
+    ("signing rules (authorise, record)", ("domain/signing.py", "domain/guard.py", "hsm/base.py",
+                                            "domain/credential.py", "domain/permissions.py", "agent/keys.py")),
+    ("authentication (caller resolution)", ("server/auth.py", "domain/access.py")),
+    ("servicer and interceptors (conversion, error mapping)", ("server/servicer.py", "server/interceptors.py",
+                                                              "server/stream.py", "server/metrics.py")),
+    ("Unix-socket relay (SO_PEERCRED)", ("server/unix_front.py",)),
+    ("protobuf", ("google/protobuf",)),
+    ("grpcio server machinery", ("grpc/_server.py", "grpc/_common.py", "grpc/_utilities.py", "grpc/__init__",
+                                 "grpc/_cython", "grpc/_interceptor.py", "cygrpc")),
+    ("thread hand-offs (queues, events, futures)", ("threading.py", "queue.py", "concurrent/futures")),
+]
+OTHER = "other"
+# Innermost frames where a thread waits rather than runs: py-spy's idle detection misses
+# waits inside C code that released the GIL (grpc's completion queue poll, lock waits).
+WAITS = ("Condition.wait", "Event.wait", "select (selectors", ".select (", "_serve (grpc/_server.py:1314)",
+         "_worker (concurrent/futures/thread.py:81)", "_run (agent/storage/appender.py:59)", "get (queue.py")
+WAITING = "waiting (excluded)"
+
+
+def classify(stack: str) -> str:
+    frames = stack.split(";")
+    if any(w in frames[-1] for w in WAITS):
+        return WAITING
+    for frame in reversed(frames):
+        for part, needles in PARTS:
+            if any(n in frame for n in needles):
+                return part
+    return OTHER
+
+
+def summarise(raw: str) -> list[tuple[str, float]]:
+    """Shares of the samples by part, largest first, from py-spy's raw (collapsed) output."""
+    counts: collections.Counter[str] = collections.Counter()
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            counts[classify(stack)] += int(count)
+    counts.pop(WAITING, None)
+    total = sum(counts.values()) or 1
+    return [(part, n / total) for part, n in counts.most_common()]
+
+
+def table(shares: list[tuple[str, float]], title: str) -> str:
+    lines = [f"| {title} | share of the daemon's on-CPU samples |", "|---|---:|"]
+    lines += [f"| {part} | {share * 100:.1f}% |" for part, share in shares]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    from bench.sign_bench import Bench
+    from bench.workers import ClientPool, Job
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--key", default="ec-p256")
+    parser.add_argument("--kind", default="grpc", choices=("grpc", "stream"))
+    parser.add_argument("--out", default="", help="also write the raw py-spy output here")
+    args = parser.parse_args()
+    py_spy = shutil.which("py-spy") or str(pathlib.Path(sys.executable).parent / "py-spy")
+    bench = Bench()
+    pool = ClientPool(args.clients)
+    try:
+        bench.token()
+        bench.set_up_agent()
+        unix = f"unix:{bench.work / 'data' / 'mcagent.sock'}"
+        job = Job(kind=args.kind, seconds=args.seconds, credential_id=bench.credentials[args.key]["id"],
+                  target=unix, token=bench.pa)
+        raw_path = bench.work / "profile.txt"
+        # Start sampling once the clients are past their warm-up (ClientPool starts them in step).
+        spy: list[subprocess.CompletedProcess] = []
+        timer = threading.Timer(2.0 + 0.05 * args.clients, lambda: spy.append(subprocess.run(
+            [py_spy, "record", "--pid", str(bench.daemon.pid), "--duration", str(max(1, int(args.seconds) - 1)),
+             "--rate", "250", "--format", "raw", "--output", str(raw_path), "--nonblocking"],
+            capture_output=True, text=True)))
+        timer.start()
+        outcomes = pool.run(job, args.clients)
+        timer.join()
+        if not raw_path.exists():
+            raise SystemExit(f"py-spy wrote nothing: {spy[0].stderr if spy else ''}")
+        raw = raw_path.read_text()
+        if args.out:
+            pathlib.Path(args.out).write_text(raw)
+        signs = sum(o.signs for o in outcomes)
+        print(f"{signs} signs by {args.clients} clients in {args.seconds:g} s ({args.kind}, {args.key})")
+        print(table(summarise(raw), f"part of one sign ({args.kind}, {args.key}, {args.clients} clients)"))
+    finally:
+        pool.close()
+        if bench.daemon is not None and bench.daemon.poll() is None:
+            bench.stop_daemon()
+        shutil.rmtree(bench.work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
