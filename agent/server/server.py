@@ -194,6 +194,9 @@ class AgentServer:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="rpc"),
             interceptors=[ErrorInterceptor(), AuthInterceptor(authenticator)],  # errors outermost
+            # No BDP probing: a stream's receive window stays at HTTP/2's 64 KB, so requests a
+            # client sends ahead of the agent (SignStream's back-pressure) hold at most that much.
+            options=[("grpc.http2.bdp_probe", 0)],
         )
         agent_pb2_grpc.add_BusinessServiceServicer_to_server(BusinessServicer(service), server)
         agent_pb2_grpc.add_CredentialServiceServicer_to_server(CredentialServicer(service), server)

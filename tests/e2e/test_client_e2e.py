@@ -15,6 +15,7 @@ import sys
 import grpc
 import mcagent.client as mc
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
@@ -72,7 +73,11 @@ def test_replies_are_frozen_dataclasses_not_protobuf(acme):
 
         public_key = serialization.load_pem_public_key(agent.public_key(credential_id).encode())
         signed = agent.sign(credential_id, data=b"<request/>", algorithm="rsa-pkcs1-sha256")
-        assert signed.algorithm is mc.Algorithm.RSA_PKCS1_SHA256 and len(signed.certificate_chain) >= 1
+        assert signed.algorithm is mc.Algorithm.RSA_PKCS1_SHA256 and signed.certificate_chain == ()
+        chained = agent.sign(credential_id, data=b"<request/>", include_chain=True)
+        assert len(chained.certificate_chain) >= 1  # DER, leaf first: the chain GetCertificateChain gives
+        assert x509.load_der_x509_certificate(chained.certificate_chain[0]).public_bytes(
+            serialization.Encoding.PEM).decode() in agent.certificate_chain(credential_id)
         public_key.verify(signed.signature, b"<request/>", padding.PKCS1v15(), hashes.SHA256())
         digest = hashlib.sha256(b"x").digest()
         pss = agent.sign(credential_id, digest=digest, algorithm=mc.Algorithm.RSA_PSS_SHA256)
