@@ -17,7 +17,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import threading
+import tempfile
 
 # The parts of one sign, by the file (or function) a frame is in; the first match walking
 # outwards from the innermost frame wins, so "the token's sign" is the PKCS#11 call itself.
@@ -32,7 +32,7 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
                                             "domain/credential.py", "domain/permissions.py", "agent/keys.py")),
     ("authentication (caller resolution)", ("server/auth.py", "domain/access.py")),
     ("servicer and interceptors (conversion, error mapping)", ("server/servicer.py", "server/interceptors.py",
-                                                              "server/stream.py", "server/metrics.py")),
+                                                              "server/sign_stream.py", "server/metrics.py")),
     ("Unix-socket relay (SO_PEERCRED)", ("server/unix_front.py",)),
     ("protobuf", ("google/protobuf",)),
     ("grpcio server machinery", ("grpc/_server.py", "grpc/_common.py", "grpc/_utilities.py", "grpc/__init__",
@@ -70,10 +70,45 @@ def summarise(raw: str) -> list[tuple[str, float]]:
     return [(part, n / total) for part, n in counts.most_common()]
 
 
+class Shares(list):
+    """(part, share) pairs, largest first."""
+
+    def table(self, title: str) -> str:
+        lines = [f"| {title} | share of the daemon's on-CPU samples |", "|---|---:|"]
+        lines += [f"| {part} | {share * 100:.1f}% |" for part, share in self]
+        return "\n".join(lines)
+
+
 def table(shares: list[tuple[str, float]], title: str) -> str:
-    lines = [f"| {title} | share of the daemon's on-CPU samples |", "|---|---:|"]
-    lines += [f"| {part} | {share * 100:.1f}% |" for part, share in shares]
-    return "\n".join(lines)
+    return Shares(shares).table(title)
+
+
+def py_spy() -> str | None:
+    """The py-spy command, or None when it is not installed."""
+    beside = pathlib.Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+
+def profile_daemon(pool, job, clients: int, pid: int, raw_out: str = "") -> Shares:
+    """Run `job` on `clients` of `pool` and sample process `pid` with py-spy from the start barrier on."""
+    raw_path = pathlib.Path(tempfile.mkdtemp(prefix="mcagent-profile-")) / "profile.txt"
+    spy: list[subprocess.Popen] = []
+
+    def start_sampling() -> None:
+        spy.append(subprocess.Popen(
+            [py_spy(), "record", "--pid", str(pid), "--duration", str(max(1, int(job.seconds) - 1)),
+             "--rate", "250", "--format", "raw", "--output", str(raw_path), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+
+    pool.run(job, clients, at_start=start_sampling)
+    _, errors = spy[0].communicate(timeout=60)
+    if not raw_path.exists():
+        raise RuntimeError(f"py-spy wrote nothing: {errors}")
+    raw = raw_path.read_text()
+    shutil.rmtree(raw_path.parent, ignore_errors=True)
+    if raw_out:
+        pathlib.Path(raw_out).write_text(raw)
+    return Shares(summarise(raw))
 
 
 def main() -> None:
@@ -87,33 +122,17 @@ def main() -> None:
     parser.add_argument("--kind", default="grpc", choices=("grpc", "stream"))
     parser.add_argument("--out", default="", help="also write the raw py-spy output here")
     args = parser.parse_args()
-    py_spy = shutil.which("py-spy") or str(pathlib.Path(sys.executable).parent / "py-spy")
+    if py_spy() is None:
+        raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
     bench = Bench()
     pool = ClientPool(args.clients)
     try:
         bench.token()
         bench.set_up_agent()
-        unix = f"unix:{bench.work / 'data' / 'mcagent.sock'}"
-        job = Job(kind=args.kind, seconds=args.seconds, credential_id=bench.credentials[args.key]["id"],
-                  target=unix, token=bench.pa)
-        raw_path = bench.work / "profile.txt"
-        # Start sampling once the clients are past their warm-up (ClientPool starts them in step).
-        spy: list[subprocess.CompletedProcess] = []
-        timer = threading.Timer(2.0 + 0.05 * args.clients, lambda: spy.append(subprocess.run(
-            [py_spy, "record", "--pid", str(bench.daemon.pid), "--duration", str(max(1, int(args.seconds) - 1)),
-             "--rate", "250", "--format", "raw", "--output", str(raw_path), "--nonblocking"],
-            capture_output=True, text=True)))
-        timer.start()
-        outcomes = pool.run(job, args.clients)
-        timer.join()
-        if not raw_path.exists():
-            raise SystemExit(f"py-spy wrote nothing: {spy[0].stderr if spy else ''}")
-        raw = raw_path.read_text()
-        if args.out:
-            pathlib.Path(args.out).write_text(raw)
-        signs = sum(o.signs for o in outcomes)
-        print(f"{signs} signs by {args.clients} clients in {args.seconds:g} s ({args.kind}, {args.key})")
-        print(table(summarise(raw), f"part of one sign ({args.kind}, {args.key}, {args.clients} clients)"))
+        job = Job(kind=args.kind, seconds=args.seconds, credential_ids=(bench.credentials[args.key]["id"],),
+                  target=bench.unix, token=bench.pa)
+        shares = profile_daemon(pool, job, args.clients, bench.daemon.pid, args.out)
+        print(shares.table(f"{args.kind}, {args.key}, {args.clients} clients"))
     finally:
         pool.close()
         if bench.daemon is not None and bench.daemon.poll() is None:
