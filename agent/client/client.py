@@ -71,11 +71,22 @@ class Client(_Base):
         `items` is read as the agent takes them: it holds at most 64 signs of a stream in
         flight, so a long (or endless) iterator is read at the agent's pace. A refused item
         does not raise; check `result.ok` or call `result.raise_for_error()`. An error of the
-        stream as a whole (not authenticated, the agent stopping) raises `McagentError`.
-        The stream as a whole has no deadline (it lasts as long as `items`).
+        stream as a whole (not authenticated, the agent stopping) raises `McagentError`; an
+        item with neither or both of data and digest raises TypeError once the answers to the
+        items before it are in. The stream has no deadline (it lasts as long as `items`).
         """
-        stub = self._stubs["credentials"]
-        call = stub.SignStream((self._stream_request(item) for item in items), metadata=self.connection.metadata)
+        failed: list[Exception] = []
+
+        def requests() -> Iterator[Any]:
+            # gRPC reads this on a thread of its own: an error here (a bad item, the caller's
+            # iterator failing) ends the requests, and is raised once the answers due are in.
+            try:
+                for item in items:
+                    yield self._stream_request(item)
+            except Exception as exc:
+                failed.append(exc)
+
+        call = self._stubs["credentials"].SignStream(requests(), metadata=self.connection.metadata)
         try:
             for reply in call:
                 yield from_pb(t.StreamResult, reply)
@@ -83,6 +94,8 @@ class Client(_Base):
             raise from_rpc_error(error) from None
         finally:
             call.cancel()  # a no-op once finished; stops the stream if the caller stopped reading
+        if failed:
+            raise failed[0]
 
     def close(self) -> None:
         self._channel.close()
