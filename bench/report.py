@@ -99,7 +99,7 @@ def _machine() -> str:
         "(other work on the machine shows up here and in the spread)",
         f"- Python {platform.python_version()}, grpcio {grpc.__version__}, cryptography {cryptography.__version__}",
         f"- SoftHSM2: {version('softhsm2-util', '--version')}; OpenSSH: {version('ssh', '-V')}; "
-        f"p11-kit: {version('p11-kit', '--version')}",
+        f"p11-kit: {version('dpkg-query', '-W', '-f=${Version}', 'p11-kit')}",
     ])
 
 
