@@ -7,6 +7,8 @@ SignStream) against it over the Unix socket, and samples the daemon with `py-spy
 --format raw` (on-CPU threads only). Each sample is charged to the first part of the sign
 path found walking from the innermost frame outwards, and the report gives each part's
 share of the samples: proportions, which hold on a loaded machine where absolute times do not.
+"Busy" means not recognised as waiting (a lock, a queue, the poller): a thread inside a C call
+that waits (SQLite's fsync, SoftHSM's own lock) still counts as busy.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("the token's sign (python-pkcs11 → SoftHSM2)", ("pkcs11/_pkcs11", "sign (pkcs11", "_pkcs11.pyx")),
     ("session pool (borrow, locks, gate)", ("hsm/pkcs11/pool.py",)),
     ("PKCS#11 backend (mechanism, DER encoding)", ("hsm/pkcs11/backend.py",)),
-    ("audit commit (SQLite BEGIN/COMMIT with fsync)", ("Storage.transaction (",)),
+    ("audit commit (SQLite BEGIN/COMMIT, its fsync wait included)", ("Storage.transaction (",)),
     ("audit: entries, hash chain, appender thread", ("agent/storage/", "domain/audit.py")),
     ("caches and records read on the sign path", ("domain/cache.py",)),
     ("signing rules (authorise, record)", ("domain/signing.py", "domain/guard.py", "hsm/base.py",
@@ -42,8 +44,31 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
 OTHER = "other"
 # Innermost frames where a thread waits rather than runs: py-spy's idle detection misses
 # waits inside C code that released the GIL (grpc's completion queue poll, lock waits).
-WAITS = ("Condition.wait", "Event.wait", "select (selectors", ".select (", "_serve (grpc/_server.py:1314)",
-         "_worker (concurrent/futures/thread.py:81)", "_run (agent/storage/appender.py:59)", "get (queue.py")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _blocking_line(file: pathlib.Path, shown: str, function: str, call: str) -> str:
+    """The py-spy frame of `function` at the line where it makes the blocking C call `call`
+    (a SimpleQueue get or grpc's completion queue poll has no Python frame of its own)."""
+    for number, line in enumerate(file.read_text().splitlines(), 1):
+        if call in line:
+            return f"{function} ({shown}:{number})"
+    return f"{function} ({shown}:?)"
+
+
+def _module_file(name: str) -> pathlib.Path:
+    import importlib.util
+
+    return pathlib.Path(importlib.util.find_spec(name).origin)
+
+
+WAITS = ("Condition.wait", "Event.wait", "select (selectors", ".select (", "get (queue.py",
+         _blocking_line(_module_file("grpc._server"), "grpc/_server.py", "_serve", "completion_queue.poll("),
+         _blocking_line(_module_file("concurrent.futures.thread"), "concurrent/futures/thread.py", "_worker",
+                        "work_queue.get(block=True)"),
+         _blocking_line(ROOT / "agent/storage/appender.py", "agent/storage/appender.py", "_run", "self._queue.get()"),
+         _blocking_line(ROOT / "agent/server/sign_stream.py", "agent/server/sign_stream.py", "responses",
+                        "self._done.get()"))
 WAITING = "waiting (excluded)"
 
 
@@ -74,7 +99,7 @@ class Shares(list):
     """(part, share) pairs, largest first."""
 
     def table(self, title: str) -> str:
-        lines = [f"| {title} | share of the daemon's on-CPU samples |", "|---|---:|"]
+        lines = [f"| {title} | share of the daemon's busy samples |", "|---|---:|"]
         lines += [f"| {part} | {share * 100:.1f}% |" for part, share in self]
         return "\n".join(lines)
 

@@ -201,8 +201,9 @@ def report(rows: list[Row], notes: dict[str, float], profiles: list[str], settin
               "(8 clients, through its Unix-socket relay)."]
     lines += _growth(rows, notes, settings)
     lines += ["", "## Where the time goes", "",
-              "Shares of the daemon's on-CPU samples (py-spy, 250 Hz; threads waiting on a lock, a queue, "
-              "the network or the completion queue are left out), each sample charged to the first part of "
+              "Shares of the daemon's busy samples (py-spy, 250 Hz; threads waiting on a lock, a queue, "
+              "the network or the completion queue are left out, but a wait inside a C call such as SQLite's "
+              "fsync counts as busy), each sample charged to the first part of "
               "the sign path found walking out from its innermost frame. Proportions, not times: they hold on a "
               "loaded machine where absolute figures do not. `python -m bench.profile_sign` takes one on its own.",
               ""]
