@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SOFTHSM_MODULE ?= /usr/lib/softhsm/libsofthsm2.so
+P11KIT_CLIENT ?= /usr/lib/$(shell uname -m)-linux-gnu/pkcs11/p11-kit-client.so
 PASSWORD_FILE ?= $(HOME)/.config/mcagent/keystore-password
 
 .PHONY: install run test proto system-deps buf clean
@@ -33,7 +34,8 @@ run: install
 	fi
 
 # Tools the tests drive: SoftHSM2 (softhsm2-util + module), pkcs11-tool, openssl, faketime,
-# p11-kit (`p11-kit server` and its client module: a token reached like a network HSM),
+# p11-kit (`p11-kit server` and its client module: a token reached like a network HSM, and
+# the bench's PKCS#11 remoting peer),
 # and the PostgreSQL server (tests/pg.py runs throwaway clusters; Debian keeps initdb off PATH).
 system-deps:
 	@missing=""; \
@@ -44,6 +46,8 @@ system-deps:
 	command -v pkcs11-tool >/dev/null || missing="$$missing opensc"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v faketime >/dev/null || missing="$$missing faketime"; \
+	command -v p11-kit >/dev/null || missing="$$missing p11-kit"; \
+	[ -f $(P11KIT_CLIENT) ] || missing="$$missing p11-kit-modules"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
@@ -66,12 +70,14 @@ $(BUF):
 proto: install
 	$(PY) -m mcagent.agent.api.generate
 
-# Signing throughput against the token's limit and OpenSSH's ssh-agent; rewrites bench/RESULTS.md.
+# Signing throughput against the token's limit, a bare grpcio server, ssh-agent and p11-kit remoting;
+# rewrites bench/RESULTS.md (about 30 minutes; MCAGENT_BENCH_SMOKE=1 for a seconds-long check of the harness).
 bench: install system-deps
 	@command -v ssh-agent >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client >/dev/null; \
 	  else echo "missing: openssh-client. Run: sudo apt-get install -y openssh-client" >&2; exit 1; fi; }
-	$(PY) -m bench.sign_bench
+	@$(PY) -m pip show py-spy >/dev/null 2>&1 || $(PY) -m pip install --quiet py-spy  # the profile in the report
+	MCAGENT_BENCH_P11KIT_CLIENT=$(P11KIT_CLIENT) $(PY) -m bench.sign_bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,9 +1,15 @@
 """Load generators for the signing benchmark; each runs in a process of its own.
 
 - `raw_sign`: python-pkcs11 straight into SoftHSM2 (the limit), in threads.
-- `ClientPool`: long-lived client processes that run jobs against the agent (unary or batch
-  Sign over the Unix socket or mutual TLS) or against OpenSSH's ssh-agent, so that the cost
-  of starting 32 Python processes is paid once.
+- `ClientPool`: long-lived client processes that run jobs: unary Sign (Unix socket or mutual
+  TLS), SignBatch, SignStream (pipelined), the agent's empty RPC, a bare grpcio server's empty
+  unary call and stream, OpenSSH's ssh-agent, and PKCS#11 remoted by `p11-kit server`; so the
+  cost of starting 32 Python processes is paid once.
+
+Every client warms up (connects, signs once with each of its credentials) before a common
+start time, then works until the nominal end and reports its own measured window: from the
+start of its first measured request to the end of its last. Rates are divided by that window,
+so a request that ends late is counted with the time it took.
 """
 
 from __future__ import annotations
@@ -18,20 +24,24 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+STREAM_IN_FLIGHT = 128  # a pipelined client's own limit (twice the agent's window per stream)
+BARE_PAYLOAD = bytes(64)  # the bare grpcio server's messages
+
 
 @dataclass
 class Job:
-    """What one client process does for `seconds`."""
+    """What one client process does until `seconds` after the common start."""
 
-    kind: str                       # "grpc" | "batch" | "empty" | "ssh-agent"
+    kind: str                       # grpc | batch | stream | empty | bare-unary | bare-stream | ssh-agent | p11kit
     seconds: float
-    target: str = ""                # grpc target, or ssh-agent socket path
+    target: str = ""                # grpc target, ssh-agent socket path, or p11-kit server address
     token: str = ""                 # bearer token (Unix socket)
     tls: tuple[bytes, bytes, bytes] | None = None  # (ca, cert, key) for mutual TLS
-    credential_id: str = ""
+    credential_ids: tuple[str, ...] = ()  # signed in turn (a spread of credentials, or one)
     key_blob: bytes = b""           # ssh-agent: which key
     rsa: bool = True
     batch: int = 64
+    p11: tuple[str, str, str, bytes] = ("", "", "", b"")  # p11kit: (client module, token label, PIN, key id)
 
 
 @dataclass
@@ -39,51 +49,183 @@ class Outcome:
     """What a client measured."""
 
     signs: int = 0
-    latencies: list[float] = field(default_factory=list)  # seconds, per request
+    began: float = 0.0  # wall clock: the first measured request started
+    ended: float = 0.0  # ... the last one finished
+    latencies: list[float] = field(default_factory=list)  # seconds, per request (per item for streams)
     errors: int = 0
     first_error: str = ""
 
+    def fail(self, what: str) -> None:
+        self.errors += 1
+        self.first_error = self.first_error or what
 
-def _grpc_job(job: Job, start: float) -> Outcome:
-    import grpc
-    from mcagent.agent.api.v1 import agent_pb2 as pb
-    from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
 
-    if job.tls:
-        ca, cert, key = job.tls
-        channel = grpc.secure_channel(job.target, grpc.ssl_channel_credentials(ca, key, cert))
-        metadata: tuple = ()
-    else:
-        channel = grpc.insecure_channel(job.target)
-        metadata = (("authorization", f"Bearer {job.token}"),)
-    stub = pb_grpc.CredentialServiceStub(channel)
-    digest = hashlib.sha256(os.urandom(16)).digest()
-    if job.kind == "empty":  # the floor: an RPC that does nothing
-        request, call, per_request = pb.GetMachineTermsRequest(), stub.GetMachineTerms, 1
-    elif job.kind == "batch":
-        request = pb.SignBatchRequest(items=[pb.SignBatchItem(credential_id=job.credential_id, digest=digest)]
-                                      * job.batch)
-        call, per_request = stub.SignBatch, job.batch
-    else:
-        request = pb.SignRequest(credential_id=job.credential_id, digest=digest)
-        call, per_request = stub.Sign, 1
-    call(request, metadata=metadata, timeout=60)  # connect and warm up before the clock starts
-    outcome = Outcome()
-    while time.time() < start:
-        time.sleep(0.001)
-    end = start + job.seconds
+def _wait_until(moment: float) -> None:
+    while time.time() < moment:
+        time.sleep(min(0.001, max(0.0, moment - time.time())))
+
+
+def _loop(outcome: Outcome, start: float, seconds: float, request: Any) -> Outcome:
+    """Call `request()` (which returns how many signs it made) from `start` for `seconds`."""
+    _wait_until(start)
+    end = start + seconds
+    outcome.began = time.time()
     while time.time() < end:
         began = time.perf_counter()
         try:
-            reply = call(request, metadata=metadata, timeout=60)
-            if job.kind == "batch" and any(r.code for r in reply.results):  # a refused item is an error here
-                raise RuntimeError(next(r.error for r in reply.results if r.code))
-            outcome.signs += per_request
+            outcome.signs += request()
             outcome.latencies.append(time.perf_counter() - began)
         except Exception as exc:  # counted and reported, never hidden
-            outcome.errors += 1
-            outcome.first_error = outcome.first_error or f"{type(exc).__name__}: {exc}"
+            outcome.fail(f"{type(exc).__name__}: {exc}")
+    outcome.ended = time.time()
+    return outcome
+
+
+def _channel(job: Job) -> tuple[Any, tuple]:
+    import grpc
+
+    if job.tls:
+        ca, cert, key = job.tls
+        return grpc.secure_channel(job.target, grpc.ssl_channel_credentials(ca, key, cert)), ()
+    return grpc.insecure_channel(job.target), (("authorization", f"Bearer {job.token}"),)
+
+
+def _grpc_job(job: Job, start: float) -> Outcome:
+    from mcagent.agent.api.v1 import agent_pb2 as pb
+    from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
+
+    channel, metadata = _channel(job)
+    stub = pb_grpc.CredentialServiceStub(channel)
+    digest = hashlib.sha256(os.urandom(16)).digest()
+    if job.kind == "empty":  # the agent's floor: an RPC that does nothing
+        stub.GetMachineTerms(pb.GetMachineTermsRequest(), timeout=60)
+        outcome = _loop(Outcome(), start, job.seconds,
+                        lambda: stub.GetMachineTerms(pb.GetMachineTermsRequest(), timeout=60) and 1)
+    elif job.kind == "batch":
+        request = pb.SignBatchRequest(items=[pb.SignBatchItem(credential_id=job.credential_ids[0], digest=digest)]
+                                      * job.batch)
+
+        def batch() -> int:
+            reply = stub.SignBatch(request, metadata=metadata, timeout=60)
+            if any(r.code for r in reply.results):  # a refused item is an error here
+                raise RuntimeError(next(r.error for r in reply.results if r.code))
+            return job.batch
+
+        batch()
+        outcome = _loop(Outcome(), start, job.seconds, batch)
+    else:
+        requests = [pb.SignRequest(credential_id=c, digest=digest) for c in job.credential_ids]
+        for request in requests:  # warm up: connect, and the first use of every credential
+            stub.Sign(request, metadata=metadata, timeout=60)
+        turn = [0]
+
+        def sign() -> int:
+            turn[0] += 1
+            stub.Sign(requests[turn[0] % len(requests)], metadata=metadata, timeout=60)
+            return 1
+
+        outcome = _loop(Outcome(), start, job.seconds, sign)
     channel.close()
+    return outcome
+
+
+def _pipelined(call: Any, make: Any, ok: Any, start: float, seconds: float, warm_up: Any) -> Outcome:
+    """Drive a bidirectional stream: send `make(n)` while fewer than STREAM_IN_FLIGHT are unanswered,
+    until the end; every answer is matched to its request by id (`ok(reply)` gives (id, error))."""
+    slots = threading.Semaphore(STREAM_IN_FLIGHT)
+    sent: dict[str, float] = {}
+    outcome = Outcome()
+    end = start + seconds
+    stop = threading.Event()
+
+    def requests():
+        yield from warm_up()
+        _wait_until(start)
+        outcome.began = time.time()
+        n = 0
+        while time.time() < end:
+            if not slots.acquire(timeout=0.1):
+                continue
+            n += 1
+            request_id, message = make(n)
+            sent[request_id] = time.perf_counter()
+            yield message
+        stop.set()
+
+    for reply in call(requests()):
+        request_id, error = ok(reply)
+        began = sent.pop(request_id, None)
+        if began is None:  # a warm-up answer
+            continue
+        slots.release()
+        if error:
+            outcome.fail(error)
+        else:
+            outcome.signs += 1
+            outcome.latencies.append(time.perf_counter() - began)
+    outcome.ended = time.time()
+    if sent:
+        outcome.fail(f"{len(sent)} requests were never answered")
+    return outcome
+
+
+def _stream_job(job: Job, start: float) -> Outcome:
+    from mcagent.agent.api.v1 import agent_pb2 as pb
+    from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
+
+    channel, metadata = _channel(job)
+    stub = pb_grpc.CredentialServiceStub(channel)
+    digest = hashlib.sha256(os.urandom(16)).digest()
+    ids = job.credential_ids
+
+    def warm_up():
+        for n, credential_id in enumerate(ids):
+            yield pb.SignStreamRequest(request_id=f"w{n}", credential_id=credential_id, digest=digest)
+
+    outcome = _pipelined(
+        lambda requests: stub.SignStream(requests, metadata=metadata, timeout=job.seconds + 120),
+        lambda n: (str(n), pb.SignStreamRequest(request_id=str(n), credential_id=ids[n % len(ids)], digest=digest)),
+        lambda reply: (reply.request_id, reply.error if reply.code else ""),
+        start, job.seconds, warm_up)
+    channel.close()
+    return outcome
+
+
+def _bare_job(job: Job, start: float) -> Outcome:
+    """The bare grpcio server (bench/bare_server.py): an empty unary call, or a stream of echoes."""
+    import grpc
+
+    channel = grpc.insecure_channel(job.target)
+    if job.kind == "bare-unary":
+        call = channel.unary_unary("/bare.Bare/Unary")
+        call(BARE_PAYLOAD, timeout=60)
+        outcome = _loop(Outcome(), start, job.seconds, lambda: call(BARE_PAYLOAD, timeout=60) and 1)
+    else:
+        stream = channel.stream_stream("/bare.Bare/Stream")
+        outcome = _pipelined(lambda requests: stream(requests, timeout=job.seconds + 120),
+                             lambda n: (str(n), struct.pack(">Q", n) + BARE_PAYLOAD[8:]),
+                             lambda reply: (str(struct.unpack(">Q", reply[:8])[0]), ""),
+                             start, job.seconds, lambda: iter([struct.pack(">Q", 0) + BARE_PAYLOAD[8:]]))
+    channel.close()
+    return outcome
+
+
+def _p11kit_job(job: Job, start: float) -> Outcome:
+    """PKCS#11 remoted by `p11-kit server`: python-pkcs11 on p11-kit-client.so, one thread."""
+    os.environ["P11_KIT_SERVER_ADDRESS"] = job.target  # read when the module initialises
+    import pkcs11
+    from mcagent.hsm.base import HashAlgorithm
+    from pkcs11 import Attribute, Mechanism, ObjectClass
+
+    module, token, pin, key_id = job.p11
+    session = pkcs11.lib(module).get_token(token_label=token).open(user_pin=pin)
+    key = next(session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: key_id}))
+    digest = hashlib.sha256(os.urandom(16)).digest()
+    payload = HashAlgorithm.SHA256.digest_info_prefix + digest if job.rsa else digest
+    mechanism = Mechanism.RSA_PKCS if job.rsa else Mechanism.ECDSA
+    key.sign(payload, mechanism=mechanism)
+    outcome = _loop(Outcome(), start, job.seconds, lambda: key.sign(payload, mechanism=mechanism) and 1)
+    session.close()
     return outcome
 
 
@@ -118,24 +260,21 @@ def _ssh_agent_job(job: Job, start: float) -> Outcome:
     sock.connect(job.target)
     flags = SSH_AGENT_RSA_SHA2_256 if job.rsa else 0
     payload = ssh_string(job.key_blob) + ssh_string(os.urandom(32)) + struct.pack(">I", flags)
-    outcome = Outcome()
-    kind, _ = ssh_agent_request(sock, SSH_AGENTC_SIGN_REQUEST, payload)  # warm up
-    if kind != SSH_AGENT_SIGN_RESPONSE:
-        return Outcome(errors=1, first_error=f"ssh-agent answered message type {kind}")
-    while time.time() < start:
-        time.sleep(0.001)
-    end = start + job.seconds
-    while time.time() < end:
-        began = time.perf_counter()
+
+    def sign() -> int:
         kind, _ = ssh_agent_request(sock, SSH_AGENTC_SIGN_REQUEST, payload)
-        if kind == SSH_AGENT_SIGN_RESPONSE:
-            outcome.signs += 1
-            outcome.latencies.append(time.perf_counter() - began)
-        else:
-            outcome.errors += 1
-            outcome.first_error = outcome.first_error or f"ssh-agent answered message type {kind}"
+        if kind != SSH_AGENT_SIGN_RESPONSE:
+            raise RuntimeError(f"ssh-agent answered message type {kind}")
+        return 1
+
+    sign()  # warm up
+    outcome = _loop(Outcome(), start, job.seconds, sign)
     sock.close()
     return outcome
+
+
+_JOBS = {"grpc": _grpc_job, "batch": _grpc_job, "empty": _grpc_job, "stream": _stream_job,
+         "bare-unary": _bare_job, "bare-stream": _bare_job, "ssh-agent": _ssh_agent_job, "p11kit": _p11kit_job}
 
 
 def _client_main(jobs: Any, results: Any) -> None:
@@ -145,7 +284,7 @@ def _client_main(jobs: Any, results: Any) -> None:
             return
         job, start = item
         try:
-            outcome = _ssh_agent_job(job, start) if job.kind == "ssh-agent" else _grpc_job(job, start)
+            outcome = _JOBS[job.kind](job, start)
         except Exception as exc:
             outcome = Outcome(errors=1, first_error=f"{type(exc).__name__}: {exc}")
         results.put(outcome)
@@ -163,12 +302,25 @@ class ClientPool:
         for process in self._processes:
             process.start()
 
-    def run(self, job: Job, clients: int) -> list[Outcome]:
-        """Run `job` on `clients` processes together; their clocks start in step."""
-        start = time.time() + 1.5 + 0.05 * clients  # time for every client to connect first
+    def run(self, job: Job, clients: int, at_start: Any = None, warm_up: float = 0.0) -> tuple[list[Outcome], Any]:
+        """Run `job` on `clients` processes together; their clocks start in step.
+
+        Args:
+            at_start: called in this process at the common start (after every client's warm-up,
+                if `warm_up` seconds were enough for it): sample the server's CPU there.
+            warm_up: extra seconds before the start, for jobs that warm up many credentials.
+
+        Returns:
+            Each client's outcome, and what `at_start` returned.
+        """
+        start = time.time() + 1.5 + 0.05 * clients + warm_up  # time for every client to connect and warm up
         for queue in self._jobs[:clients]:
             queue.put((job, start))
-        return [self._results.get(timeout=job.seconds + 120) for _ in range(clients)]
+        sampled = None
+        if at_start is not None:
+            _wait_until(start)
+            sampled = at_start()
+        return [self._results.get(timeout=job.seconds + warm_up + 180) for _ in range(clients)], sampled
 
     def close(self) -> None:
         for queue in self._jobs:
@@ -194,7 +346,7 @@ def raw_sign(module: str, token: str, pin: str, key_id: bytes, rsa: bool, thread
     digest = hashlib.sha256(b"benchmark").digest()
     payload = HashAlgorithm.SHA256.digest_info_prefix + digest if rsa else digest
     mechanism = Mechanism.RSA_PKCS if rsa else Mechanism.ECDSA
-    counts, latencies = [0] * threads, [[] for _ in range(threads)]
+    outcomes = [Outcome() for _ in range(threads)]
     barrier = threading.Barrier(threads + 1)
 
     def work(index: int) -> None:
@@ -202,23 +354,16 @@ def raw_sign(module: str, token: str, pin: str, key_id: bytes, rsa: bool, thread
         key = next(session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: key_id}))
         key.sign(payload, mechanism=mechanism)
         barrier.wait()
-        end = time.time() + seconds
-        while time.time() < end:
-            began = time.perf_counter()
-            key.sign(payload, mechanism=mechanism)
-            latencies[index].append(time.perf_counter() - began)
-            counts[index] += 1
+        _loop(outcomes[index], time.time(), seconds, lambda: key.sign(payload, mechanism=mechanism) and 1)
         session.close()
 
     workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
     for worker in workers:
         worker.start()
     barrier.wait()
-    cpu_start, wall_start = time.process_time(), time.perf_counter()
+    cpu_start = time.process_time()
     for worker in workers:
         worker.join()
-    cpu, wall = time.process_time() - cpu_start, time.perf_counter() - wall_start
+    cpu = time.process_time() - cpu_start
     login.close()
-    total = sum(counts)
-    conn.send({"signs": total, "seconds": wall, "cpu": cpu,
-               "latencies": sorted(x for per in latencies for x in per)})
+    conn.send({"outcomes": outcomes, "cpu": cpu})

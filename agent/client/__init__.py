@@ -39,6 +39,8 @@ from mcagent.client.types import (
     KeyType,
     Role,
     Signature,
+    StreamItem,
+    StreamResult,
 )
 
 # The .proto beside the generated code, installed with it (a Traversable; str() it for protoc -I).
@@ -48,5 +50,5 @@ __all__ = [
     "MAX_BATCH", "PROTO_PATH", "Algorithm", "AlreadyExists", "AsyncClient", "Backend", "BatchItem", "BatchResult",
     "Client", "ClientConfigError", "Connection", "Credential", "CredentialPage", "DeadlineExceeded",
     "FailedPrecondition", "Internal", "InvalidArgument", "KeyType", "McagentError", "NotFound", "PermissionDenied",
-    "ResourceExhausted", "Role", "Signature", "Tls", "Unauthenticated", "Unavailable",
+    "ResourceExhausted", "Role", "Signature", "StreamItem", "StreamResult", "Tls", "Unauthenticated", "Unavailable",
 ]

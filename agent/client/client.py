@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
 from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
+from mcagent.client import types as t
 from mcagent.client.admin import AdminCalls
 from mcagent.client.connection import Connection
+from mcagent.client.convert import from_pb
 from mcagent.client.credentials import CredentialCalls
 from mcagent.client.errors import from_rpc_error
 
@@ -61,6 +63,39 @@ class Client(_Base):
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return convert(reply)
+
+    def sign_stream(self, items: Iterable[t.StreamItem]) -> Iterator[t.StreamResult]:
+        """Sign `items` pipelined over one SignStream; yields one result per item as each is
+        answered, in any order (match them by `request_id`).
+
+        `items` is read as the agent takes them: it holds at most 64 signs of a stream in
+        flight, so a long (or endless) iterator is read at the agent's pace. A refused item
+        does not raise; check `result.ok` or call `result.raise_for_error()`. An error of the
+        stream as a whole (not authenticated, the agent stopping) raises `McagentError`; an
+        item with neither or both of data and digest raises TypeError once the answers to the
+        items before it are in. The stream has no deadline (it lasts as long as `items`).
+        """
+        failed: list[Exception] = []
+
+        def requests() -> Iterator[Any]:
+            # gRPC reads this on a thread of its own: an error here (a bad item, the caller's
+            # iterator failing) ends the requests, and is raised once the answers due are in.
+            try:
+                for item in items:
+                    yield self._stream_request(item)
+            except Exception as exc:
+                failed.append(exc)
+
+        call = self._stubs["credentials"].SignStream(requests(), metadata=self.connection.metadata)
+        try:
+            for reply in call:
+                yield from_pb(t.StreamResult, reply)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        finally:
+            call.cancel()  # a no-op once finished; stops the stream if the caller stopped reading
+        if failed:
+            raise failed[0]
 
     def close(self) -> None:
         self._channel.close()

@@ -71,12 +71,15 @@ class CredentialCalls(CallsBase):
         return self._call("credentials", "GetCsr", pb.CredentialRef(id=credential_id), _field("pem"))
 
     def sign(self, credential_id: str, *, data: bytes | None = None, digest: bytes | None = None,
-             algorithm: t.Algorithm | str | None = None, permission: str = "") -> t.Signature:
+             algorithm: t.Algorithm | str | None = None, permission: str = "",
+             include_chain: bool = False) -> t.Signature:
         """Sign `data` (the agent hashes it) or a `digest` already hashed with the algorithm's hash.
 
         Args:
             algorithm: default RSA PKCS#1 v1.5 SHA-256 for RSA keys, ECDSA SHA-256 for EC keys.
             permission: the catalogue permission the signature is for; refused if not granted.
+            include_chain: also return the certificate chain (else `certificate_chain` is empty:
+                get it once with `certificate_chain()` rather than with every signature).
 
         Raises:
             TypeError: neither or both of `data` and `digest`.
@@ -84,7 +87,7 @@ class CredentialCalls(CallsBase):
         if (data is None) == (digest is None):
             raise TypeError("sign() needs exactly one of data= or digest=")
         request = pb.SignRequest(credential_id=credential_id, algorithm=to_pb_enum(t.Algorithm, algorithm),
-                                 permission=permission)
+                                 permission=permission, include_chain=include_chain)
         if data is not None:
             request.data = data
         else:
@@ -102,6 +105,18 @@ class CredentialCalls(CallsBase):
                              algorithm=to_pb_enum(t.Algorithm, item.algorithm)) for item in items])
         return self._call("credentials", "SignBatch", request,
                           lambda reply: tuple(from_pb(t.BatchResult, r) for r in reply.results))
+
+    @staticmethod
+    def _stream_request(item: t.StreamItem) -> Any:
+        if (item.data is None) == (item.digest is None):
+            raise TypeError(f"stream item {item.request_id!r} needs exactly one of data= or digest=")
+        request = pb.SignStreamRequest(request_id=item.request_id, credential_id=item.credential_id,
+                                       algorithm=to_pb_enum(t.Algorithm, item.algorithm), permission=item.permission)
+        if item.data is not None:
+            request.data = item.data
+        else:
+            request.digest = item.digest
+        return request
 
     def revoke(self, credential_id: str, *, confirm: bool) -> t.Credential:
         """Revoke for good: the key is destroyed. `confirm=True` says you mean it."""

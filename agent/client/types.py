@@ -128,6 +128,25 @@ class BatchResult:
 
 
 @_frozen
+class StreamItem:
+    """One sign for `sign_stream`: data (hashed by the agent) or a digest, with an id of your choosing."""
+
+    request_id: str
+    credential_id: str
+    data: bytes | None = None
+    digest: bytes | None = None
+    algorithm: Algorithm | str | None = None
+    permission: str = ""
+
+
+@_frozen
+class StreamResult(BatchResult):
+    """One answer of `sign_stream`: the `request_id` of its item, and a signature or that item's error."""
+
+    request_id: str
+
+
+@_frozen
 class MachineTerms:
     version: str
     text: str

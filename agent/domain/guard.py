@@ -80,6 +80,14 @@ class ServiceBase:
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise InvalidArgument(f"unknown time zone {timezone!r}; use an IANA name") from None
 
+    def state_version(self) -> int:
+        """The records' state version: it moves whenever a change commits (see domain/cache.py).
+
+        Adapters that keep what they derived from the records (the callers resolved per
+        connection) keep it only while this stays the same.
+        """
+        return self._records.state_version
+
     def today(self) -> dt.date:
         """Today's date where the businesses are (Australian Eastern time unless configured)."""
         return self._clock().astimezone(self._timezone).date()

@@ -58,6 +58,7 @@ class Signing(ServiceBase):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._batch_executor = ThreadPoolExecutor(BATCH_WORKERS, thread_name_prefix="batch-sign")
+        self._stores: dict[str, Any] = {}  # key URI -> its backend (the backends are fixed at start-up)
 
     def sign(self, caller: Caller, item: SignItem) -> Signed:
         """Sign data (hashed here) or a precomputed digest with the credential's key.
@@ -175,9 +176,13 @@ class Signing(ServiceBase):
 
     def _sign_in_custody(self, authorised: _Authorised) -> bytes:
         """The signature, made by the backend that holds the key (timed for the observer)."""
+        uri = authorised.request.uri
+        store = self._stores.get(uri)
+        if store is None:  # found once per key: for_uri parses the URI (and may refuse it; not kept then)
+            store = self._stores[uri] = self._custody.for_uri(uri)
         started = time.perf_counter()
         try:
-            return self._custody.for_uri(authorised.request.uri).sign(authorised.request)
+            return store.sign(authorised.request)
         finally:
             self._observer.sign_duration(authorised.request.key_type.value, time.perf_counter() - started)
 

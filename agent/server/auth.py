@@ -38,6 +38,29 @@ def current_caller() -> Caller:
     return _caller.get()
 
 
+class _CallerCache:
+    """Callers resolved from a connection (its relayed peer address) or a client certificate,
+    kept while the state version stays (a principal removed or remapped moves it). Failures
+    are not kept: each refusal is resolved, and audited, anew. At most `size` entries; when
+    full it starts again (peer addresses are per connection, so they come and go)."""
+
+    def __init__(self, state_version: Callable[[], int], size: int = 4096) -> None:
+        self._state_version = state_version
+        self._size = size
+        self._entries: dict[Any, tuple[int, Caller]] = {}
+
+    def get(self, key: Any, resolve: Callable[[], Caller]) -> Caller:
+        version = self._state_version()  # read before resolving: a change meanwhile is not hidden
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] == version:
+            return entry[1]
+        caller = resolve()
+        if len(self._entries) >= self._size:
+            self._entries.clear()
+        self._entries[key] = (version, caller)
+        return caller
+
+
 class Authenticator:
     """Turns a request's transport facts into a `Caller`."""
 
@@ -45,6 +68,17 @@ class Authenticator:
         self._service = service
         self._admin_uids = admin_uids
         self._private_dir = private_dir
+        self._callers = _CallerCache(service.state_version)
+
+    def _by_subject(self, pem: bytes) -> Caller:
+        subject = x509.load_pem_x509_certificate(pem).subject.rfc4514_string()
+        return self._service.authenticate_subject(subject)
+
+    def _by_peer(self, peer: str) -> Caller:
+        uid = peer_uid(peer, self._private_dir)
+        if uid is None:
+            raise Unauthenticated("no credentials: pass a bearer token (MCAGENT_TOKEN or --token-file)")
+        return self._service.authenticate_uid(uid, self._admin_uids)
 
     def caller(self, context: grpc.ServicerContext) -> Caller:
         """The caller behind a request.
@@ -63,38 +97,52 @@ class Authenticator:
             pem = (auth.get("x509_pem_cert") or [b""])[0]
             if not pem:
                 raise Unauthenticated("a client certificate is required")
-            subject = x509.load_pem_x509_certificate(pem).subject.rfc4514_string()
-            caller = self._service.authenticate_subject(subject)
+            caller = self._callers.get(("certificate", pem), lambda: self._by_subject(pem))
             if token is not None and self._service.authenticate_token(token).principal_id != caller.principal_id:
                 raise Unauthenticated("the bearer token and the client certificate name different principals")
             return caller
         if token is not None:
             return self._service.authenticate_token(token)
-        uid = peer_uid(context.peer(), self._private_dir)
-        if uid is not None:
-            return self._service.authenticate_uid(uid, self._admin_uids)
-        raise Unauthenticated("no credentials: pass a bearer token (MCAGENT_TOKEN or --token-file)")
+        peer = context.peer()
+        return self._callers.get(("peer", peer), lambda: self._by_peer(peer))
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
     """Authenticates every request before its handler runs, except the methods in OPEN_METHODS.
 
     The caller is put in a context variable for the handler (`current_caller()`); a request
-    that identifies nobody is refused UNAUTHENTICATED before any servicer code runs. A method
-    whose request is a stream (and that is not open) is refused: nothing is reachable
-    unauthenticated by omission. A streamed response (AdminService.Backup) is authenticated
-    like a unary call: its servicer authorises before it returns the iterator.
+    that identifies nobody is refused UNAUTHENTICATED before any servicer code runs. A
+    streamed response (AdminService.Backup) and a stream both ways (SignStream) are
+    authenticated like a unary call, once, when the call starts: their servicers read the
+    caller before they return their iterator. A method whose request is a stream without a
+    streamed response is refused: nothing is reachable unauthenticated by omission.
+
+    The wrapped handler is built once per method and kept.
     """
 
     def __init__(self, authenticator: Authenticator) -> None:
         self._authenticator = authenticator
+        self._handlers: dict[str, Any] = {}
 
     def intercept_service(self, continuation: Callable[..., Any], handler_call_details: Any) -> Any:
-        handler = continuation(handler_call_details)
-        if handler is None or handler_call_details.method in OPEN_METHODS:
-            return handler
+        method = handler_call_details.method
+        wrapped = self._handlers.get(method)
+        if wrapped is None:
+            handler = continuation(handler_call_details)
+            wrapped = handler if handler is None or method in OPEN_METHODS else self._wrap(handler)
+            if wrapped is not None:
+                self._handlers[method] = wrapped
+        return wrapped
+
+    def _wrap(self, handler: Any) -> Any:
         if handler.unary_stream is not None:
-            return self._stream(handler)
+            return grpc.unary_stream_rpc_method_handler(self._with_caller(handler.unary_stream),
+                                                        request_deserializer=handler.request_deserializer,
+                                                        response_serializer=handler.response_serializer)
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(self._with_caller(handler.stream_stream),
+                                                         request_deserializer=handler.request_deserializer,
+                                                         response_serializer=handler.response_serializer)
         if handler.unary_unary is None:
             def refuse(request: Any, context: grpc.ServicerContext) -> Any:
                 context.abort(grpc.StatusCode.UNIMPLEMENTED, "only unary methods are served")
@@ -112,10 +160,3 @@ class AuthInterceptor(grpc.ServerInterceptor):
             finally:
                 _caller.reset(token)
         return authenticated
-
-    def _stream(self, handler: Any) -> Any:
-        """A unary-request, streamed-response method: the caller is resolved, and the servicer
-        called (it must authorise before it returns its iterator), before anything is sent."""
-        return grpc.unary_stream_rpc_method_handler(self._with_caller(handler.unary_stream),
-                                                    request_deserializer=handler.request_deserializer,
-                                                    response_serializer=handler.response_serializer)

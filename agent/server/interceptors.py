@@ -122,16 +122,33 @@ def tolerant_deserializer(deserialize: Callable[[bytes], Any] | None) -> Callabl
 
 class ErrorInterceptor(grpc.ServerInterceptor):
     """Wraps every unary-unary handler (ours and the health Check) so its errors leave as
-    status codes, and undecodable requests as INVALID_ARGUMENT."""
+    status codes, and undecodable requests as INVALID_ARGUMENT; our streamed methods likewise
+    before and between messages.
+
+    The wrapped handler is built once per method and kept (the methods are a fixed set:
+    an unknown method name finds no handler and nothing is kept for it).
+    """
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Any] = {}
 
     def intercept_service(self, continuation: Callable[..., Any], handler_call_details: Any) -> Any:
-        handler = continuation(handler_call_details)
-        if handler is not None and handler.unary_stream is not None and handler_call_details.method.startswith(
-                "/mcagent.v1."):  # ours only: the health service's Watch keeps its own handler
-            return self._stream(handler, handler_call_details.method)
+        method = handler_call_details.method
+        wrapped = self._handlers.get(method)
+        if wrapped is None:
+            wrapped = self._wrap(continuation(handler_call_details), method)
+            if wrapped is not None:
+                self._handlers[method] = wrapped
+        return wrapped
+
+    def _wrap(self, handler: Any, method: str) -> Any:
+        if handler is not None and method.startswith("/mcagent.v1."):  # the health service's Watch keeps its own
+            if handler.unary_stream is not None:
+                return self._stream(handler, method)
+            if handler.stream_stream is not None:
+                return self._bidi(handler, method)
         if handler is None or handler.unary_unary is None:
             return handler
-        method = handler_call_details.method
         inner = handler.unary_unary
 
         def guarded(request: Any, context: grpc.ServicerContext) -> Any:
@@ -152,6 +169,33 @@ class ErrorInterceptor(grpc.ServerInterceptor):
                 context.abort(grpc.StatusCode.INTERNAL, "internal error in the agent; see its log")
 
         return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=tolerant_deserializer(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+
+    @staticmethod
+    def _bidi(handler: Any, method: str) -> Any:
+        """A stream of requests and responses: an undecodable request reaches the servicer as a
+        `MalformedRequest` (it answers it on its own, the stream goes on); errors raised by the
+        servicer itself leave as status codes."""
+        inner = handler.stream_stream
+
+        def guarded(requests: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                yield from inner(requests, context)
+            except (domain.DomainError, keys.KeyStoreError) as exc:
+                code = status_of(exc) or grpc.StatusCode.INTERNAL
+                if code is not grpc.StatusCode.UNAUTHENTICATED or _unauthenticated_lines.admit():
+                    log.info("%s refused: %s: %s", method, code.name, exc)
+                context.abort(code, clip(str(exc), MAX_DETAILS))
+            except (KeyboardInterrupt, SystemExit, GeneratorExit):
+                raise
+            except BaseException:
+                log.exception("%s failed with an unexpected error", method)
+                context.abort(grpc.StatusCode.INTERNAL, "internal error in the agent; see its log")
+
+        return grpc.stream_stream_rpc_method_handler(
             guarded,
             request_deserializer=tolerant_deserializer(handler.request_deserializer),
             response_serializer=handler.response_serializer,

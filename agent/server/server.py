@@ -133,7 +133,10 @@ class AgentServer:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="rpc"),
             interceptors=[ErrorInterceptor(), AuthInterceptor(authenticator)],  # errors outermost
-            options=[("grpc.so_reuseport", 1)] if worker else None,  # every worker binds the TCP ports
+            # No BDP probing: a stream's receive window stays at HTTP/2's 64 KB, so requests a
+            # client sends ahead of the agent (SignStream's back-pressure) hold at most that much.
+            # Every worker binds the same TCP ports (SO_REUSEPORT).
+            options=[("grpc.http2.bdp_probe", 0)] + ([("grpc.so_reuseport", 1)] if worker else []),
         )
         agent_pb2_grpc.add_BusinessServiceServicer_to_server(BusinessServicer(service), server)
         agent_pb2_grpc.add_CredentialServiceServicer_to_server(CredentialServicer(service), server)

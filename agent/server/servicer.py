@@ -23,7 +23,8 @@ from mcagent.agent.domain.policy import Role
 from mcagent.agent.domain.service import AgentService
 from mcagent.agent.server.auth import current_caller
 from mcagent.agent.server.interceptors import status_of
-from mcagent.hsm.base import KeyType, SignatureAlgorithm
+from mcagent.agent.server.sign_stream import ALGORITHM_NUMBERS, ALGORITHMS, SignStreams, sign_item
+from mcagent.hsm.base import KeyType
 
 KEY_TYPES = {
     pb.KEY_TYPE_RSA_2048: KeyType.RSA_2048,
@@ -31,12 +32,6 @@ KEY_TYPES = {
     pb.KEY_TYPE_EC_P256: KeyType.EC_P256,
 }
 BACKENDS = {pb.BACKEND_PKCS11: Backend.PKCS11, pb.BACKEND_FILE: Backend.FILE}
-ALGORITHMS = {
-    pb.SIGNATURE_ALGORITHM_RSA_PKCS1_SHA256: SignatureAlgorithm.RSA_PKCS1_SHA256,
-    pb.SIGNATURE_ALGORITHM_RSA_PKCS1_SHA1: SignatureAlgorithm.RSA_PKCS1_SHA1,
-    pb.SIGNATURE_ALGORITHM_RSA_PSS_SHA256: SignatureAlgorithm.RSA_PSS_SHA256,
-    pb.SIGNATURE_ALGORITHM_ECDSA_SHA256: SignatureAlgorithm.ECDSA_SHA256,
-}
 ROLES = {
     pb.ROLE_PRINCIPAL_AUTHORITY: Role.PRINCIPAL_AUTHORITY,
     pb.ROLE_AUTHORISATION_ADMINISTRATOR: Role.AUTHORISATION_ADMINISTRATOR,
@@ -57,6 +52,7 @@ def _from_proto(table: dict[int, Any], value: int, what: str) -> Any:
 
 def _to_proto(table: dict[int, Any], value: Any) -> int:
     return next(number for number, member in table.items() if member is value)
+
 
 
 def _timestamp(value: dt.datetime | None) -> Timestamp | None:
@@ -221,6 +217,9 @@ class CertificateMixin:
 
 
 class CredentialServicer(CertificateMixin, _Servicer, pb_grpc.CredentialServiceServicer):
+    def __init__(self, service: AgentService) -> None:
+        super().__init__(service)
+        self._streams = SignStreams(service)
     def GetMachineTerms(self, request: pb.GetMachineTermsRequest, context: grpc.ServicerContext) -> Any:
         terms = self._service.machine_terms()
         return pb.MachineTerms(version=terms.version, text=terms.text)
@@ -252,19 +251,15 @@ class CredentialServicer(CertificateMixin, _Servicer, pb_grpc.CredentialServiceS
         return pb.PublicKey(pem=self._service.public_key_pem(current_caller(), request.id))
 
     def Sign(self, request: pb.SignRequest, context: grpc.ServicerContext) -> Any:
-        which = request.WhichOneof("input")
-        result = self._service.sign(current_caller(), SignItem(
-            credential_id=request.credential_id,
-            algorithm=_from_proto(ALGORITHMS, request.algorithm, "signature algorithm"),
-            data=request.data if which == "data" else None,
-            digest=request.digest if which == "digest" else None,
-            permission=request.permission,
-        ))
+        result = self._service.sign(current_caller(), sign_item(request))
         return pb.SignResponse(
             signature=result.signature,
-            algorithm=_to_proto(ALGORITHMS, result.algorithm),
-            certificate_chain=list(result.certificate_chain),
+            algorithm=ALGORITHM_NUMBERS[result.algorithm],
+            certificate_chain=list(result.certificate_chain) if request.include_chain else (),
         )
+
+    def SignStream(self, requests: Any, context: grpc.ServicerContext) -> Any:
+        return self._streams.serve(current_caller(), requests, context)
 
     def SignBatch(self, request: pb.SignBatchRequest, context: grpc.ServicerContext) -> Any:
         items = [SignItem(credential_id=item.credential_id,
@@ -274,7 +269,7 @@ class CredentialServicer(CertificateMixin, _Servicer, pb_grpc.CredentialServiceS
         for outcome in self._service.sign_batch(current_caller(), items):
             if isinstance(outcome, Signed):
                 results.append(pb.SignBatchResult(signature=outcome.signature,
-                                                  algorithm=_to_proto(ALGORITHMS, outcome.algorithm)))
+                                                  algorithm=ALGORITHM_NUMBERS[outcome.algorithm]))
             else:
                 code = status_of(outcome) or grpc.StatusCode.INTERNAL
                 results.append(pb.SignBatchResult(code=code.value[0], error=str(outcome)))

@@ -73,7 +73,7 @@ def sign(ctx: Context) -> None:
     args = ctx.args
     payload = read_input(args.input)
     request = pb.SignRequest(credential_id=args.id, algorithm=ALGORITHMS[args.algorithm] if args.algorithm else 0,
-                             permission=args.permission or "")
+                             permission=args.permission or "", include_chain=bool(ctx.out.json))
     if args.digest:
         request.digest = payload
     else:

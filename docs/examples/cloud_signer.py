@@ -1,6 +1,6 @@
 """A cloud server signing in bulk through mcagent over mutual TLS, then checking every signature.
 
-    python docs/examples/cloud_signer.py CREDENTIAL_ID [--count 1000]
+    python docs/examples/cloud_signer.py CREDENTIAL_ID [--count 1000] [--stream]
 
 The connection comes from the environment, as for the `mcagent` command:
 MCAGENT_ADDRESS=agent.example:7443 with MCAGENT_TLS_CERT, MCAGENT_TLS_KEY (this server's
@@ -9,7 +9,8 @@ and MCAGENT_TLS_CA (the CA of the agent's certificate). The principal needs a ro
 credential's business (`software` is enough to sign).
 
 The private key never leaves the agent: the server sends SHA-256 digests (1,000 per
-SignBatch request at most), gets raw signatures back, and verifies them with the
+SignBatch request at most; or, with --stream, pipelined over one SignStream whose answers
+come back as each sign is done), gets raw signatures back, and verifies them with the
 credential's public key using `cryptography` alone.
 """
 
@@ -25,7 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from mcagent.client import MAX_BATCH, Algorithm, BatchItem, Client, McagentError
+from mcagent.client import MAX_BATCH, Algorithm, BatchItem, Client, McagentError, StreamItem
 
 
 def verify(public_key, algorithm: Algorithm, signature: bytes, digest: bytes) -> None:
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("credential_id")
     parser.add_argument("--count", type=int, default=1000, help="how many digests to sign (default 1000)")
+    parser.add_argument("--stream", action="store_true", help="pipeline the signs over one SignStream")
     args = parser.parse_args(argv)
 
     digests = [hashlib.sha256(f"document {n}".encode() + os.urandom(16)).digest() for n in range(args.count)]
@@ -53,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
                 else Algorithm.RSA_PKCS1_SHA256
             started = time.monotonic()
             results = []
-            for start in range(0, len(digests), MAX_BATCH):
+            if args.stream:  # answers come in any order: put each back in its place by request id
+                by_id = {r.request_id: r for r in agent.sign_stream(
+                    StreamItem(request_id=str(n), credential_id=args.credential_id, digest=d, algorithm=algorithm)
+                    for n, d in enumerate(digests))}
+                results = [by_id[str(n)] for n in range(len(digests))]
+            for start in range(0, len(digests) if not args.stream else 0, MAX_BATCH):
                 results += agent.sign_batch(BatchItem(credential_id=args.credential_id, digest=d, algorithm=algorithm)
                                             for d in digests[start:start + MAX_BATCH])
             elapsed = time.monotonic() - started

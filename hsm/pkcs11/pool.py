@@ -11,15 +11,17 @@
 - When the module, token or sessions fail (closed, logged out, module re-initialised,
   device removed) the pool finalises and re-initialises the module, logs in again and
   starts afresh; the failing call is retried once. Recovery waits for calls in flight
-  to finish (a shared/exclusive gate) and is retried with backoff while the token stays
+  to finish (it holds the pool alone) and is retried with backoff while the token stays
   away; meanwhile calls raise TokenUnavailable at once.
+- One lock and its condition guard everything: a call takes it once to borrow a session
+  and once to give it back (a waiting thread is woken only when a session comes back or
+  recovery ends).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -76,40 +78,6 @@ def classify(exc: p11e.PKCS11Error, what: str) -> KeyStoreError:
     return KeyStoreError(f"{what}: PKCS#11 error {name}")
 
 
-class _Gate:
-    """Many holders share it; recovery takes it alone once the holders have left."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._shared = 0
-        self._exclusive = False
-
-    @contextlib.contextmanager
-    def shared(self) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: not self._exclusive)
-            self._shared += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._shared -= 1
-                self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: not self._exclusive)
-            self._exclusive = True
-            self._cond.wait_for(lambda: self._shared == 0)
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._exclusive = False
-                self._cond.notify_all()
-
-
 @dataclass
 class WorkerSession:
     """A borrowed read-write session and the key objects found through it."""
@@ -162,11 +130,12 @@ class SessionPool:
         self._max_sessions = max_sessions
         self._wait_timeout = wait_timeout
         self._retry_backoff = retry_backoff
-        self._gate = _Gate()
-        self._lock = threading.Lock()  # guards the counters and session lists below
-        self._idle: queue.LifoQueue[WorkerSession] = queue.LifoQueue()
+        self._lock = threading.Lock()  # guards the counters, flags and session lists below
+        self._cond = threading.Condition(self._lock)  # a session came back, or recovery ended
+        self._idle: list[WorkerSession] = []  # a stack: the most recently used session first
         self._all: list[WorkerSession] = []
-        self._in_flight = 0
+        self._in_flight = 0  # calls holding a session; recovery waits for none
+        self._alone = False  # recovery (or close) holds the pool, or waits for the calls to end
         self._max_in_flight = 0
         self._generation = 0
         self._recoveries = 0
@@ -216,8 +185,7 @@ class SessionPool:
     def _discard_sessions(self) -> None:
         """Forget every session; closing them may fail when the module is gone."""
         with self._lock:
-            sessions, self._all = self._all, []
-            self._idle = queue.LifoQueue()
+            sessions, self._all, self._idle = self._all, [], []
         for worker in sessions:
             with contextlib.suppress(Exception):
                 worker.session.close()
@@ -228,7 +196,7 @@ class SessionPool:
 
     def _recover(self, failed_generation: int) -> None:
         """Start again unless another thread already did since `failed_generation`."""
-        with self._gate.exclusive():
+        with self._exclusive():
             if self._generation != failed_generation or self._closed:
                 return
             if time.monotonic() < self._next_attempt:
@@ -245,9 +213,23 @@ class SessionPool:
                 self._last_failure = str(exc)
                 log.error("recovery of PKCS#11 token %r failed: %s", self._token_label, exc)
 
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the pool alone: no call starts, and those in flight have ended."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._alone)
+            self._alone = True
+            self._cond.wait_for(lambda: self._in_flight == 0)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._alone = False
+                self._cond.notify_all()
+
     def close(self) -> None:
         """Close every session (which logs out) and finalise nothing: the module stays loaded."""
-        with self._gate.exclusive():
+        with self._exclusive():
             self._closed = True
             self._discard_sessions()
 
@@ -275,18 +257,11 @@ class SessionPool:
                 self._recover(generation)  # at most once per backoff period
                 generation = self._generation
             try:
-                with self._gate.shared():
-                    if self._closed:
-                        raise TokenUnavailable(f"{what}: the key store is closed")
-                    if not self._healthy:
-                        reason = f" ({self._last_failure})" if self._last_failure else ""
-                        raise TokenUnavailable(
-                            f"{what}: PKCS#11 token {self._token_label!r} unavailable{reason}; "
-                            "recovery is retried every "
-                            f"{self._retry_backoff:g}s"
-                        )
-                    with self._borrow(what) as worker:
-                        return operation(worker)
+                worker, borrowed = self._borrow(what)
+                try:
+                    return operation(worker)
+                finally:
+                    self._give_back(worker, borrowed)
             except _STALE_HANDLE as exc:
                 self.forget_keys()
                 if not stale_retry:
@@ -301,39 +276,46 @@ class SessionPool:
                     raise classify(exc, what) from exc
                 recovery_retry = False
 
-    @contextlib.contextmanager
-    def _borrow(self, what: str) -> Iterator[WorkerSession]:
-        worker = self._take_idle_or_open()
-        if worker is None:
-            try:
-                worker = self._idle.get(timeout=self._wait_timeout)
-            except queue.Empty:
-                raise TokenUnavailable(
-                    f"{what}: no free PKCS#11 session within {self._wait_timeout:.0f}s"
-                ) from None
-        with self._lock:
+    def _borrow(self, what: str) -> tuple[WorkerSession, int]:
+        """A session of this thread's own and the generation it belongs to (one lock round trip
+        unless every session is busy or recovery runs: then it waits up to `wait_timeout`)."""
+        deadline = None
+        with self._cond:
+            while True:
+                if not self._alone:
+                    if self._closed:
+                        raise TokenUnavailable(f"{what}: the key store is closed")
+                    if not self._healthy:
+                        reason = f" ({self._last_failure})" if self._last_failure else ""
+                        raise TokenUnavailable(
+                            f"{what}: PKCS#11 token {self._token_label!r} unavailable{reason}; "
+                            f"recovery is retried every {self._retry_backoff:g}s"
+                        )
+                    if self._idle:
+                        worker = self._idle.pop()
+                        break
+                    if len(self._all) < self._max_sessions:
+                        worker = WorkerSession(self._token.open(rw=True))
+                        self._all.append(worker)
+                        break
+                now = time.monotonic()
+                deadline = deadline or now + self._wait_timeout
+                if now >= deadline:
+                    raise TokenUnavailable(f"{what}: no free PKCS#11 session within {self._wait_timeout:.0f}s")
+                self._cond.wait(deadline - now)
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
-        generation = self._generation
-        try:
-            yield worker
-        finally:
-            with self._lock:
-                self._in_flight -= 1
-                if generation == self._generation:
-                    self._idle.put(worker)
+            return worker, self._generation
 
-    def _take_idle_or_open(self) -> WorkerSession | None:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._lock:
-            if len(self._all) >= self._max_sessions:
-                return None
-            worker = WorkerSession(self._token.open(rw=True))
-            self._all.append(worker)
-            return worker
+    def _give_back(self, worker: WorkerSession, generation: int) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            if generation == self._generation:  # else recovery has closed it
+                self._idle.append(worker)
+            if self._alone:
+                self._cond.notify_all()  # recovery waits for the last call to end
+            else:
+                self._cond.notify()  # only borrowers wait now: one may take this session
 
     def require_token(self) -> None:
         """Check that the token logged in to is still there; call it when a search finds nothing.

@@ -15,6 +15,7 @@ import sys
 import grpc
 import mcagent.client as mc
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
@@ -72,7 +73,11 @@ def test_replies_are_frozen_dataclasses_not_protobuf(acme):
 
         public_key = serialization.load_pem_public_key(agent.public_key(credential_id).encode())
         signed = agent.sign(credential_id, data=b"<request/>", algorithm="rsa-pkcs1-sha256")
-        assert signed.algorithm is mc.Algorithm.RSA_PKCS1_SHA256 and len(signed.certificate_chain) >= 1
+        assert signed.algorithm is mc.Algorithm.RSA_PKCS1_SHA256 and signed.certificate_chain == ()
+        chained = agent.sign(credential_id, data=b"<request/>", include_chain=True)
+        assert len(chained.certificate_chain) >= 1  # DER, leaf first: the chain GetCertificateChain gives
+        assert x509.load_der_x509_certificate(chained.certificate_chain[0]).public_bytes(
+            serialization.Encoding.PEM).decode() in agent.certificate_chain(credential_id)
         public_key.verify(signed.signature, b"<request/>", padding.PKCS1v15(), hashes.SHA256())
         digest = hashlib.sha256(b"x").digest()
         pss = agent.sign(credential_id, digest=digest, algorithm=mc.Algorithm.RSA_PSS_SHA256)
@@ -127,6 +132,28 @@ def test_sign_batch_reports_each_item(acme):
     assert short.code is grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_sign_stream_answers_every_item_by_its_request_id(acme):
+    daemon, token, credential_id = acme
+    digests = {str(n): hashlib.sha256(b"%d" % n).digest() for n in range(200)}
+    items = [mc.StreamItem(request_id=n, credential_id=credential_id, digest=d) for n, d in digests.items()]
+    items.append(mc.StreamItem(request_id="missing", credential_id="no-such-credential", digest=bytes(32)))
+    items.append(mc.StreamItem(request_id="data", credential_id=credential_id, data=b"<request/>"))
+    with _socket_client(daemon, token) as agent:
+        results = {r.request_id: r for r in agent.sign_stream(iter(items))}
+        public_key = serialization.load_pem_public_key(agent.public_key(credential_id).encode())
+        with pytest.raises(TypeError):
+            list(agent.sign_stream([mc.StreamItem(request_id="both", credential_id=credential_id)]))
+    assert set(results) == set(digests) | {"missing", "data"}
+    for request_id, digest in digests.items():
+        result = results[request_id]
+        assert isinstance(result, mc.StreamResult) and result.ok and result.algorithm is mc.Algorithm.RSA_PKCS1_SHA256
+        public_key.verify(result.signature, digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+    assert results["missing"].code is grpc.StatusCode.NOT_FOUND
+    with pytest.raises(mc.NotFound):
+        results["missing"].raise_for_error()
+    public_key.verify(results["data"].raise_for_error(), b"<request/>", padding.PKCS1v15(), hashes.SHA256())
+
+
 def test_async_client_has_the_same_methods(acme):
     daemon, token, credential_id = acme
     digest = hashlib.sha256(b"async").digest()
@@ -179,6 +206,10 @@ def test_cloud_signer_example_signs_and_verifies_1000_digests_over_mtls(start_da
                          timeout=300, env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "signed 1000 digests" in run.stdout and "verified 1000; failed 0" in run.stdout
+    streamed = subprocess.run([sys.executable, str(EXAMPLE), credential_id, "--count", "300", "--stream"],
+                              capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert streamed.returncode == 0, streamed.stderr
+    assert "signed 300 digests" in streamed.stdout and "verified 300; failed 0" in streamed.stdout
     # The command line reads the same variables.
     whoami = subprocess.run([MCAGENT, "whoami"], capture_output=True, text=True, timeout=60, env=env)
     assert whoami.returncode == 0 and whoami.stdout.strip() == "dsp", whoami.stderr

@@ -94,7 +94,9 @@ def unary_rpcs() -> list[Rpc]:
     rpcs = []
     for service in agent_pb2.DESCRIPTOR.services_by_name.values():
         for method in service.methods:
-            assert not method.client_streaming, method.full_name
+            if method.client_streaming:  # SignStream, both ways: tests/e2e/test_sign_stream_e2e.py sends bad items
+                assert method.full_name == "mcagent.v1.CredentialService.SignStream", method.full_name
+                continue
             if method.server_streaming:  # AdminService.Backup: no request fields (tests/e2e/test_backup_e2e.py)
                 continue
             rpcs.append(Rpc(f"/{service.full_name}/{method.name}", message_factory.GetMessageClass(method.input_type)))

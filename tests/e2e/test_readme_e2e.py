@@ -42,4 +42,4 @@ def test_the_readme_walkthrough_and_client_example_run(file_daemon, tmp_path):
     python = subprocess.run([sys.executable, "-c", _block(CLIENT_MARKER, "python")], cwd=work,
                             env={**env, "MCAGENT_TOKEN": token}, capture_output=True, text=True, timeout=60)
     assert python.returncode == 0, python.stderr
-    assert python.stdout.strip() == "rsa-pkcs1-sha256 256 bytes; chain of 3"
+    assert python.stdout.strip() == "rsa-pkcs1-sha256 256 bytes"

@@ -309,18 +309,20 @@ class PublicKey(_message.Message):
     def __init__(self, pem: _Optional[str] = ...) -> None: ...
 
 class SignRequest(_message.Message):
-    __slots__ = ("credential_id", "algorithm", "data", "digest", "permission")
+    __slots__ = ("credential_id", "algorithm", "data", "digest", "permission", "include_chain")
     CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_CHAIN_FIELD_NUMBER: _ClassVar[int]
     credential_id: str
     algorithm: SignatureAlgorithm
     data: bytes
     digest: bytes
     permission: str
-    def __init__(self, credential_id: _Optional[str] = ..., algorithm: _Optional[_Union[SignatureAlgorithm, str]] = ..., data: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., permission: _Optional[str] = ...) -> None: ...
+    include_chain: bool
+    def __init__(self, credential_id: _Optional[str] = ..., algorithm: _Optional[_Union[SignatureAlgorithm, str]] = ..., data: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., permission: _Optional[str] = ..., include_chain: _Optional[bool] = ...) -> None: ...
 
 class SignBatchItem(_message.Message):
     __slots__ = ("credential_id", "algorithm", "digest", "permission")
@@ -751,3 +753,33 @@ class BackupChunk(_message.Message):
     sha256: str
     audit_seq: int
     def __init__(self, data: _Optional[bytes] = ..., last: _Optional[bool] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., audit_seq: _Optional[int] = ...) -> None: ...
+
+class SignStreamRequest(_message.Message):
+    __slots__ = ("request_id", "credential_id", "algorithm", "data", "digest", "permission")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    credential_id: str
+    algorithm: SignatureAlgorithm
+    data: bytes
+    digest: bytes
+    permission: str
+    def __init__(self, request_id: _Optional[str] = ..., credential_id: _Optional[str] = ..., algorithm: _Optional[_Union[SignatureAlgorithm, str]] = ..., data: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., permission: _Optional[str] = ...) -> None: ...
+
+class SignStreamResponse(_message.Message):
+    __slots__ = ("request_id", "signature", "algorithm", "code", "error")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    signature: bytes
+    algorithm: SignatureAlgorithm
+    code: int
+    error: str
+    def __init__(self, request_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., algorithm: _Optional[_Union[SignatureAlgorithm, str]] = ..., code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...

@@ -523,6 +523,11 @@ class CredentialServiceStub:
                 request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignBatchRequest.SerializeToString,
                 response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignBatchResponse.FromString,
                 _registered_method=True)
+        self.SignStream = channel.stream_stream(
+                '/mcagent.v1.CredentialService/SignStream',
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignStreamRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignStreamResponse.FromString,
+                _registered_method=True)
 
 
 class CredentialServiceServicer:
@@ -627,6 +632,16 @@ class CredentialServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SignStream(self, request_iterator, context):
+        """Signs pipelined over one stream (cloud servers): each request message is one sign, each
+        response its signature or its error, with the client's request id, in any order.
+        Authorised and audited exactly as Sign. At most 64 signs are in flight per stream: the
+        agent reads the next request only when one of them has been answered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CredentialServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -709,6 +724,11 @@ def add_CredentialServiceServicer_to_server(servicer, server):
                     servicer.SignBatch,
                     request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignBatchRequest.FromString,
                     response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignBatchResponse.SerializeToString,
+            ),
+            'SignStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.SignStream,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignStreamRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1143,6 +1163,33 @@ class CredentialService:
             '/mcagent.v1.CredentialService/SignBatch',
             mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignBatchRequest.SerializeToString,
             mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/mcagent.v1.CredentialService/SignStream',
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignStreamRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
