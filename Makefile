@@ -32,13 +32,14 @@ run: install
 	  exec $(VENV)/bin/mcagent serve --keystore-password-file "$(PASSWORD_FILE)" $(SERVE_ARGS); \
 	fi
 
-# Tools the tests drive: SoftHSM2 (softhsm2-util + module), pkcs11-tool, openssl, faketime.
+# Tools the tests drive: SoftHSM2 (softhsm2-util + module), pkcs11-tool, openssl, faketime, xmlsec1.
 system-deps:
 	@missing=""; \
 	command -v softhsm2-util >/dev/null && [ -f $(SOFTHSM_MODULE) ] || missing="$$missing softhsm2"; \
 	command -v pkcs11-tool >/dev/null || missing="$$missing opensc"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v faketime >/dev/null || missing="$$missing faketime"; \
+	command -v xmlsec1 >/dev/null || missing="$$missing xmlsec1"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
