@@ -35,6 +35,7 @@ from mcagent.cli.commands import (
     principal,
     restore,
     role,
+    sbr,
     serve,
     status,
     terms,
@@ -45,7 +46,7 @@ from mcagent.cli.output import Output, error_document
 
 # The order of `mcagent --help`.
 GROUPS = (serve, config, business, terms, credential, keystore, ca, principal, whoami, role, notification, audit,
-          completion, status, backup, restore)
+          completion, status, backup, restore, sbr)
 
 
 def version() -> str:

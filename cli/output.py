@@ -185,9 +185,10 @@ def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
 def credentials_table(response: pb.ListCredentialsResponse) -> str:
     """A page of credentials, and how to ask for the next."""
     text = table(((c.id, c.abn, c.name, c.display_status or c.status, c.holder or "-",
-                   spelling(KEY_TYPES, c.key_type), spelling(BACKENDS, c.backend), reminders_text(c) or "-")
+                   spelling(KEY_TYPES, c.key_type), spelling(BACKENDS, c.backend), reminders_text(c) or "-",
+                   when(c.certificate_not_after)[:10] if c.HasField("certificate_not_after") else "-")
                   for c in response.credentials),
-                 ["ID", "ABN", "NAME", "STATUS", "HOLDER", "KEY TYPE", "BACKEND", "REMINDERS"])
+                 ["ID", "ABN", "NAME", "STATUS", "HOLDER", "KEY TYPE", "BACKEND", "REMINDERS", "EXPIRES"])
     if response.next_page_token:
         text += f"\nmore: --page-token {response.next_page_token}"
     return text

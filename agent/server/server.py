@@ -185,6 +185,7 @@ class AgentServer:
             raise ConfigError(f"cannot create the agent's CA or audit key: {exc}") from None
         service.decide_crl_membership()
         service.record_due_reminders()
+        service.watch_expiry()
 
         # The gRPC server's own socket lives in a private directory (short path: AF_UNIX
         # names are limited to 108 bytes); UnixFront relays the public socket to it.
@@ -278,6 +279,7 @@ class AgentServer:
                 service.flush_refusal_summaries()
                 service.checkpoint_audit()
                 service.finish_interrupted_work(started_before=INTERRUPTED_AFTER)
+                service.watch_expiry()
             except Exception:
                 log.exception("recording reminders or refusal summaries failed; retrying in a minute")
 

@@ -27,6 +27,7 @@ from mcagent.agent.storage.rows import ts
 from mcagent.agent.storage.sqlite_audit import AuditQueries
 from mcagent.agent.storage.sqlite_notifications import NotificationQueries
 from mcagent.agent.storage.sqlite_pki import PkiQueries
+from mcagent.agent.storage.sqlite_sbr import SbrQueries
 
 _CREDENTIAL_SELECT = (
     "SELECT c.*, p.name AS holder_name FROM credential c LEFT JOIN principal p ON p.id = c.holder_id"
@@ -49,7 +50,7 @@ def _set_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
             time.sleep(0.1)
 
 
-class Storage(AuditQueries, PkiQueries, NotificationQueries):
+class Storage(AuditQueries, PkiQueries, NotificationQueries, SbrQueries):
     """The agent's records. One writer connection, serialised by a lock (SQLite has one writer);
     each reading thread has its own connection (WAL readers never wait for the writer)."""
 
