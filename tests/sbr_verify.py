@@ -42,6 +42,7 @@ def signxml_verifies(document: bytes, leaf_der: bytes, references: int) -> bool:
         results = XMLVerifier().verify(document, x509_cert=pem, expect_references=references)
     except InvalidSignature:
         return False
+    results = results if isinstance(results, list) else [results]  # one reference: one result, not a list
     return len(results) == references
 
 
