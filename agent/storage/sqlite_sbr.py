@@ -36,12 +36,14 @@ class SbrQueries:
         """Make the alias name `credential_id` if it still names `expected` (None: no row yet);
         False when someone else moved it first (inside a transaction)."""
         if expected is None:
-            cursor = self._conn.execute("INSERT INTO credential_alias (alias, credential_id, moved_at) "
-                                        "SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM credential_alias WHERE alias = ?)",
-                                        (alias, credential_id, ts(at), alias))
+            cursor = self._conn.execute(
+                "INSERT INTO credential_alias (alias, credential_id, moved_at) SELECT ?, ?, ? "
+                "WHERE NOT EXISTS (SELECT 1 FROM credential_alias WHERE alias = ?)",
+                (alias, credential_id, ts(at), alias))
         else:
-            cursor = self._conn.execute("UPDATE credential_alias SET credential_id = ?, moved_at = ? "
-                                        "WHERE alias = ? AND credential_id = ?", (credential_id, ts(at), alias, expected))
+            cursor = self._conn.execute(
+                "UPDATE credential_alias SET credential_id = ?, moved_at = ? WHERE alias = ? AND credential_id = ?",
+                (credential_id, ts(at), alias, expected))
         return cursor.rowcount == 1
 
     def is_local(self, credential_id: str) -> bool:

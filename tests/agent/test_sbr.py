@@ -48,8 +48,8 @@ def world(tmp_path):
 
 
 def _notify(world, *, dsp=PROVIDER, start=None, end=None, request=False):
-    options = dict(abn=CLIENT, dsp_abn=dsp, software_ids=["1234567890"], start=start or world.service.today().isoformat(),
-                   end=end, agencies=["osir"])
+    options = dict(abn=CLIENT, dsp_abn=dsp, software_ids=["1234567890"], end=end, agencies=["osir"],
+                   start=start or world.service.today().isoformat())
     if request:
         by = world.pa if dsp == PROVIDER else world.other_pa
         return world.service.request_notification(by, **options).notification

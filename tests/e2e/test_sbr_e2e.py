@@ -9,6 +9,7 @@ import threading
 import zoneinfo
 
 import grpc
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
@@ -17,11 +18,16 @@ from mcagent.agent.api.v1 import agent_pb2 as pb
 from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
 
 from tests.conftest import KEYSTORE_PASSWORD
-from tests.e2e.test_rules_e2e import ACME, Acme, acme  # noqa: F401 (the fixture)
+from tests.e2e.test_rules_e2e import ACME, Acme, build_acme
 from tests.sbr_verify import STS_ID_NODES, both_verify
 
 ALIAS = f"ABRD:{ACME}_server-1"
 SYDNEY = zoneinfo.ZoneInfo("Australia/Sydney")
+
+
+@pytest.fixture
+def acme(file_daemon, tmp_path) -> Acme:
+    return build_acme(file_daemon, tmp_path)
 
 
 def _outside_ca_certificate(csr_pem: bytes) -> bytes:
