@@ -152,6 +152,10 @@ def credential_text(c: pb.Credential) -> str:
         rows.append(("reminders", reminders_text(c)))
     if c.HasField("revoked_at"):
         rows.append(("revoked", f"{when(c.revoked_at)} by {c.revoked_by}"))
+    if c.HasField("certificate_not_after"):  # SBR: expiry, alias, local flag
+        rows.append(("expires", when(c.certificate_not_after)))
+    rows += [("alias", c.alias or "(held by another credential of this name)"),
+             ("actas", "refused: flagged local" if c.local else "allowed with a notification")]
     return _block(rows, 16)
 
 

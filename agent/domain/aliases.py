@@ -76,8 +76,9 @@ class Aliases(ServiceBase):
             if current_id == credential.id:
                 return False
             current = self._records.get_credential(current_id) if current_id else None
-            if current is not None and current.status in _LIVE and current.created_at > credential.created_at:
-                return False  # never backwards: a newer credential holds it
+            if current is not None and current.status in _LIVE and \
+                    (current.created_at, current.id) > (credential.created_at, credential.id):
+                return False  # never backwards: a newer credential holds it (ties: the order lists use)
             now = self._clock()
             if not self._records.point_alias(alias, credential.id, current_id, now):
                 raise Aborted(f"alias {alias} moved while being moved; look again and retry")

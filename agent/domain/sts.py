@@ -19,6 +19,7 @@ from mcagent.agent.domain import wssec
 from mcagent.agent.domain.abn import normalise_abn
 from mcagent.agent.domain.calls import Caller
 from mcagent.agent.domain.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from mcagent.agent.domain.expiry import not_after
 from mcagent.agent.domain.guard import ServiceBase
 from mcagent.agent.domain.model import Credential
 from mcagent.agent.domain.notification import Notification, NotificationStatus, shown_status
@@ -78,6 +79,10 @@ class Sts(ServiceBase):
         lifecycle.check_usable(credential.id, credential.status, credential.unassigned_at, self._clock())
         if not credential.certificate_chain:
             raise FailedPrecondition(f"credential {credential.id} has no certificate; install one first")
+        expires = not_after(credential)
+        if expires is not None and expires <= self._clock():
+            raise FailedPrecondition(f"credential {credential.id}: its certificate expired on "
+                                     f"{expires.date().isoformat()}; renew it (`mcagent credential renew`)")
         return credential
 
     def sign_sts_request(self, caller: Caller, reference: str, *, applies_to: str, sts_endpoint: str = "",

@@ -14,7 +14,7 @@ from cryptography.x509.oid import NameOID
 from lxml import etree
 from mcagent.agent.domain import wssec
 from mcagent.agent.domain.calls import SignItem
-from mcagent.agent.domain.errors import InvalidArgument, NotFound, PermissionDenied
+from mcagent.agent.domain.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from mcagent.agent.domain.model import Backend
 from mcagent.agent.domain.policy import Role
 from mcagent.agent.domain.terms import CURRENT_TERMS
@@ -251,6 +251,7 @@ def test_alias_moves_on_install_once_and_the_old_credential_keeps_working_by_id(
     with pytest.raises(NotFound, match="no credential with alias"):
         _sign(world, f"ABRD:{PROVIDER}_nothing")
     world.service.set_credential_local(world.pa, alias, True)
+    world.clock.advance(seconds=1)
     renewed = world.service.renew_credential(world.pa, alias, issue=False,
                                              accepted_terms_version=CURRENT_TERMS.version)
     new = renewed.view.credential
@@ -273,6 +274,92 @@ def test_alias_moves_on_install_once_and_the_old_credential_keeps_working_by_id(
 
 def test_renew_with_issue_moves_the_alias_at_once(world):
     alias = f"ABRD:{PROVIDER}_cloud"
+    world.clock.advance(seconds=1)
     renewed = world.service.renew_credential(world.pa, alias, issue=True, accepted_terms_version=CURRENT_TERMS.version)
     assert renewed.alias_moved and renewed.csr is None
     assert world.service.credential_id_for(alias) == renewed.view.credential.id
+
+
+def test_a_create_by_the_same_name_takes_the_alias_with_one_entry(world):
+    alias = f"ABRD:{PROVIDER}_cloud"
+    world.clock.advance(seconds=1)
+    newer = world.service.create_credential(
+        world.pa, abn=PROVIDER, name="cloud", key_type=KeyType.EC_P256, backend=Backend.FILE, store=None,
+        accepted_terms_version=CURRENT_TERMS.version).view.credential
+    assert world.service.credential_id_for(alias) == newer.id
+    moved = [e for e in world.service._audit_log.entries() if e.action == "credential.alias-moved"]
+    assert [(e.detail["from"], e.detail["to"]) for e in moved] == [(world.credential.id, newer.id)]
+    # installing again on the older credential does not take the alias back
+    leaf = x509.load_der_x509_certificate(_leaf(world)).public_bytes(serialization.Encoding.PEM)
+    world.service.install_certificate(world.pa, world.credential.id, leaf, None)
+    assert world.service.credential_id_for(alias) == newer.id
+
+
+def test_migration_0007_backfills_the_newest_live_credential_per_name(world):
+    world.clock.advance(seconds=1)
+    newer = world.service.create_credential(
+        world.pa, abn=PROVIDER, name="cloud", key_type=KeyType.EC_P256, backend=Backend.FILE, store=None,
+        accepted_terms_version=CURRENT_TERMS.version).view.credential
+    path = world.storage._conn.execute("PRAGMA database_list").fetchone()[2]
+    world.close()
+    import sqlite3
+
+    from mcagent.agent.storage import Storage
+    from mcagent.agent.storage.migrate import migrations
+
+    with sqlite3.connect(path) as db:  # as a database from before 0007 holds it
+        db.execute("DELETE FROM credential_alias")
+        db.execute(f"PRAGMA user_version = {[m.id[:4] for m in migrations()].index('0007')}")
+    storage = Storage(path)
+    try:
+        assert storage.alias_target(f"ABRD:{PROVIDER}_cloud") == newer.id
+    finally:
+        storage.close()
+    world.close = lambda: None  # closed above
+
+
+class _Observer:
+    def __init__(self):
+        self.expiring = {}
+
+    def credentials_expiring(self, within_days, count):
+        self.expiring[within_days] = count
+
+    def signs_finished(self, *args, **kwargs): ...
+    def sign_duration(self, *args): ...
+    def audit_committed(self, *args): ...
+    def audit_queue_depth(self, *args): ...
+
+
+def test_expiry_watch_counts_warns_once_and_lists(world, caplog):
+    observer = _Observer()
+    world.service._observer = observer
+    expires = x509.load_der_x509_certificate(_leaf(world)).not_valid_after_utc
+    sydney_day = expires.astimezone(world.service._timezone).date()
+
+    def days_before(days):  # noon in Sydney, `days` calendar days before the expiry date
+        noon = dt.datetime.combine(sydney_day - dt.timedelta(days=days), dt.time(12), world.service._timezone)
+        world.clock.now = noon.astimezone(dt.UTC)
+
+    days_before(91)
+    assert world.service.watch_expiry() == [] and observer.expiring == {90: 0, 30: 0}
+    assert world.service.expiring_credentials(world.pa, None, 90) == []
+    days_before(89)
+    with caplog.at_level("WARNING"):
+        assert world.service.watch_expiry() == []
+        world.service.watch_expiry()  # once per threshold
+    assert observer.expiring == {90: 1, 30: 0}
+    assert [r.getMessage() for r in caplog.records if "expires" in r.getMessage()] == [
+        f"credential {world.credential.id} (cloud of {PROVIDER}): its certificate expires on {sydney_day}, in 89 days "
+        f"(within 90); renew it with `mcagent credential renew ABRD:{PROVIDER}_cloud`"]
+    assert [e.days_left for e in world.service.expiring_credentials(world.pa, None, 90)] == [89]
+    days_before(29)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        soon = world.service.watch_expiry()
+    assert observer.expiring == {90: 1, 30: 1}
+    assert soon == [f"{world.credential.id} (ABRD:{PROVIDER}_cloud) expires on {sydney_day}, in 29 days"]
+    assert len([r for r in caplog.records if "within 30" in r.getMessage()]) == 1
+    world.clock.now = expires + dt.timedelta(seconds=1)
+    with pytest.raises(FailedPrecondition, match="certificate expired"):
+        _sts(world)
