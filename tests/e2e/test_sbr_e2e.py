@@ -142,3 +142,19 @@ def test_sts_request_and_xml_sign_from_the_command_line(acme: Acme, tmp_path):
     out = acme.software.cli("xml", "sign", ALIAS, "--in", str(document), "--id", "p1")
     assert out.returncode == 0, out.stderr
     assert both_verify(out.stdout, leaf, ["part"], 1) == (True, True)
+
+
+def test_the_client_library_signs_sts_requests_and_documents_by_alias(acme: Acme):
+    import mcagent.client as mc
+
+    credential = acme.create(acme.mca, "server-1", "--key-type", "rsa-2048")
+    leaf = x509.load_pem_x509_certificate(acme.pa.ok("credential", "certificate", credential).encode()) \
+        .public_bytes(serialization.Encoding.DER)
+    with mc.Client(mc.Connection(target=f"unix:{acme.software.socket}", token=acme.software.token)) as agent:
+        envelope = agent.sign_sts_request(ALIAS, applies_to="https://sbr.gov.au/services", lifetime_minutes=10)
+        signed = agent.sign_xml(ALIAS, b'<doc><part Id="p1">1</part></doc>', ["p1"])
+    assert both_verify(envelope, leaf, STS_ID_NODES, 6) == (True, True)
+    assert both_verify(signed, leaf, ["part"], 1) == (True, True)
+    with mc.Client(mc.Connection(target=f"unix:{acme.pa.socket}", token=acme.pa.token)) as agent:
+        shown = agent.get_credential(credential)
+    assert shown.alias == ALIAS and not shown.local and shown.certificate_not_after is not None
