@@ -363,3 +363,39 @@ def test_expiry_watch_counts_warns_once_and_lists(world, caplog):
     world.clock.now = expires + dt.timedelta(seconds=1)
     with pytest.raises(FailedPrecondition, match="certificate expired"):
         _sts(world)
+
+
+def test_in_a_softhsm_token_the_signature_value_is_made_by_the_token(tmp_path, pkcs11_store):
+    """The key is a non-extractable token object: only the token can have made a value that verifies."""
+    from mcagent.agent.app import build_service
+    from mcagent.agent.keys import KeyStores
+    from mcagent.agent.storage import Storage
+
+    from tests.agent.clocked import ADMIN
+    from tests.conftest import KEYSTORE_PASSWORD
+
+    storage = Storage(str(tmp_path / "token.db"))
+    keys = KeyStores(default_backend=Backend.PKCS11, keystore_files={"default": str(tmp_path / "k.mcks")},
+                     keystore_password=KEYSTORE_PASSWORD, pkcs11=pkcs11_store)
+    service = build_service(storage, keys)
+    try:
+        service.ensure_ca()
+        principal, _ = service.create_principal(ADMIN, "tokpa", None, None)
+        service.register_business(ADMIN, PROVIDER, "Cloud Pty Ltd", "tokpa")
+        from mcagent.agent.domain.calls import Caller
+
+        pa = Caller("tokpa", principal.id)
+        credential = service.create_credential(pa, abn=PROVIDER, name="in-token", key_type=KeyType.RSA_2048,
+                                               backend=Backend.PKCS11, store=None,
+                                               accepted_terms_version=CURRENT_TERMS.version).view.credential
+        assert credential.key_uri.startswith("pkcs11:")
+        alias = f"ABRD:{PROVIDER}_in-token"
+        envelope, _ = service.sign_sts_request(pa, alias, applies_to=APPLIES_TO)
+        leaf = storage.get_credential(credential.id).certificate_chain[0]
+        assert both_verify(envelope, leaf, STS_ID_NODES, 6) == (True, True)
+        batch = service.sign_batch(pa, [SignItem(credential_id=alias, digest=b"\1" * 32),
+                                        SignItem(credential_id=credential.id, digest=b"\2" * 32)])
+        assert all(r.certificate_chain[0] == leaf for r in batch)
+    finally:
+        service.close()
+        storage.close()
