@@ -41,6 +41,7 @@ class SbrMixin:
         return pb.SignXmlResponse(document=document, credential_id=credential.id)
 
     def RenewCredential(self, request: pb.RenewCredentialRequest, context: grpc.ServicerContext) -> Any:
+        # servicer.py imports this module for its mixin; its converters are imported at call time.
         from mcagent.agent.server.servicer import KEY_TYPES, _from_proto, credential_message
 
         renewed = self._service.renew_credential(

@@ -51,7 +51,7 @@ def xml_sign(ctx: Context) -> None:
 
 
 def renew(ctx: Context) -> None:
-    from mcagent.cli.commands.credential import accepted_terms
+    from mcagent.cli.commands.credential import accepted_terms  # credential.py imports this module
 
     args = ctx.args
     response = ctx.client.credentials.RenewCredential(pb.RenewCredentialRequest(

@@ -375,7 +375,8 @@ def test_in_a_softhsm_token_the_signature_value_is_made_by_the_token(tmp_path, p
     from tests.conftest import KEYSTORE_PASSWORD
 
     storage = Storage(str(tmp_path / "token.db"))
-    keys = KeyStores(default_backend=Backend.PKCS11, keystore_files={"default": str(tmp_path / "k.mcks")},
+    # The agent's own keys (CA, audit) in the file: the session's token is shared with the e2e daemons.
+    keys = KeyStores(default_backend=Backend.FILE, keystore_files={"default": str(tmp_path / "k.mcks")},
                      keystore_password=KEYSTORE_PASSWORD, pkcs11=pkcs11_store)
     service = build_service(storage, keys)
     try:
