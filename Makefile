@@ -33,7 +33,7 @@ run: install
 	  exec $(VENV)/bin/mcagent serve --keystore-password-file "$(PASSWORD_FILE)" $(SERVE_ARGS); \
 	fi
 
-# Tools the tests drive: SoftHSM2 (softhsm2-util + module), pkcs11-tool, openssl, faketime,
+# Tools the tests drive: SoftHSM2 (softhsm2-util + module), pkcs11-tool, openssl, faketime, xmlsec1,
 # p11-kit (`p11-kit server` and its client module: a token reached like a network HSM, and
 # the bench's PKCS#11 remoting peer),
 # and the PostgreSQL server (tests/pg.py runs throwaway clusters; Debian keeps initdb off PATH).
@@ -46,8 +46,7 @@ system-deps:
 	command -v pkcs11-tool >/dev/null || missing="$$missing opensc"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v faketime >/dev/null || missing="$$missing faketime"; \
-	command -v p11-kit >/dev/null || missing="$$missing p11-kit"; \
-	[ -f $(P11KIT_CLIENT) ] || missing="$$missing p11-kit-modules"; \
+	command -v xmlsec1 >/dev/null || missing="$$missing xmlsec1"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \

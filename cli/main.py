@@ -36,6 +36,7 @@ from mcagent.cli.commands import (
     principal,
     restore,
     role,
+    sbr,
     serve,
     status,
     terms,
@@ -46,7 +47,7 @@ from mcagent.cli.output import Output, error_document
 
 # The order of `mcagent --help`.
 GROUPS = (serve, config, business, terms, credential, keystore, ca, principal, whoami, role, notification, audit,
-          completion, status, backup, restore, db)
+          completion, status, backup, restore, db, sbr)
 
 
 def version() -> str:

@@ -152,6 +152,10 @@ def credential_text(c: pb.Credential) -> str:
         rows.append(("reminders", reminders_text(c)))
     if c.HasField("revoked_at"):
         rows.append(("revoked", f"{when(c.revoked_at)} by {c.revoked_by}"))
+    if c.HasField("certificate_not_after"):  # SBR: expiry, alias, local flag
+        rows.append(("expires", when(c.certificate_not_after)))
+    rows += [("alias", c.alias or "(held by another credential of this name)"),
+             ("actas", "refused: flagged local" if c.local else "allowed with a notification")]
     return _block(rows, 16)
 
 
@@ -185,9 +189,10 @@ def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
 def credentials_table(response: pb.ListCredentialsResponse) -> str:
     """A page of credentials, and how to ask for the next."""
     text = table(((c.id, c.abn, c.name, c.display_status or c.status, c.holder or "-",
-                   spelling(KEY_TYPES, c.key_type), spelling(BACKENDS, c.backend), reminders_text(c) or "-")
+                   spelling(KEY_TYPES, c.key_type), spelling(BACKENDS, c.backend), reminders_text(c) or "-",
+                   when(c.certificate_not_after)[:10] if c.HasField("certificate_not_after") else "-")
                   for c in response.credentials),
-                 ["ID", "ABN", "NAME", "STATUS", "HOLDER", "KEY TYPE", "BACKEND", "REMINDERS"])
+                 ["ID", "ABN", "NAME", "STATUS", "HOLDER", "KEY TYPE", "BACKEND", "REMINDERS", "EXPIRES"])
     if response.next_page_token:
         text += f"\nmore: --page-token {response.next_page_token}"
     return text

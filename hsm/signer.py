@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ec, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import padding as paddings
 from mcagent.hsm.base import HashAlgorithm, KeyInfo, KeyStore, SignatureAlgorithm, SignRequest
 from mcagent.hsm.errors import Unsupported
 
@@ -53,9 +54,10 @@ class _Remote:
 class StoreRSAPrivateKey(_Remote, rsa.RSAPrivateKey):
     """An RSA key in a key store, usable by `cryptography`'s builders (PKCS#1 v1.5 and PSS)."""
 
-    def sign(self, data: bytes, padding_: padding.AsymmetricPadding, algorithm: Any) -> bytes:
+    def sign(self, data: bytes, padding: paddings.AsymmetricPadding, algorithm: Any) -> bytes:
+        # `padding` as cryptography's RSAPrivateKey names it: signxml passes it by keyword.
         hash_algorithm, digest = _digest(data, algorithm)
-        if isinstance(padding_, padding.PSS):
+        if isinstance(padding, paddings.PSS):
             if hash_algorithm is not HashAlgorithm.SHA256:
                 raise Unsupported("RSA-PSS is supported with SHA-256 only")
             return self._sign(SignatureAlgorithm.RSA_PSS_SHA256, digest)

@@ -70,6 +70,24 @@ class CredentialCalls(CallsBase):
         """A PKCS#10 request signed inside the agent's backend, PEM."""
         return self._call("credentials", "GetCsr", pb.CredentialRef(id=credential_id), _field("pem"))
 
+    def sign_sts_request(self, credential: str, *, applies_to: str, sts_endpoint: str = "",
+                         lifetime_minutes: int = 0, act_as_abn: str = "", claims: Iterable[str] = ()) -> bytes:
+        """A WS-Trust 1.3 Issue request for the STS, signed inside the agent: the SOAP 1.2 envelope to send.
+
+        Args:
+            credential: its id or its RAM alias ``ABRD:<ABN>_<name>``.
+            act_as_abn: the client business (needs its active cloud software notification).
+        """
+        request = pb.SignStsRequestRequest(credential_id=credential, applies_to=applies_to,
+                                           sts_endpoint=sts_endpoint, lifetime_minutes=lifetime_minutes,
+                                           act_as_abn=act_as_abn, claims=list(claims))
+        return self._call("credentials", "SignStsRequest", request, _field("envelope"))
+
+    def sign_xml(self, credential: str, document: bytes, ids: Iterable[str]) -> bytes:
+        """The document with an enveloped XML signature over the elements with these Ids."""
+        request = pb.SignXmlRequest(credential_id=credential, document=document, ids=list(ids))
+        return self._call("credentials", "SignXml", request, _field("document"))
+
     def sign(self, credential_id: str, *, data: bytes | None = None, digest: bytes | None = None,
              algorithm: t.Algorithm | str | None = None, permission: str = "",
              include_chain: bool = False) -> t.Signature:

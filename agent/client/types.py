@@ -73,6 +73,9 @@ class Credential:
     permissions: tuple[str, ...] | None  # None before first use: full permissions
     revoked_at: dt.datetime | None
     revoked_by: str
+    certificate_not_after: dt.datetime | None = None  # when its leaf certificate expires
+    alias: str = ""  # ABRD:<ABN>_<name> when it holds its RAM alias (get and list)
+    local: bool = False  # flagged local: never used with ActAs (get and list)
 
 
 @_frozen

@@ -103,13 +103,15 @@ class Credentials(ServiceBase):
             self._require(caller, business.abn, Action.CREATE_CREDENTIAL)
             self._check_terms(accepted_terms_version)
             key_type = key_type or keys_base.DEFAULT_KEY_TYPE
-            return self._provision(
+            created = self._provision(
                 caller, ctx, action="credential.create", business=business, name=name, key_type=key_type,
                 backend=backend, store=store, terms_version=accepted_terms_version,
                 holder_id=caller.principal_id,
                 make_key=lambda store, label: store.create_key(CreateKeyRequest(label=label, key_type=key_type)),
                 chain_for=lambda key: self._issue_leaf(key, business.abn, name),
             )
+        self._alias_follows(caller, created.view.credential, "created; certificate issued by the agent CA")  # SBR
+        return created
 
     @staticmethod
     def _check_terms(accepted_terms_version: str) -> None:

@@ -97,11 +97,13 @@ class KeyFiles(ServiceBase):
                     raise FailedPrecondition(f"the {store.scheme} backend cannot import keys")
                 return store.import_key(label, key)
 
-            return self._provision(
+            created = self._provision(
                 caller, ctx, action="credential.import", business=business, name=name, key_type=key_type,
                 backend=backend, store=store, terms_version=accepted_terms_version,
                 holder_id=holder_id, make_key=make_key, chain_for=lambda _: chain,
             )
+        self._alias_follows(caller, created.view.credential, "imported with its certificate")  # SBR
+        return created
 
     def export_credential(self, caller: Caller, credential_id: str, *, format: str, password: str) -> bytes:
         """A credential whose key is in the key store file, as RAM's keystore.xml or PKCS#12 (PA or MCA).

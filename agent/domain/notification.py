@@ -1,7 +1,9 @@
 """Cloud software notifications ("My cloud software services"): their rules in one place.
 
 A notification tells government agencies which cloud SBR software a business uses. It
-grants no authority to act for the business: no signing or credential rule looks at it.
+grants no authority of its own; one rule reads it: a provider's credential may act for the
+business (ActAs in an STS request) only while an active notification names that provider
+(agent.domain.sts.Sts.check_act_as).
 
     (add, by the business)   -> active
     (request, by a DSP)      -> pending --accept--> active

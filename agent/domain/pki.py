@@ -179,6 +179,7 @@ class Pki(ServiceBase):
                     certificate_serial=str(leaf.serial_number), issued_by_agent=int(issued_by_agent))
                 self._audit(caller, "credential.install", abn=credential.abn, target=credential.id,
                             detail={"issuer": leaf.issuer.rfc4514_string(), "serial": str(leaf.serial_number)})
+                self._alias_follows(caller, credential, "certificate installed")  # SBR: atomic with the install
             return self._view(self._credential(credential_id))
 
     def crl(self) -> x509.CertificateRevocationList:

@@ -90,6 +90,13 @@ class Records(Protocol):
     def get_notification(self, notification_id: str) -> Notification | None: ...
     def list_notifications(self, abns: list[str]) -> list[Notification]: ...
 
+    # SBR: aliases (`ABRD:<ABN>_<name>`) and local flags (agent.domain.aliases)
+    def alias_target(self, alias: str) -> str | None: ...
+    def aliases_of(self, credential_ids: list[str]) -> dict[str, str]: ...
+    def point_alias(self, alias: str, credential_id: str, expected: str | None, at: dt.datetime) -> bool: ...
+    def is_local(self, credential_id: str) -> bool: ...
+    def set_local(self, credential_id: str, local: bool, at: dt.datetime, by: str) -> None: ...
+
     # operations
     def snapshot(self) -> BinaryIO:
         """A consistent copy of every record, taken while others keep writing, as an open
@@ -172,6 +179,9 @@ class Observer(Protocol):
     def audit_queue_depth(self, waiting: int) -> None:
         """Callers now waiting for the audit appender to make their entries durable."""
 
+    def credentials_expiring(self, within_days: int, count: int) -> None:
+        """`count` live credentials' certificates expire within `within_days` days (30 or 90)."""
+
 
 class _NoObserver:
     """An `Observer` that does nothing (the default: metrics are opt-in)."""
@@ -187,6 +197,9 @@ class _NoObserver:
 
     def audit_queue_depth(self, waiting: int) -> None:
         """See `Observer.audit_queue_depth`."""
+
+    def credentials_expiring(self, within_days: int, count: int) -> None:
+        """See `Observer.credentials_expiring`."""
 
 
 NO_OBSERVER: Observer = _NoObserver()

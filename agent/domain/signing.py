@@ -138,8 +138,9 @@ class Signing(ServiceBase):
                 self._observe_refused(item)
             raise
         if withheld:  # revoked meanwhile: those items' signatures never leave (their entries say refused)
+            resolved = {index: a.credential.id for index, a in authorised}  # an item may name an alias
             for index, result in enumerate(results):
-                if isinstance(result, Signed) and items[index].credential_id in withheld:
+                if isinstance(result, Signed) and resolved.get(index) in withheld:
                     results[index] = FailedPrecondition(f"credential {items[index].credential_id}: {WITHHELD}")
         return results
 
@@ -153,7 +154,8 @@ class Signing(ServiceBase):
         """Every check a sign passes before the key is used, against current state."""
         if (item.data is None) == (item.digest is None):
             raise InvalidArgument("give either the data to sign or its digest, not both")
-        credential = self._authorised_credential(caller, ctx, item.credential_id, Action.SIGN)
+        # An id or a RAM alias (agent.domain.aliases): the one resolution every sign path makes.
+        credential = self._authorised_credential(caller, ctx, self.credential_id_for(item.credential_id), Action.SIGN)
         lifecycle.check_usable(credential.id, credential.status, credential.unassigned_at, self._clock())
         if item.permission:
             check_permissions([item.permission])

@@ -72,6 +72,9 @@ class Metrics:
                                       registry=self.registry)
         self._audit_queue = Gauge("mcagent_audit_queue_depth", "callers waiting for their audit entries to be "
                                   "durable", registry=self.registry)
+        self._expiring = Gauge("mcagent_credentials_expiring", "live credentials whose certificate expires within "
+                               "the days given (30 or 90; Australia/Sydney dates)", ["within_days"],
+                               registry=self.registry)
         self._state = _StateCollector()
         self.registry.register(self._state)
 
@@ -104,6 +107,10 @@ class Metrics:
     def audit_queue_depth(self, waiting: int) -> None:
         """See `Observer.audit_queue_depth`."""
         self._audit_queue.set(waiting)
+
+    def credentials_expiring(self, within_days: int, count: int) -> None:
+        """See `Observer.credentials_expiring`."""
+        self._expiring.labels(str(within_days)).set(count)
 
     def exposition(self) -> bytes:
         """Everything, in Prometheus' text format."""

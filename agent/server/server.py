@@ -213,6 +213,7 @@ class AgentServer:
             raise ConfigError(f"cannot create the agent's CA or audit key: {exc}") from None
         service.decide_crl_membership()
         service.record_due_reminders()
+        service.watch_expiry()
 
     def _start_crl_http(self, service: AgentService, address: str) -> None:
         host, port = split_host_port(address, "--crl-listen")
@@ -251,6 +252,7 @@ class AgentServer:
                     service.record_due_reminders()
                     service.checkpoint_audit()
                     service.finish_interrupted_work(started_before=INTERRUPTED_AFTER)
+                    service.watch_expiry()  # warnings once per daemon; worker 1's metrics carry the gauge
             except Exception:
                 log.exception("recording reminders or refusal summaries failed; retrying in a minute")
 

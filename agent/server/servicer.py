@@ -17,12 +17,14 @@ from mcagent.agent.api.v1 import agent_pb2 as pb
 from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
 from mcagent.agent.domain.calls import CredentialView, NotificationView, Signed, SignItem
 from mcagent.agent.domain.errors import InvalidArgument
+from mcagent.agent.domain.expiry import not_after
 from mcagent.agent.domain.model import Backend, Business, Principal, RoleGrant
 from mcagent.agent.domain.notification import AGENCIES
 from mcagent.agent.domain.policy import Role
 from mcagent.agent.domain.service import AgentService
 from mcagent.agent.server.auth import current_caller
 from mcagent.agent.server.interceptors import status_of
+from mcagent.agent.server.servicer_sbr import SbrMixin, with_sbr_fields
 from mcagent.agent.server.sign_stream import ALGORITHM_NUMBERS, ALGORITHMS, SignStreams, sign_item
 from mcagent.hsm.base import KeyType
 
@@ -104,6 +106,7 @@ def credential_message(view: CredentialView) -> pb.Credential:
         permissions=None if c.permissions is None else pb.PermissionSet(permissions=list(c.permissions)),
         revoked_at=_timestamp(c.revoked_at),
         revoked_by=c.revoked_by or "",
+        certificate_not_after=_timestamp(not_after(c)),
     )
 
 
@@ -216,7 +219,7 @@ class CertificateMixin:
         return pb.InspectKeystoreResponse(entries=entries)
 
 
-class CredentialServicer(CertificateMixin, _Servicer, pb_grpc.CredentialServiceServicer):
+class CredentialServicer(CertificateMixin, SbrMixin, _Servicer, pb_grpc.CredentialServiceServicer):
     def __init__(self, service: AgentService) -> None:
         super().__init__(service)
         self._streams = SignStreams(service)
@@ -238,14 +241,22 @@ class CredentialServicer(CertificateMixin, _Servicer, pb_grpc.CredentialServiceS
                                            replaces_id=created.replaces_id)
 
     def GetCredential(self, request: pb.GetCredentialRequest, context: grpc.ServicerContext) -> Any:
-        return credential_message(self._service.get_credential(current_caller(), request.id))
+        (message,) = with_sbr_fields(self._service, [
+            credential_message(self._service.get_credential(current_caller(), request.id))])
+        return message
 
     def ListCredentials(self, request: pb.ListCredentialsRequest, context: grpc.ServicerContext) -> Any:
-        views, next_token = self._service.list_credentials(current_caller(), request.abn or None,
-                                                           page_size=request.page_size,
-                                                           page_token=request.page_token)
-        return pb.ListCredentialsResponse(credentials=[credential_message(v) for v in views],
-                                          next_page_token=next_token)
+        if request.expiring_within_days:  # SBR: the expiry watch, soonest first, one page
+            expiring = self._service.expiring_credentials(current_caller(), request.abn or None,
+                                                          request.expiring_within_days)
+            views, next_token = [e.view for e in expiring], ""
+        else:
+            views, next_token = self._service.list_credentials(current_caller(), request.abn or None,
+                                                               page_size=request.page_size,
+                                                               page_token=request.page_token)
+        return pb.ListCredentialsResponse(
+            credentials=with_sbr_fields(self._service, [credential_message(v) for v in views]),
+            next_page_token=next_token)
 
     def GetPublicKey(self, request: pb.GetPublicKeyRequest, context: grpc.ServicerContext) -> Any:
         return pb.PublicKey(pem=self._service.public_key_pem(current_caller(), request.id))

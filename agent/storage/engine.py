@@ -4,8 +4,8 @@
 adapter (sqlite.py) and the PostgreSQL one (postgres.py) only open connections, begin a
 transaction their way and translate placeholders. Queries are written once, in the dialect
 both engines accept (``?`` placeholders, ``ON CONFLICT``, ``RETURNING``); the query mixins
-(record_queries.py, audit_queries.py, pki_queries.py, notification_queries.py) call only
-`_execute`, `_executemany`, `_one` and `_all`.
+(record_queries.py, audit_queries.py, pki_queries.py, notification_queries.py,
+sbr_queries.py) call only `_execute`, `_executemany`, `_one` and `_all`.
 
 Several processes may share one database: every value that must agree across them lives in
 it. The audit chain's head is read inside the appending transaction, after `lock_audit_head`
@@ -26,9 +26,10 @@ from mcagent.agent.storage.audit_queries import AuditQueries
 from mcagent.agent.storage.notification_queries import NotificationQueries
 from mcagent.agent.storage.pki_queries import PkiQueries
 from mcagent.agent.storage.record_queries import RecordQueries
+from mcagent.agent.storage.sbr_queries import SbrQueries
 
 
-class SqlRecords(RecordQueries, AuditQueries, PkiQueries, NotificationQueries):
+class SqlRecords(RecordQueries, AuditQueries, PkiQueries, NotificationQueries, SbrQueries):
     """The `Records` port over a SQL engine. One transaction at a time per process (a lock);
     reads outside it use other connections and never wait for it."""
 

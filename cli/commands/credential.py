@@ -9,7 +9,7 @@ from typing import Any
 
 from mcagent.agent.api.v1 import agent_pb2 as pb
 from mcagent.cli import output
-from mcagent.cli.commands import Context, group, leaf
+from mcagent.cli.commands import Context, group, leaf, sbr
 from mcagent.cli.enums import ALGORITHMS, BACKENDS, KEY_TYPES
 from mcagent.cli.errors import CommandFailed, UsageError
 from mcagent.cli.files import password, read_file, read_input, write_private_file
@@ -54,7 +54,8 @@ def _print_created(ctx: Context, created: pb.CreateCredentialResponse) -> None:
 def list_credentials(ctx: Context) -> None:
     args = ctx.args
     response = ctx.client.credentials.ListCredentials(
-        pb.ListCredentialsRequest(abn=args.abn or "", page_size=args.limit, page_token=args.page_token or "")
+        pb.ListCredentialsRequest(abn=args.abn or "", page_size=args.limit, page_token=args.page_token or "",
+                                  expiring_within_days=args.expiring_within or 0)
     )
     ctx.out.result(response, output.credentials_table(response))
 
@@ -182,6 +183,8 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--abn", help="only this business")
     p.add_argument("--limit", type=int, default=100, help="credentials per page, at most 1000")
     p.add_argument("--page-token", help="continue where the previous page stopped")
+    p.add_argument("--expiring-within", type=sbr.days, metavar="DAYS",
+                   help="only live credentials whose certificate expires within DAYS (e.g. 90d), soonest first")
     p = leaf(verbs, "show", show, "show one credential", common)
     p.add_argument("id")
     p = leaf(verbs, "public-key", public_key, "print the credential's public key (PEM)", common)
@@ -224,3 +227,4 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--format", required=True, choices=["keystore-xml", "pkcs12"])
     p.add_argument("--out", required=True, metavar="FILE")
     p.add_argument("--password-file", help=f"file holding the password (else env {EXPORT_PASSWORD_ENV}, else prompt)")
+    sbr.register_credential_verbs(verbs, common)  # renew, local (SBR)

@@ -10,17 +10,34 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import grpc
 from grpc_health.v1 import health_pb2
+from mcagent.agent.api.v1 import agent_pb2 as pb
 from mcagent.cli.commands import Context, leaf
+
+SOON_DAYS = 30  # as the daemon's expiry watch (agent.domain.expiry.SOON)
+
+
+def _expiring_soon(ctx: Context) -> list[str]:
+    """Credentials the caller may see whose certificate expires within 30 days (none if it may see none)."""
+    try:
+        response = ctx.client.credentials.ListCredentials(pb.ListCredentialsRequest(expiring_within_days=SOON_DAYS))
+    except grpc.RpcError:
+        return []  # status is open to everyone; the list is for those who may read credentials
+    return [f"{c.id} (ABRD:{c.abn}_{c.name}) expires on {c.certificate_not_after.ToDatetime().date().isoformat()}"
+            for c in response.credentials]
 
 
 def status(ctx: Context) -> None:
     reply = ctx.client.health.Check(health_pb2.HealthCheckRequest(service=ctx.args.service))
     name = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    expiring = _expiring_soon(ctx)
     if ctx.out.json:
-        ctx.out.document({"service": ctx.args.service, "status": name})
+        ctx.out.document({"service": ctx.args.service, "status": name, "expiring_within_30_days": expiring})
     else:
         ctx.out.line(name)
+        for line in expiring:
+            ctx.out.line(f"certificate expiring within {SOON_DAYS} days: {line}")
     if reply.status != health_pb2.HealthCheckResponse.SERVING:
         raise SystemExit(1)
 

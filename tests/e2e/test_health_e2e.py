@@ -51,7 +51,8 @@ def test_token_directory_gone_is_not_serving_within_5s_and_serving_once_back(sta
     message = tmp_path / "m"
     message.write_bytes(b"health")
     assert daemon.ok("status").strip() == "SERVING"
-    assert json.loads(daemon.ok("status", "--json")) == {"service": "", "status": "SERVING"}
+    assert json.loads(daemon.ok("status", "--json")) == {"service": "", "status": "SERVING",
+                                                         "expiring_within_30_days": []}
 
     away = tmp_path / "token-away"
     os.rename(token_dir, away)

@@ -199,7 +199,7 @@ class Reminder(_message.Message):
     def __init__(self, day: _Optional[int] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recipients: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Credential(_message.Message):
-    __slots__ = ("id", "abn", "name", "status", "key_type", "backend", "key_uri", "created_at", "created_by", "terms_version", "display_status", "holder", "unassigned_at", "window_ends_at", "reminders", "first_used_at", "permissions", "revoked_at", "revoked_by")
+    __slots__ = ("id", "abn", "name", "status", "key_type", "backend", "key_uri", "created_at", "created_by", "terms_version", "display_status", "holder", "unassigned_at", "window_ends_at", "reminders", "first_used_at", "permissions", "revoked_at", "revoked_by", "certificate_not_after", "alias", "local")
     ID_FIELD_NUMBER: _ClassVar[int]
     ABN_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -219,6 +219,9 @@ class Credential(_message.Message):
     PERMISSIONS_FIELD_NUMBER: _ClassVar[int]
     REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
     REVOKED_BY_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_FIELD_NUMBER: _ClassVar[int]
     id: str
     abn: str
     name: str
@@ -238,7 +241,10 @@ class Credential(_message.Message):
     permissions: PermissionSet
     revoked_at: _timestamp_pb2.Timestamp
     revoked_by: str
-    def __init__(self, id: _Optional[str] = ..., abn: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., backend: _Optional[_Union[Backend, str]] = ..., key_uri: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[str] = ..., terms_version: _Optional[str] = ..., display_status: _Optional[str] = ..., holder: _Optional[str] = ..., unassigned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_ends_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reminders: _Optional[_Iterable[_Union[Reminder, _Mapping]]] = ..., first_used_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., permissions: _Optional[_Union[PermissionSet, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_by: _Optional[str] = ...) -> None: ...
+    certificate_not_after: _timestamp_pb2.Timestamp
+    alias: str
+    local: bool
+    def __init__(self, id: _Optional[str] = ..., abn: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., backend: _Optional[_Union[Backend, str]] = ..., key_uri: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[str] = ..., terms_version: _Optional[str] = ..., display_status: _Optional[str] = ..., holder: _Optional[str] = ..., unassigned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_ends_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reminders: _Optional[_Iterable[_Union[Reminder, _Mapping]]] = ..., first_used_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., permissions: _Optional[_Union[PermissionSet, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_by: _Optional[str] = ..., certificate_not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., alias: _Optional[str] = ..., local: _Optional[bool] = ...) -> None: ...
 
 class PermissionSet(_message.Message):
     __slots__ = ("permissions",)
@@ -279,14 +285,16 @@ class GetCredentialRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ListCredentialsRequest(_message.Message):
-    __slots__ = ("abn", "page_size", "page_token")
+    __slots__ = ("abn", "page_size", "page_token", "expiring_within_days")
     ABN_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRING_WITHIN_DAYS_FIELD_NUMBER: _ClassVar[int]
     abn: str
     page_size: int
     page_token: str
-    def __init__(self, abn: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    expiring_within_days: int
+    def __init__(self, abn: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., expiring_within_days: _Optional[int] = ...) -> None: ...
 
 class ListCredentialsResponse(_message.Message):
     __slots__ = ("credentials", "next_page_token")
@@ -783,3 +791,77 @@ class SignStreamResponse(_message.Message):
     code: int
     error: str
     def __init__(self, request_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., algorithm: _Optional[_Union[SignatureAlgorithm, str]] = ..., code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class SignStsRequestRequest(_message.Message):
+    __slots__ = ("credential_id", "applies_to", "sts_endpoint", "lifetime_minutes", "act_as_abn", "claims")
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    APPLIES_TO_FIELD_NUMBER: _ClassVar[int]
+    STS_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    LIFETIME_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    ACT_AS_ABN_FIELD_NUMBER: _ClassVar[int]
+    CLAIMS_FIELD_NUMBER: _ClassVar[int]
+    credential_id: str
+    applies_to: str
+    sts_endpoint: str
+    lifetime_minutes: int
+    act_as_abn: str
+    claims: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, credential_id: _Optional[str] = ..., applies_to: _Optional[str] = ..., sts_endpoint: _Optional[str] = ..., lifetime_minutes: _Optional[int] = ..., act_as_abn: _Optional[str] = ..., claims: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SignStsRequestResponse(_message.Message):
+    __slots__ = ("envelope", "credential_id")
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    envelope: bytes
+    credential_id: str
+    def __init__(self, envelope: _Optional[bytes] = ..., credential_id: _Optional[str] = ...) -> None: ...
+
+class SignXmlRequest(_message.Message):
+    __slots__ = ("credential_id", "document", "ids")
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    credential_id: str
+    document: bytes
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, credential_id: _Optional[str] = ..., document: _Optional[bytes] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SignXmlResponse(_message.Message):
+    __slots__ = ("document", "credential_id")
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    document: bytes
+    credential_id: str
+    def __init__(self, document: _Optional[bytes] = ..., credential_id: _Optional[str] = ...) -> None: ...
+
+class RenewCredentialRequest(_message.Message):
+    __slots__ = ("credential", "issue", "accepted_terms_version", "key_type")
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    ISSUE_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_TERMS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KEY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    credential: str
+    issue: bool
+    accepted_terms_version: str
+    key_type: KeyType
+    def __init__(self, credential: _Optional[str] = ..., issue: _Optional[bool] = ..., accepted_terms_version: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ...) -> None: ...
+
+class RenewCredentialResponse(_message.Message):
+    __slots__ = ("credential", "alias", "csr_pem", "alias_moved")
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_MOVED_FIELD_NUMBER: _ClassVar[int]
+    credential: Credential
+    alias: str
+    csr_pem: str
+    alias_moved: bool
+    def __init__(self, credential: _Optional[_Union[Credential, _Mapping]] = ..., alias: _Optional[str] = ..., csr_pem: _Optional[str] = ..., alias_moved: _Optional[bool] = ...) -> None: ...
+
+class SetCredentialLocalRequest(_message.Message):
+    __slots__ = ("id", "local")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    local: bool
+    def __init__(self, id: _Optional[str] = ..., local: _Optional[bool] = ...) -> None: ...

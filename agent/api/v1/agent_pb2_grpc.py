@@ -528,6 +528,26 @@ class CredentialServiceStub:
                 request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignStreamRequest.SerializeToString,
                 response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignStreamResponse.FromString,
                 _registered_method=True)
+        self.SignStsRequest = channel.unary_unary(
+                '/mcagent.v1.CredentialService/SignStsRequest',
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignStsRequestRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignStsRequestResponse.FromString,
+                _registered_method=True)
+        self.SignXml = channel.unary_unary(
+                '/mcagent.v1.CredentialService/SignXml',
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignXmlRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignXmlResponse.FromString,
+                _registered_method=True)
+        self.RenewCredential = channel.unary_unary(
+                '/mcagent.v1.CredentialService/RenewCredential',
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RenewCredentialRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RenewCredentialResponse.FromString,
+                _registered_method=True)
+        self.SetCredentialLocal = channel.unary_unary(
+                '/mcagent.v1.CredentialService/SetCredentialLocal',
+                request_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SetCredentialLocalRequest.SerializeToString,
+                response_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
+                _registered_method=True)
 
 
 class CredentialServiceServicer:
@@ -642,6 +662,35 @@ class CredentialServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SignStsRequest(self, request, context):
+        """SBR (issue 14). Every credential_id below may be an id or a RAM alias ABRD:<ABN>_<name>.
+        A WS-Trust 1.3 Issue request for the STS, signed with WS-Security inside the agent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignXml(self, request, context):
+        """An XML document with an enveloped signature over the elements with the given Ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenewCredential(self, request, context):
+        """A new key (and CSR) for the credential an alias names; the alias moves once it is certified.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetCredentialLocal(self, request, context):
+        """Flag a credential local (it refuses ActAs) or clear the flag.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CredentialServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -729,6 +778,26 @@ def add_CredentialServiceServicer_to_server(servicer, server):
                     servicer.SignStream,
                     request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignStreamRequest.FromString,
                     response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignStreamResponse.SerializeToString,
+            ),
+            'SignStsRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignStsRequest,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignStsRequestRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignStsRequestResponse.SerializeToString,
+            ),
+            'SignXml': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignXml,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignXmlRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignXmlResponse.SerializeToString,
+            ),
+            'RenewCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewCredential,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RenewCredentialRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RenewCredentialResponse.SerializeToString,
+            ),
+            'SetCredentialLocal': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetCredentialLocal,
+                    request_deserializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SetCredentialLocalRequest.FromString,
+                    response_serializer=mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Credential.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1190,6 +1259,114 @@ class CredentialService:
             '/mcagent.v1.CredentialService/SignStream',
             mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignStreamRequest.SerializeToString,
             mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignStsRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.CredentialService/SignStsRequest',
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignStsRequestRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignStsRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignXml(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.CredentialService/SignXml',
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignXmlRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SignXmlResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.CredentialService/RenewCredential',
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RenewCredentialRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.RenewCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetCredentialLocal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcagent.v1.CredentialService/SetCredentialLocal',
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.SetCredentialLocalRequest.SerializeToString,
+            mcagent_dot_agent_dot_api_dot_v1_dot_agent__pb2.Credential.FromString,
             options,
             channel_credentials,
             insecure,
