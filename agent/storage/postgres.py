@@ -48,14 +48,15 @@ class PostgresStorage(SqlRecords):
         """
         super().__init__()
         self.url = redacted(url)
-        try:
-            migrate_postgresql(url)
-        except psycopg.OperationalError as exc:
-            raise Unavailable(f"cannot reach the PostgreSQL database {self.url}: {str(exc).strip()}") from None
         self._pool = ConnectionPool(url, min_size=1, max_size=max_connections, timeout=CONNECT_TIMEOUT,
                                     kwargs={"autocommit": True, "row_factory": dict_row}, open=False,
                                     name="mcagent")
-        self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        try:
+            migrate_postgresql(url)
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)  # PoolTimeout is an OperationalError
+        except psycopg.OperationalError as exc:
+            self._pool.close()
+            raise Unavailable(f"cannot reach the PostgreSQL database {self.url}: {str(exc).strip()}") from None
         log.info("records in the PostgreSQL database %s", self.url)
 
     def _sql(self, query: str) -> str:
