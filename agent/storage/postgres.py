@@ -48,27 +48,37 @@ class PostgresStorage(SqlRecords):
         """
         super().__init__()
         self.url = redacted(url)
-        try:
-            migrate_postgresql(url)
-        except psycopg.OperationalError as exc:
-            raise Unavailable(f"cannot reach the PostgreSQL database {self.url}: {str(exc).strip()}") from None
         self._pool = ConnectionPool(url, min_size=1, max_size=max_connections, timeout=CONNECT_TIMEOUT,
                                     kwargs={"autocommit": True, "row_factory": dict_row}, open=False,
                                     name="mcagent")
-        self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        try:
+            migrate_postgresql(url)
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)  # PoolTimeout is an OperationalError
+        except psycopg.OperationalError as exc:
+            self._pool.close()
+            raise Unavailable(f"cannot reach the PostgreSQL database {self.url}: {str(exc).strip()}") from None
         log.info("records in the PostgreSQL database %s", self.url)
 
     def _sql(self, query: str) -> str:
         return _placeholders(query)
 
     def _begin(self) -> psycopg.Connection:
-        conn = self._pool.getconn()
-        try:
-            conn.execute("BEGIN")
-        except BaseException:
-            self._pool.putconn(conn)
-            raise
-        return conn
+        for attempt in (1, 2):
+            conn = self._pool.getconn()
+            try:
+                conn.execute("BEGIN")
+                return conn
+            except psycopg.OperationalError:
+                self._pool.putconn(conn)  # discarded if broken
+                if attempt == 2:
+                    raise
+                # e.g. pooled connections the server dropped (restart, fail-over): nothing was done yet;
+                # once more, after the pool replaced every dead one
+                self._pool.check()
+            except BaseException:
+                self._pool.putconn(conn)
+                raise
+        raise AssertionError("unreachable")
 
     def _end(self, conn: psycopg.Connection, commit: bool) -> None:
         try:
@@ -81,11 +91,15 @@ class PostgresStorage(SqlRecords):
             self._pool.putconn(conn)  # the pool discards a broken connection
 
     def _read(self, query: str, params: tuple | list) -> list[Any]:
-        try:
-            with self._pool.connection() as conn:
-                return conn.execute(query, params).fetchall()
-        except psycopg.OperationalError as exc:
-            raise Unavailable(f"the agent's database cannot be read ({str(exc).strip()}); try again") from exc
+        for attempt in (1, 2):
+            try:
+                with self._pool.connection() as conn:
+                    return conn.execute(query, params).fetchall()
+            except psycopg.OperationalError as exc:
+                if attempt == 2:  # a read is safe to run again, e.g. on a fresh connection after a fail-over
+                    raise Unavailable(f"the agent's database cannot be read ({str(exc).strip()}); try again") from exc
+                self._pool.check()  # replaces every pooled connection that no longer works
+        raise AssertionError("unreachable")
 
     def _executemany(self, query: str, params: list[tuple]) -> None:
         if not self._in_transaction():

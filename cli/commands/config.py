@@ -48,6 +48,10 @@ def describe(options: dict[str, Any], config: Any) -> dict[str, Any]:
                                    f"file {options[file_key]}" if options.get(file_key) else f"env {env}")
         elif isinstance(value, bytes):  # TLS material read from the file its option names
             resolved[item.name] = f"file {options[item.name]}" if options.get(item.name) else "read"
+        elif item.name == "database" and value:  # its password (from the environment) is never shown
+            from mcagent.agent.storage.postgres_migrate import redacted
+
+            resolved[item.name] = redacted(value)
         elif item.name == "socket_mode":
             resolved[item.name] = f"{value:04o}"
         else:

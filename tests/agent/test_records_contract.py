@@ -247,3 +247,27 @@ def test_backups_are_sqlite_only(records):
 def test_an_unreachable_postgresql_is_unavailable(tmp_path):
     with pytest.raises(Unavailable, match="cannot reach the PostgreSQL database"):
         open_storage(f"postgresql://nobody@/nothing?host={tmp_path}&connect_timeout=2")
+
+
+def test_connections_the_server_dropped_are_replaced(postgres_url):
+    """PostgreSQL only: a fail-over or restart drops pooled connections; reads and new
+    transactions go on, on new ones."""
+    import psycopg
+
+    records = open_storage(postgres_url)
+    with records.transaction():
+        records.insert_business(Business(ABN, "Acme", AT))
+        records.append_audit(at=AT, actor="a", action="x", outcome="allowed")
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        dropped = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                " WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+    assert dropped >= 1
+    assert records.get_business(ABN).name == "Acme"
+    admin = psycopg.connect(postgres_url, autocommit=True)
+    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                  " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    admin.close()
+    with records.transaction():
+        records.append_audit(at=AT, actor="a", action="after", outcome="allowed")
+    assert records.audit_head()[0] == 2 and records.health_problem() is None
+    records.close()

@@ -43,3 +43,12 @@ def test_a_password_may_come_from_the_environment_but_never_the_command_line(mon
 def test_anything_but_a_postgresql_url_is_refused(value):
     with pytest.raises(ConfigError, match="takes a PostgreSQL URL"):
         database_url(value)
+
+
+def test_config_check_shows_the_url_without_its_password(tmp_path, monkeypatch):
+    from mcagent.cli.commands.config import describe
+
+    monkeypatch.setenv("MCAGENT_KEYSTORE_PASSWORD", "x")
+    monkeypatch.setenv(DATABASE_URL_ENV, "postgresql://mcagent:s3cret@db.example:5433/agents")
+    shown = describe({}, _config(tmp_path))["resolved"]["database"]
+    assert shown == "postgresql://mcagent@db.example:5433/agents"
