@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -100,10 +101,10 @@ def _results(clients: list[subprocess.Popen]) -> list[dict]:
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
 def test_two_workers_share_the_signing_every_signature_verifies_and_the_chain_holds(start_daemon, softhsm, token,
                                                                                      engine, request):
-    metrics_port, tcp_port = _free_ports(2), _free_ports(1)
+    metrics_port, tcp_port, crl_port = _free_ports(2), _free_ports(1), _free_ports(1)
     database = ["--database", request.getfixturevalue("postgres_url")] if engine == "postgresql" else []
     daemon = _start(start_daemon, softhsm, token, metrics_port, "--insecure-listen", f"127.0.0.1:{tcp_port}",
-                    *database)
+                    "--crl-listen", f"127.0.0.1:{crl_port}", *database)
     assert (engine == "sqlite") == (daemon.data_dir / "mcagent.lock").exists()  # one daemon per SQLite file
     workers = _children(daemon.process.pid)
     assert len(workers) == 2
@@ -134,6 +135,10 @@ def test_two_workers_share_the_signing_every_signature_verifies_and_the_chain_ho
     assert "audit log intact" in daemon.as_principal(None).ok("audit", "verify")
 
     assert "SERVING" in daemon.as_principal(None).ok("status")
+    # One CRL listener, in worker 1 (a second bind of the port would have stopped worker 2).
+    with urllib.request.urlopen(f"http://127.0.0.1:{crl_port}/crl", timeout=10) as reply:
+        assert reply.status == 200 and reply.headers["Content-Type"] == "application/pkix-crl"
+    assert daemon.log().count("CRL published over HTTP") == 1
     # Every worker bound the TCP port too (SO_REUSEPORT) and answers health on it.
     with grpc.insecure_channel(f"127.0.0.1:{tcp_port}") as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
