@@ -146,10 +146,13 @@ def file_daemon(start_daemon):
 
 
 @pytest.fixture
-def pkcs11_daemon(start_daemon, softhsm):
+def pkcs11_daemon(start_daemon, fresh_token):
+    """A daemon on a token of its own (a test that looks into it asks for `fresh_token` too): a
+    token that already holds another daemon's audit key is, to a new database, a log with
+    entries removed, and the daemon rightly records tampering."""
     return start_daemon(
-        "--keystore-backend", "pkcs11", "--pkcs11-module", softhsm.module, "--pkcs11-token", softhsm.token,
-        env={"MCAGENT_PKCS11_PIN": softhsm.pin}, secrets=[softhsm.pin],
+        "--keystore-backend", "pkcs11", "--pkcs11-module", fresh_token.module, "--pkcs11-token", fresh_token.token,
+        env={"MCAGENT_PKCS11_PIN": fresh_token.pin}, secrets=[fresh_token.pin],
     )
 
 

@@ -180,12 +180,12 @@ def test_revoke_destroys_the_key_and_nothing_reinstates_it(acme):
     refused(acme.mca2.cli("credential", "claim", credential), "FAILED_PRECONDITION", "is revoked")
 
 
-def test_revoke_in_a_token_removes_the_key_objects(pkcs11_daemon, tmp_path, softhsm):
+def test_revoke_in_a_token_removes_the_key_objects(pkcs11_daemon, tmp_path, fresh_token):
     acme = build_acme(pkcs11_daemon, tmp_path)
     credential = acme.create()
-    assert objects_by_label(list_objects(softhsm), credential)
+    assert objects_by_label(list_objects(fresh_token), credential)
     acme.mca.ok("credential", "revoke", credential, "--yes")
-    assert objects_by_label(list_objects(softhsm), credential) == []
+    assert objects_by_label(list_objects(fresh_token), credential) == []
     refused(acme.sign(acme.software, credential), "FAILED_PRECONDITION", "is revoked")
 
 

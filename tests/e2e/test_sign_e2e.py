@@ -56,10 +56,10 @@ def _exercise_every_key_type_and_algorithm(daemon, tmp_path, backend: str) -> No
     assert len(listing["credentials"]) == len(KeyType)
 
 
-def test_pkcs11_backend_signs_with_every_key_type_and_algorithm(pkcs11_daemon, tmp_path, softhsm):
+def test_pkcs11_backend_signs_with_every_key_type_and_algorithm(pkcs11_daemon, tmp_path, fresh_token):
     _exercise_every_key_type_and_algorithm(pkcs11_daemon, tmp_path, "pkcs11")
     # The keys are in the token, seen by an independent tool.
-    listing = list_objects(softhsm)
+    listing = list_objects(fresh_token)
     for credential in json.loads(pkcs11_daemon.as_principal(None).ok("credential", "list", "--json"))["credentials"]:
         assert [b for b in objects_by_label(listing, credential["id"]) if b.startswith("Private Key Object")]
 
@@ -83,12 +83,12 @@ def test_credential_in_a_configured_key_store_file_chosen_by_name(start_daemon, 
     assert chosen.exists() and chosen.stat().st_mode & 0o777 == 0o600
 
 
-def test_both_backends_in_one_daemon(start_daemon, softhsm, tmp_path):
+def test_both_backends_in_one_daemon(start_daemon, fresh_token, tmp_path):
     from tests.conftest import KEYSTORE_PASSWORD
 
     daemon = start_daemon(
-        "--pkcs11-module", softhsm.module, "--pkcs11-token", softhsm.token,
-        env={"MCAGENT_PKCS11_PIN": softhsm.pin, "MCAGENT_KEYSTORE_PASSWORD": KEYSTORE_PASSWORD},
+        "--pkcs11-module", fresh_token.module, "--pkcs11-token", fresh_token.token,
+        env={"MCAGENT_PKCS11_PIN": fresh_token.pin, "MCAGENT_KEYSTORE_PASSWORD": KEYSTORE_PASSWORD},
     )
     pa = daemon.new_business(ABN, "pa")
     for backend in ("pkcs11", "file"):

@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import itertools
 import json
-import subprocess
 import threading
 import time
 
 import grpc
-import pytest
 from mcagent.agent.api.v1 import agent_pb2 as pb
 from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
 from mcagent.agent.server.sign_stream import WINDOW
 from mcagent.hsm.base import SignatureAlgorithm
 
-from tests.conftest import SO_PIN
 from tests.e2e.test_concurrency_e2e import _public_key
 from tests.verify import verify
 
@@ -26,20 +22,6 @@ ABN = "51824753556"
 CLIENTS = 32
 SIGNS_EACH = 24
 ALGORITHMS = {"rsa-2048": SignatureAlgorithm.RSA_PKCS1_SHA256, "ec-p256": SignatureAlgorithm.ECDSA_SHA256}
-
-
-_tokens = itertools.count(1)
-
-
-@pytest.fixture
-def pkcs11_daemon(start_daemon, softhsm):
-    """A daemon on a token of its own: the session's shared token keeps the first daemon's audit
-    key, which a new database would rightly call a log with entries removed (`audit verify`)."""
-    label = f"stream-{next(_tokens)}"
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", softhsm.pin,
-                    "--so-pin", SO_PIN], check=True, capture_output=True)
-    return start_daemon("--keystore-backend", "pkcs11", "--pkcs11-module", softhsm.module, "--pkcs11-token", label,
-                        env={"MCAGENT_PKCS11_PIN": softhsm.pin}, secrets=[softhsm.pin])
 
 
 def _set_up(daemon):
