@@ -53,8 +53,8 @@ def test_a_client_signing_by_alias_across_renew_and_install_never_notices(acme: 
             metadata = (("authorization", f"Bearer {acme.software.token}"),)
             while not stop.is_set() or len(results) < 3:
                 try:
-                    reply = stub.Sign(pb.SignRequest(credential_id=ALIAS, data=b"payroll event"), metadata=metadata,
-                                      timeout=30)
+                    request = pb.SignRequest(credential_id=ALIAS, data=b"payroll event", include_chain=True)
+                    reply = stub.Sign(request, metadata=metadata, timeout=30)
                     results.append((reply.signature, reply.certificate_chain[0]))
                 except Exception as exc:  # noqa: BLE001 (any error fails the test)
                     errors.append(exc)
