@@ -271,3 +271,23 @@ def test_connections_the_server_dropped_are_replaced(postgres_url):
         records.append_audit(at=AT, actor="a", action="after", outcome="allowed")
     assert records.audit_head()[0] == 2 and records.health_problem() is None
     records.close()
+
+
+def test_an_alias_moves_only_from_the_credential_it_names_and_local_flags_toggle(records):
+    alias = f"ABRD:{ABN}_server"
+    _insert(records, _credential("c-1"), _credential("c-2"), _credential("c-3"))
+    with records.transaction():
+        assert records.point_alias(alias, "c-1", None, AT)
+        assert not records.point_alias(alias, "c-2", None, AT)  # a row exists: only a move may change it
+    with records.transaction():
+        assert not records.point_alias(alias, "c-3", "c-2", AT)  # someone else moved it first
+        assert records.point_alias(alias, "c-2", "c-1", AT)
+    assert records.alias_target(alias) == "c-2" and records.alias_target(f"ABRD:{DSP}_x") is None
+    assert records.aliases_of(["c-1", "c-2", "c-3"]) == {"c-2": alias} and records.aliases_of([]) == {}
+    with records.transaction():
+        records.set_local("c-3", True, AT, "alice")
+        records.set_local("c-3", True, AT, "alice")  # again: still one flag
+    assert records.is_local("c-3") and not records.is_local("c-2")
+    with records.transaction():
+        records.set_local("c-3", False, AT, "alice")
+    assert not records.is_local("c-3")
