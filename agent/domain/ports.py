@@ -112,8 +112,9 @@ class AuditLog(Protocol):
 
     def append_many(self, entries: list[dict[str, Any]]) -> list[AuditEntry]:
         """Append entries in order in one commit shared with concurrent callers; return once
-        durable. An entry may carry ``unless_revoked=<credential id>`` and ``if_revoked=<entry>``:
-        the alternative is written if that credential is revoked when the commit happens.
+        durable. An entry may carry ``unless_revoked=<credential id>`` and ``if_revoked=<function
+        returning another entry>``: that alternative is built and written instead if that
+        credential is revoked when the commit happens.
 
         Raises:
             Exception: nothing was written (the caller must withhold what the entries vouch for).

@@ -213,8 +213,15 @@ def test_the_audit_log_is_one_append_only_chain(records):
         records.append_audit(at=AT, actor="a", action="business.register", outcome="allowed", abn=ABN)
     _insert(records, _credential("c-1"), _credential("c-2", status=CredentialStatus.REVOKED))
     sign = dict(at=AT, actor="a", action="credential.sign", outcome="allowed", abn=DSP)
-    written = audit.append_many([{**sign, "unless_revoked": "c-1", "if_revoked": {**sign, "outcome": "withheld"}},
-                                 {**sign, "unless_revoked": "c-2", "if_revoked": {**sign, "outcome": "withheld"}}])
+    built = []  # the alternative is built only for the revoked credential
+
+    def withheld() -> dict:
+        built.append(1)
+        return {**sign, "outcome": "withheld"}
+
+    written = audit.append_many([{**sign, "unless_revoked": "c-1", "if_revoked": withheld},
+                                 {**sign, "unless_revoked": "c-2", "if_revoked": withheld}])
+    assert len(built) == 1
     assert [e.outcome for e in written] == ["allowed", "withheld"]
     checkpoint = audit.append_signed(lambda seq, head: dict(at=AT, actor="a", action="audit.checkpoint",
                                                             outcome="allowed", detail={"signed": [seq, head]}))

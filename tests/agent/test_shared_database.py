@@ -40,8 +40,8 @@ def _work(database: str, name: str, barrier) -> None:
         for i in range(SIGNS):
             audit.append_many([dict(at=AT, actor=name, action="credential.sign", outcome="allowed",
                                     detail={"n": i, "thread": thread}, unless_revoked=f"{name}-c",
-                                    if_revoked=dict(at=AT, actor=name, action="credential.sign",
-                                                    outcome="withheld"))])
+                                    if_revoked=lambda: dict(at=AT, actor=name, action="credential.sign",
+                                                            outcome="withheld"))])
 
     threads = [threading.Thread(target=sign, args=(t,)) for t in range(THREADS)]
     for thread in threads:
