@@ -27,7 +27,7 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("the token's sign (python-pkcs11 → SoftHSM2)", ("pkcs11/_pkcs11", "sign (pkcs11", "_pkcs11.pyx")),
     ("session pool (borrow, locks, gate)", ("hsm/pkcs11/pool.py",)),
     ("PKCS#11 backend (mechanism, DER encoding)", ("hsm/pkcs11/backend.py",)),
-    ("audit commit (SQLite BEGIN/COMMIT, its fsync wait included)", ("Storage.transaction (", "SqlRecords.transaction (")),
+    ("audit commit (SQLite BEGIN/COMMIT, its fsync wait included)", ("Storage.transaction (", "Storage._end (", "Storage._begin (")),
     ("audit: entries, hash chain, appender thread", ("agent/storage/", "domain/audit.py")),
     ("caches and records read on the sign path", ("domain/cache.py",)),
     ("signing rules (authorise, record)", ("domain/signing.py", "domain/guard.py", "hsm/base.py",
