@@ -19,9 +19,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from json.encoder import encode_basestring as _quote  # json.dumps' escaping (ensure_ascii=False)
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring as _quote  # json.dumps' escaping (ensure_ascii=False)
 from typing import Any
 
 GENESIS = "0" * 64
