@@ -25,9 +25,10 @@ from mcagent.agent.domain.model import Credential, Principal
 from mcagent.agent.domain.policy import Role
 from mcagent.agent.domain.ports import Records
 
-# The state version the current request works against (None: not inside `one_version`).
-_request_version: contextvars.ContextVar[int | None] = contextvars.ContextVar("mcagent_state_version",
-                                                                              default=None)
+# The state version the current request works against and `Records.commits_here` when it was
+# read (None: not inside `one_version`).
+_request_version: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "mcagent_state_version", default=None)
 
 
 class CachedRecords:
@@ -40,21 +41,31 @@ class CachedRecords:
         self._lock = threading.Lock()
 
     def state_version(self) -> int:
-        """The request's state version inside `one_version`, else the committed one (read now)."""
+        """The request's state version inside `one_version`, else the committed one (read now).
+
+        A change committed by this process since the request's read (the request's own, say)
+        makes it read again: a request that changes state and then looks up sees its change.
+        """
         pinned = _request_version.get()
-        return self._records.state_version if pinned is None else pinned
+        if pinned is not None and pinned[1] == self._records.commits_here:
+            return pinned[0]
+        commits = self._records.commits_here  # before the read: a commit meanwhile is caught next time
+        version = self._records.state_version
+        if pinned is not None:
+            _request_version.set((version, commits))
+        return version
 
     @contextmanager
     def one_version(self) -> Iterator[int]:
         """Read the state version once for the block (a request): every lookup in it uses that
-        value. Nested blocks keep the outer one's. Do not hold one across requests (a stream):
-        a change committed meanwhile would go unseen by that block's lookups."""
-        pinned = _request_version.get()
-        if pinned is not None:
-            yield pinned
+        value, until this process commits a change. Nested blocks keep the outer one's. Do not
+        hold one across requests (a stream): another process's change would go unseen."""
+        if _request_version.get() is not None:
+            yield self.state_version()
             return
+        commits = self._records.commits_here
         version = self._records.state_version
-        token = _request_version.set(version)
+        token = _request_version.set((version, commits))
         try:
             yield version
         finally:

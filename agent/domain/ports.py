@@ -32,6 +32,9 @@ class Records(Protocol):
     #: Bumped by every committed transaction that changes state, by any process sharing the
     #: database (read from it each time); caches are valid for one value.
     state_version: int
+    #: State-changing transactions this process has committed (in memory, no read): a state
+    #: version read before the count moved is stale for this process's own changes.
+    commits_here: int
     #: The engine: "sqlite" or "postgresql".
     engine: str
 

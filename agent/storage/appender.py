@@ -62,7 +62,11 @@ class AuditAppender:
             waiter.acquire()
         pending = _PendingEntry(entries, waiter)
         self._queue.put(pending)
-        waiter.acquire()  # until the appender has written (or failed to write) this batch
+        try:
+            waiter.acquire()  # until the appender has written (or failed to write) this batch
+        except BaseException:  # interrupted (a signal): the appender will still release it, so never reuse it
+            self._waiters.lock = None
+            raise
         if pending.error is not None:
             raise pending.error
         return pending.entries

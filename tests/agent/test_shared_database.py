@@ -136,12 +136,19 @@ def test_a_request_reads_the_version_once_and_the_next_request_sees_another_proc
     from mcagent.agent.domain import cache as cache_module
 
     def old_request() -> CredentialStatus:  # a late request pinned to the old version (another thread) ...
-        cache_module._request_version.set(before)
+        cache_module._request_version.set((before, mine.commits_here))
         return cached.get_credential("c-1").status
 
     # ... reads current rows, not the cache's newer entry nor an older one, and keeps nothing
     assert contextvars.copy_context().run(old_request) is CredentialStatus.REVOKED
     assert cached.get_credential("c-1").status is CredentialStatus.REVOKED
+    with theirs.transaction():
+        theirs.insert_credential(_credential("c-2"))
+    with cached.one_version():  # a request that changes state itself then sees its change
+        assert cached.get_credential("c-2").status is CredentialStatus.ACTIVE
+        with mine.transaction():
+            mine.update_credential("c-2", CredentialStatus.ACTIVE, status=CredentialStatus.REVOKED, revoked_at=AT)
+        assert cached.get_credential("c-2").status is CredentialStatus.REVOKED
     mine.close()
     theirs.close()
 
