@@ -53,9 +53,12 @@ def _bounded(value: Any) -> Any:
     return value
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)  # made once, not per call
+
+
 def canonical_json(value: Any) -> str:
     """The one JSON encoding of a detail: in the entry's hash and in the stored row."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def bounded(fields: dict[str, Any]) -> tuple[dict[str, Any], str]:
