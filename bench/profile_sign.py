@@ -27,7 +27,8 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("the token's sign (python-pkcs11 → SoftHSM2)", ("pkcs11/_pkcs11", "sign (pkcs11", "_pkcs11.pyx")),
     ("session pool (borrow, locks, gate)", ("hsm/pkcs11/pool.py",)),
     ("PKCS#11 backend (mechanism, DER encoding)", ("hsm/pkcs11/backend.py",)),
-    ("audit commit (SQLite BEGIN/COMMIT, its fsync wait included)", ("Storage.transaction (",)),
+    ("audit commit (SQLite BEGIN/COMMIT, its fsync wait included)",
+     ("Storage.transaction (", "Storage._end (", "Storage._begin (")),
     ("audit: entries, hash chain, appender thread", ("agent/storage/", "domain/audit.py")),
     ("caches and records read on the sign path", ("domain/cache.py",)),
     ("signing rules (authorise, record)", ("domain/signing.py", "domain/guard.py", "hsm/base.py",
@@ -67,6 +68,10 @@ WAITS = ("Condition.wait", "Event.wait", "select (selectors", ".select (", "get 
          _blocking_line(_module_file("concurrent.futures.thread"), "concurrent/futures/thread.py", "_worker",
                         "work_queue.get(block=True)"),
          _blocking_line(ROOT / "agent/storage/appender.py", "agent/storage/appender.py", "_run", "self._queue.get()"),
+         _blocking_line(ROOT / "agent/storage/appender.py", "agent/storage/appender.py", "_run",
+                        "self._queue.get(timeout="),
+         _blocking_line(ROOT / "agent/storage/appender.py", "agent/storage/appender.py", "append_many",
+                        "waiter.acquire()  # until"),
          _blocking_line(ROOT / "agent/server/sign_stream.py", "agent/server/sign_stream.py", "responses",
                         "self._done.get()"))
 WAITING = "waiting (excluded)"

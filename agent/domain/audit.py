@@ -21,6 +21,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring as _quote  # json.dumps' escaping (ensure_ascii=False)
 from typing import Any
 
 GENESIS = "0" * 64
@@ -52,14 +53,24 @@ def _bounded(value: Any) -> Any:
     return value
 
 
-def bounded(fields: dict[str, Any]) -> dict[str, Any]:
-    """An entry's fields with every part cut to the bounds above (the one place that applies them)."""
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)  # made once, not per call
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON encoding of a detail: in the entry's hash and in the stored row."""
+    return _CANONICAL.encode(value)
+
+
+def bounded(fields: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """An entry's fields with every part cut to the bounds above (the one place that applies
+    them), and the detail's canonical JSON: encoded once, for the bound, the hash and the row."""
     detail = _bounded(fields.get("detail") or {})
-    size = len(json.dumps(detail, sort_keys=True))
-    if size > MAX_DETAIL:
-        detail = {"truncated": f"the detail ({size} bytes) was over {MAX_DETAIL} bytes", "keys": sorted(detail)}
+    encoded = canonical_json(detail)
+    if len(encoded) > MAX_DETAIL:
+        detail = {"truncated": f"the detail ({len(encoded)} bytes) was over {MAX_DETAIL} bytes", "keys": sorted(detail)}
+        encoded = canonical_json(detail)
     return {**fields, "detail": detail,
-            **{name: clip(fields.get(name) or "", MAX_FIELD) for name in ("actor", "target", "abn")}}
+            **{name: clip(fields.get(name) or "", MAX_FIELD) for name in ("actor", "target", "abn")}}, encoded
 
 
 @dataclass(frozen=True)
@@ -91,24 +102,24 @@ class AuditEntry:
     hash: str = ""
 
 
-def entry_hash(entry: AuditEntry) -> str:
-    """SHA-256 over the previous hash and the canonical JSON of the entry's fields."""
-    body = json.dumps(
-        {
-            "seq": entry.seq,
-            "at": entry.at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
-            "actor": entry.actor,
-            "action": entry.action,
-            "outcome": entry.outcome,
-            "abn": entry.abn,
-            "target": entry.target,
-            "detail": entry.detail,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(f"{entry.prev_hash}\n{body}".encode()).hexdigest()
+def entry_hash(entry: AuditEntry, detail_json: str | None = None) -> str:
+    """SHA-256 over the previous hash and the canonical JSON of the entry's fields.
+
+    Args:
+        detail_json: `canonical_json(entry.detail)` when the caller has it already.
+    """
+    return hash_of(entry.seq, entry.at, entry.actor, entry.action, entry.outcome, entry.abn, entry.target,
+                   canonical_json(entry.detail) if detail_json is None else detail_json, entry.prev_hash)
+
+
+def hash_of(seq: int, at: dt.datetime, actor: str, action: str, outcome: str, abn: str, target: str,
+            detail_json: str, prev_hash: str) -> str:
+    """`entry_hash` from the fields: the body is exactly ``canonical_json`` of the entry's fields
+    (keys in sorted order, strings escaped as json.dumps does), built without encoding the detail again."""
+    when = at.astimezone(dt.UTC).isoformat(timespec="microseconds")
+    body = (f'{{"abn":{_quote(abn)},"action":{_quote(action)},"actor":{_quote(actor)},"at":{_quote(when)},'
+            f'"detail":{detail_json},"outcome":{_quote(outcome)},"seq":{int(seq)},"target":{_quote(target)}}}')
+    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
 CHECKPOINT = "audit.checkpoint"

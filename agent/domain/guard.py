@@ -81,12 +81,18 @@ class ServiceBase:
             raise InvalidArgument(f"unknown time zone {timezone!r}; use an IANA name") from None
 
     def state_version(self) -> int:
-        """The records' state version: it moves whenever a change commits (see domain/cache.py).
+        """The records' state version: it moves whenever a change commits (see domain/cache.py);
+        inside `one_state_version`, the value read when the request began.
 
         Adapters that keep what they derived from the records (the callers resolved per
         connection) keep it only while this stays the same.
         """
-        return self._records.state_version
+        return self._cached.state_version()
+
+    def one_state_version(self) -> contextlib.AbstractContextManager[int]:
+        """Read the state version once for a request: its lookups use that value (one read, not
+        one per lookup). The authenticating interceptor opens it per call; `sign` per sign."""
+        return self._cached.one_version()
 
     def today(self) -> dt.date:
         """Today's date where the businesses are (Australian Eastern time unless configured)."""

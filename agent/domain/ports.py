@@ -32,6 +32,9 @@ class Records(Protocol):
     #: Bumped by every committed transaction that changes state, by any process sharing the
     #: database (read from it each time); caches are valid for one value.
     state_version: int
+    #: State-changing transactions this process has committed (in memory, no read): a state
+    #: version read before the count moved is stale for this process's own changes.
+    commits_here: int
     #: The engine: "sqlite" or "postgresql".
     engine: str
 
@@ -112,8 +115,9 @@ class AuditLog(Protocol):
 
     def append_many(self, entries: list[dict[str, Any]]) -> list[AuditEntry]:
         """Append entries in order in one commit shared with concurrent callers; return once
-        durable. An entry may carry ``unless_revoked=<credential id>`` and ``if_revoked=<entry>``:
-        the alternative is written if that credential is revoked when the commit happens.
+        durable. An entry may carry ``unless_revoked=<credential id>`` and ``if_revoked=<function
+        returning another entry>``: that alternative is built and written instead if that
+        credential is revoked when the commit happens.
 
         Raises:
             Exception: nothing was written (the caller must withhold what the entries vouch for).

@@ -51,6 +51,11 @@ class _Authorised:
     permission: str
 
 
+def _withheld(common: dict[str, Any], detail: dict[str, Any]) -> Any:
+    """The refused entry a sign's entry becomes if its credential is revoked by commit time (built then)."""
+    return lambda: dict(**common, outcome="refused", detail={**detail, "reason": WITHHELD})
+
+
 class Signing(ServiceBase):
     """Sign and batch sign: authorise each item against current state (`_authorise`), sign in
     custody (`_sign_in_custody`), record before anything is returned (`_record_signs`)."""
@@ -78,7 +83,7 @@ class Signing(ServiceBase):
         """
         authorised: _Authorised | None = None
         try:
-            with self._audited(caller, "credential.sign", target=item.credential_id) as ctx:
+            with self._cached.one_version(), self._audited(caller, "credential.sign", target=item.credential_id) as ctx:
                 authorised = self._authorise(caller, ctx, item)
                 signature = self._sign_in_custody(authorised)
                 withheld = self._record_signs(caller, [authorised])
@@ -107,14 +112,15 @@ class Signing(ServiceBase):
         results: list[Any] = [None] * len(items)
         authorised: list[tuple[int, _Authorised]] = []
         refusals: list[tuple[AuditContext, Exception]] = []
-        for index, item in enumerate(items):
-            ctx = AuditContext(target=item.credential_id)
-            try:
-                authorised.append((index, self._authorise(caller, ctx, item)))
-            except (DomainError, KeyStoreError) as exc:
-                results[index] = exc
-                refusals.append((ctx, exc))
-                self._observe_refused(None)
+        with self._cached.one_version():  # every item against the same state, read once
+            for index, item in enumerate(items):
+                ctx = AuditContext(target=item.credential_id)
+                try:
+                    authorised.append((index, self._authorise(caller, ctx, item)))
+                except (DomainError, KeyStoreError) as exc:
+                    results[index] = exc
+                    refusals.append((ctx, exc))
+                    self._observe_refused(None)
         # One task per worker, not per item: handing each item to a thread costs more than an ECDSA sign.
         chunks = [[a for _, a in authorised[i::BATCH_WORKERS]] for i in range(BATCH_WORKERS)]
         chunk_results = list(self._batch_executor.map(lambda chunk: [self._sign_or_error(a) for a in chunk], chunks))
@@ -223,9 +229,8 @@ class Signing(ServiceBase):
                               target=a.credential.id)
                 detail = {"algorithm": a.request.algorithm.algorithm_name, "permission": a.permission,
                           "digest_sha256": hashlib.sha256(a.request.digest).hexdigest()}
-                withheld = dict(**common, outcome="refused", detail={**detail, "reason": WITHHELD})
                 entries.append(dict(**common, outcome="allowed", detail=detail, unless_revoked=a.credential.id,
-                                    if_revoked=withheld))
+                                    if_revoked=_withheld(common, detail)))
             audited = refusals[:MAX_REFUSALS_AUDITED]
             entries += [dict(at=now, actor=actor, action="credential.sign", outcome="refused", abn=ctx.abn,
                              target=ctx.target, detail={**ctx.detail, "reason": str(exc)})

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from collections.abc import Callable
 from typing import Any
@@ -57,7 +58,8 @@ class _CallerCache:
         caller = resolve()
         if len(self._entries) >= self._size:
             self._entries.clear()
-        self._entries[key] = (version, caller)
+        if entry is None or entry[0] < version:  # a request begun before a change never puts back an older entry
+            self._entries[key] = (version, caller)
         return caller
 
 
@@ -69,6 +71,10 @@ class Authenticator:
         self._admin_uids = admin_uids
         self._private_dir = private_dir
         self._callers = _CallerCache(service.state_version)
+
+    def one_state_version(self) -> contextlib.AbstractContextManager[int]:
+        """See `AgentService.one_state_version`."""
+        return self._service.one_state_version()
 
     def _by_subject(self, pem: bytes) -> Caller:
         subject = x509.load_pem_x509_certificate(pem).subject.rfc4514_string()
@@ -154,9 +160,12 @@ class AuthInterceptor(grpc.ServerInterceptor):
     def _with_caller(self, inner: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
         """`inner` with the request's caller resolved first and set for it (UNAUTHENTICATED if nobody)."""
         def authenticated(request: Any, context: grpc.ServicerContext) -> Any:
-            token = _caller.set(self._authenticator.caller(context))
-            try:
-                return inner(request, context)
-            finally:
-                _caller.reset(token)
+            # One state version read for the whole call (its authentication and its lookups);
+            # a stream's items run after this returns, each sign reading its own.
+            with self._authenticator.one_state_version():
+                token = _caller.set(self._authenticator.caller(context))
+                try:
+                    return inner(request, context)
+                finally:
+                    _caller.reset(token)
         return authenticated

@@ -14,12 +14,19 @@ if TYPE_CHECKING:
     from mcagent.agent.storage.engine import SqlRecords
 
 
+# A batch of one waits up to this long for more entries before it commits, when the batch
+# before held several callers (signs arriving close together): they then share one fsync. A
+# lone caller (one client) never waits. docs/decisions.md has the figures.
+LINGER_SECONDS = 200e-6
+
+
 def _choose(fields: dict[str, Any], revoked: set[str]) -> dict[str, Any]:
-    """An entry marked ``unless_revoked=ID`` with its ``if_revoked`` alternative: the one that applies."""
+    """An entry marked ``unless_revoked=ID`` with its ``if_revoked`` alternative (a function that
+    builds it, called only when needed): the one that applies."""
     if "unless_revoked" not in fields:
         return fields
     if fields["unless_revoked"] in revoked:
-        return fields["if_revoked"]
+        return fields["if_revoked"]()
     return {k: v for k, v in fields.items() if k not in ("unless_revoked", "if_revoked")}
 
 
@@ -34,6 +41,7 @@ class AuditAppender:
         self._observer = observer or NO_OBSERVER  # told each commit's size and time, and the queue's depth
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_PendingEntry | None] = queue.SimpleQueue()
+        self._waiters = threading.local()
         self._thread = threading.Thread(target=self._run, name="audit-appender", daemon=True)
         self._thread.start()
 
@@ -44,31 +52,44 @@ class AuditAppender:
     def append_many(self, entries: list[dict[str, Any]]) -> list[AuditEntry]:
         """Append several entries, in order, in the same commit; waits for it.
 
-        An entry may carry ``unless_revoked=<credential id>`` and ``if_revoked=<other entry>``:
-        the other entry is written instead when that credential is revoked at commit time.
+        An entry may carry ``unless_revoked=<credential id>`` and ``if_revoked=<function
+        returning the other entry>``: the other entry is written instead when that credential
+        is revoked at commit time.
         """
-        pending = _PendingEntry(entries)
+        waiter = getattr(self._waiters, "lock", None)
+        if waiter is None:  # one per thread, reused: held while idle, released by the appender when done
+            waiter = self._waiters.lock = threading.Lock()
+            waiter.acquire()
+        pending = _PendingEntry(entries, waiter)
         self._queue.put(pending)
-        pending.done.wait()
+        try:
+            waiter.acquire()  # until the appender has written (or failed to write) this batch
+        except BaseException:  # interrupted (a signal): the appender will still release it, so never reuse it
+            self._waiters.lock = None
+            raise
         if pending.error is not None:
             raise pending.error
         return pending.entries
 
     def _run(self) -> None:
+        callers_before = 1  # callers in the previous batch
         while True:
             first = self._queue.get()
             if first is None:
                 return
             batch = [first]
+            linger = callers_before > 1  # signs came close together: one more may be a moment away
             while len(batch) < self._max_batch:
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=LINGER_SECONDS) if linger and len(batch) == 1 \
+                        else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
                     self._queue.put(None)  # stop after this batch
                     break
                 batch.append(item)
+            callers_before = len(batch)
             self._observer.audit_queue_depth(len(batch) + self._queue.qsize())
             started = time.perf_counter()
             try:
@@ -88,7 +109,7 @@ class AuditAppender:
             self._observer.audit_committed(sum(len(p.entries) for p in batch), time.perf_counter() - started)
             self._observer.audit_queue_depth(self._queue.qsize())
             for pending in batch:
-                pending.done.set()
+                pending.done.release()
 
     def close(self) -> None:
         """Write what is queued, then stop."""
@@ -101,8 +122,8 @@ class _PendingEntry:
 
     __slots__ = ("fields", "done", "entries", "error")
 
-    def __init__(self, fields: list[dict[str, Any]]) -> None:
+    def __init__(self, fields: list[dict[str, Any]], done: threading.Lock) -> None:
         self.fields = fields
-        self.done = threading.Event()
+        self.done = done  # the caller's waiter: released once the entries are written or failed
         self.entries: list[AuditEntry] = []
         self.error: Exception | None = None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from mcagent.agent.domain.audit import GENESIS, AuditEntry, bounded, entry_hash
+from mcagent.agent.domain.audit import GENESIS, AuditEntry, bounded, hash_of
 from mcagent.agent.storage import rows
 
 _INSERT = f"INSERT INTO audit ({', '.join(rows.AUDIT_COLUMNS)}) VALUES ({', '.join('?' * len(rows.AUDIT_COLUMNS))})"
@@ -54,14 +53,17 @@ class AuditQueries:
             last = self._one("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
             self._tx_head = (last["seq"], last["hash"]) if last else (0, GENESIS)
         seq, prev_hash = self._tx_head
-        written = []
+        written, values = [], []
         for fields in entries:
             seq += 1
-            entry = AuditEntry(seq=seq, prev_hash=prev_hash, **bounded(fields))
-            entry = dataclasses.replace(entry, hash=entry_hash(entry))
+            f, detail_json = bounded(fields)  # the detail encoded once: for the bound, the hash and the row
+            digest = hash_of(seq, f["at"], f["actor"], f["action"], f["outcome"], f["abn"], f["target"],
+                             detail_json, prev_hash)
+            entry = AuditEntry(seq=seq, prev_hash=prev_hash, hash=digest, **f)
             written.append(entry)
-            prev_hash = entry.hash
-        self._executemany(_INSERT, [rows.audit_values(e) for e in written])
+            values.append(rows.audit_values(entry, detail_json))
+            prev_hash = digest
+        self._executemany(_INSERT, values)
         self._tx_head = (seq, prev_hash)
         return written
 

@@ -46,6 +46,7 @@ class SqlRecords(RecordQueries, AuditQueries, PkiQueries, NotificationQueries, S
         self._tx_changes = False  # whether the current transaction changes state (see transaction())
         self._tx_head: tuple[int, str] | None = None  # the audit head as this transaction left it
         self._last_write_error: str | None = None  # why the last write failed, until one succeeds
+        self.commits_here = 0  # state-changing commits by this process (see Records.commits_here)
 
     # -- what an engine provides --------------------------------------------------------------
 
@@ -118,6 +119,8 @@ class SqlRecords(RecordQueries, AuditQueries, PkiQueries, NotificationQueries, S
                     self._end(conn, commit=False)
                     raise
                 self._end(conn, commit=True)
+                if self._tx_changes:
+                    self.commits_here += 1  # under the lock: one transaction at a time
             except self._unavailable_errors as exc:
                 self._last_write_error = str(exc).strip()
                 raise Unavailable(f"the agent's database cannot be written ({self._last_write_error}); "

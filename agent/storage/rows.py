@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from mcagent.agent.domain.audit import AuditEntry
+from mcagent.agent.domain.audit import AuditEntry, canonical_json
 from mcagent.agent.domain.credential import CredentialStatus
 from mcagent.agent.domain.model import Backend, Business, Credential, Principal, Reminder, RoleGrant
 from mcagent.agent.domain.notification import Notification, NotificationStatus
@@ -159,10 +159,10 @@ def notification(row: Row) -> Notification:
 AUDIT_COLUMNS = ("seq", "at", "actor", "action", "outcome", "abn", "target", "detail", "prev_hash", "hash")
 
 
-def audit_values(e: AuditEntry) -> tuple:
-    """An audit entry's values in AUDIT_COLUMNS order (detail as canonical JSON)."""
-    return (e.seq, ts(e.at), e.actor, e.action, e.outcome, e.abn, e.target, json.dumps(e.detail, sort_keys=True),
-            e.prev_hash, e.hash)
+def audit_values(e: AuditEntry, detail_json: str | None = None) -> tuple:
+    """An audit entry's values in AUDIT_COLUMNS order (detail as canonical JSON; pass it if encoded already)."""
+    return (e.seq, ts(e.at), e.actor, e.action, e.outcome, e.abn, e.target,
+            canonical_json(e.detail) if detail_json is None else detail_json, e.prev_hash, e.hash)
 
 
 def audit(row: Row) -> AuditEntry:

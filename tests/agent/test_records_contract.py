@@ -213,8 +213,15 @@ def test_the_audit_log_is_one_append_only_chain(records):
         records.append_audit(at=AT, actor="a", action="business.register", outcome="allowed", abn=ABN)
     _insert(records, _credential("c-1"), _credential("c-2", status=CredentialStatus.REVOKED))
     sign = dict(at=AT, actor="a", action="credential.sign", outcome="allowed", abn=DSP)
-    written = audit.append_many([{**sign, "unless_revoked": "c-1", "if_revoked": {**sign, "outcome": "withheld"}},
-                                 {**sign, "unless_revoked": "c-2", "if_revoked": {**sign, "outcome": "withheld"}}])
+    built = []  # the alternative is built only for the revoked credential
+
+    def withheld() -> dict:
+        built.append(1)
+        return {**sign, "outcome": "withheld"}
+
+    written = audit.append_many([{**sign, "unless_revoked": "c-1", "if_revoked": withheld},
+                                 {**sign, "unless_revoked": "c-2", "if_revoked": withheld}])
+    assert len(built) == 1
     assert [e.outcome for e in written] == ["allowed", "withheld"]
     checkpoint = audit.append_signed(lambda seq, head: dict(at=AT, actor="a", action="audit.checkpoint",
                                                             outcome="allowed", detail={"signed": [seq, head]}))
@@ -231,6 +238,33 @@ def test_the_audit_log_is_one_append_only_chain(records):
         with pytest.raises(Exception, match="append-only"), records.transaction():
             records._execute(statement)
     assert len(list(records.audit_entries())) == 4
+
+
+def test_group_commits_hand_back_every_entry_and_every_failure(records):
+    """Many threads appending at once share commits (the appender may wait a moment before a
+    lone one); each caller gets its own entries back, on a waiter its thread reuses, and a
+    failed commit reaches every caller of its batch without leaving a waiter behind."""
+    audit = SqlAuditLog(records)
+    got: dict[int, list[int]] = {}
+
+    def append(thread: int) -> None:
+        got[thread] = [audit.append_many([dict(at=AT, actor=f"t{thread}", action="credential.sign",
+                                               outcome="allowed", detail={"n": n})])[0].seq for n in range(25)]
+
+    threads = [threading.Thread(target=append, args=(t,)) for t in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(seq for seqs in got.values() for seq in seqs) == list(range(1, 151))
+    assert all(seqs == sorted(seqs) for seqs in got.values())  # a thread's own appends stay in order
+    entries = list(audit.entries())
+    assert verify_chain(entries).ok
+    assert all(e.detail["n"] == got[int(e.actor[1:])].index(e.seq) for e in entries)
+    with pytest.raises(TypeError):  # a field the entry does not have: the commit fails, nothing is kept
+        audit.append_many([dict(at=AT, actor="a", action="x", outcome="allowed", colour="red")])
+    assert audit.append_many([dict(at=AT, actor="a", action="x", outcome="allowed")])[0].seq == 151
+    audit.close()
 
 
 # -- engine specifics behind the same port ----------------------------------------------------------------

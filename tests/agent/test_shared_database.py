@@ -40,8 +40,8 @@ def _work(database: str, name: str, barrier) -> None:
         for i in range(SIGNS):
             audit.append_many([dict(at=AT, actor=name, action="credential.sign", outcome="allowed",
                                     detail={"n": i, "thread": thread}, unless_revoked=f"{name}-c",
-                                    if_revoked=dict(at=AT, actor=name, action="credential.sign",
-                                                    outcome="withheld"))])
+                                    if_revoked=lambda: dict(at=AT, actor=name, action="credential.sign",
+                                                            outcome="withheld"))])
 
     threads = [threading.Thread(target=sign, args=(t,)) for t in range(THREADS)]
     for thread in threads:
@@ -94,6 +94,61 @@ def test_a_change_by_another_process_reaches_the_cache_at_once(database):
     with theirs.transaction():
         theirs.update_credential("c-1", CredentialStatus.ACTIVE, status=CredentialStatus.REVOKED, revoked_at=AT)
     assert cached.get_credential("c-1").status is CredentialStatus.REVOKED
+    mine.close()
+    theirs.close()
+
+
+def test_a_request_reads_the_version_once_and_the_next_request_sees_another_process_change(database):
+    """Inside one request (`one_version`) the lookups use the version read when it began, with
+    one read of the shared row; a revoke committed by another process meanwhile is enforced
+    from the next request on, and a request that began before it never puts its older view
+    back into the cache."""
+    mine, theirs = open_storage(database), open_storage(database)
+    with theirs.transaction():
+        theirs.insert_business(Business(ABN, "Acme", AT))
+        theirs.insert_credential(_credential("c-1"))
+    cached = CachedRecords(mine)
+    reads = []
+    real = type(mine).state_version
+
+    class Counting(type(mine)):
+        @property
+        def state_version(self) -> int:
+            reads.append(1)
+            return real.fget(self)
+
+    mine.__class__ = Counting
+    with cached.one_version():
+        for _ in range(3):
+            assert cached.get_credential("c-1").status is CredentialStatus.ACTIVE
+    assert len(reads) == 1  # one read for the whole request, not one per lookup
+    with cached.one_version() as before:  # a request still running while the revoke commits
+        assert cached.get_credential("c-1").status is CredentialStatus.ACTIVE
+        with theirs.transaction():
+            theirs.update_credential("c-1", CredentialStatus.ACTIVE, status=CredentialStatus.REVOKED, revoked_at=AT)
+        with cached.one_version() as next_request_elsewhere:  # nested: keeps the outer's version
+            assert next_request_elsewhere == before
+    with cached.one_version() as after:  # the next request
+        assert after > before
+        assert cached.get_credential("c-1").status is CredentialStatus.REVOKED
+    import contextvars
+
+    from mcagent.agent.domain import cache as cache_module
+
+    def old_request() -> CredentialStatus:  # a late request pinned to the old version (another thread) ...
+        cache_module._request_version.set((before, mine.commits_here))
+        return cached.get_credential("c-1").status
+
+    # ... reads current rows, not the cache's newer entry nor an older one, and keeps nothing
+    assert contextvars.copy_context().run(old_request) is CredentialStatus.REVOKED
+    assert cached.get_credential("c-1").status is CredentialStatus.REVOKED
+    with theirs.transaction():
+        theirs.insert_credential(_credential("c-2"))
+    with cached.one_version():  # a request that changes state itself then sees its change
+        assert cached.get_credential("c-2").status is CredentialStatus.ACTIVE
+        with mine.transaction():
+            mine.update_credential("c-2", CredentialStatus.ACTIVE, status=CredentialStatus.REVOKED, revoked_at=AT)
+        assert cached.get_credential("c-2").status is CredentialStatus.REVOKED
     mine.close()
     theirs.close()
 
