@@ -12,6 +12,7 @@ import os
 import pathlib
 import platform
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -152,6 +153,8 @@ def report(rows: list[Row], notes: dict[str, float], profiles: list[str], settin
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        if r.group == "scale":  # issue #11's rows: a table of their own below
+            continue
         cpu = "-" if r.cpu_us is None else f"{r.cpu_us:,.0f}"
         cores = "-" if r.cores is None else f"{r.cores:.2f}"
         ratios = ("-", "-") if r.key == "-" else (f"{r.rate / raw2[r.key].rate:.2f}", f"{r.rate / ssh[r.key].rate:.2f}")
@@ -199,6 +202,8 @@ def report(rows: list[Row], notes: dict[str, float], profiles: list[str], settin
               f"{find('bare grpcio bidi stream, pipelined, 4 clients', '-').cpu_us:,.0f} µs (4 clients); "
               f"the agent's empty RPC {find('agent empty RPC (GetMachineTerms), unix, 8 clients', '-').cpu_us:,.0f} µs "
               "(8 clients, through its Unix-socket relay)."]
+    if any(r.group == "scale" for r in rows):
+        lines += _scale(rows, find, raw1, raw2)
     lines += _growth(rows, notes, settings)
     lines += ["", "## Where the time goes", "",
               "Shares of the daemon's busy samples (py-spy, 250 Hz; threads waiting on a lock, a queue, "
@@ -213,7 +218,6 @@ def report(rows: list[Row], notes: dict[str, float], profiles: list[str], settin
                   before.read_text().strip(), ""]
     for table in profiles:
         lines += [table, ""]
-    lines += _later()
     return "\n".join(lines) + "\n"
 
 
@@ -221,6 +225,53 @@ def _minus_raw(row: Row, raw: Row) -> Row:
     """`row` with the raw sign's CPU taken off (what the agent adds around the token's sign)."""
     return Row(row.name, row.key, row.group, row.rate, row.rate_lo, row.rate_hi, row.p50_ms, row.p99_ms,
                row.cpu_us - raw.cpu_us, row.cpu_lo - raw.cpu_hi, row.cpu_hi - raw.cpu_lo, row.cores)
+
+
+def _scale(rows: list[Row], find: Callable[[str, str], Row], raw1: dict[str, Row], raw2: dict[str, Row]) -> list[str]:
+    """Issue #11: workers 2 against 1, PostgreSQL against SQLite, two daemons against one; beside the
+    raw rows of this run. Each comparison's words come from the runs' ranges."""
+    def cell(value: float | None, lo: float | None, hi: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f} ({lo:,.0f}–{hi:,.0f})"
+
+    lines = ["", "## Workers and PostgreSQL (issue #11)", "",
+             "Unary Sign, 8 clients, audit on and durable (PostgreSQL with fsync on). Server CPU sums every "
+             "process of the daemon(s): the supervisor and its workers, or both daemons. The PostgreSQL "
+             "daemons sign with a second token (same SoftHSM2, same key types) whose database is their own.", "",
+             "| scenario | key | signs/s (runs' range) | server CPU µs/sign (range) | cores | × raw 2 threads |",
+             "|---|---|---:|---:|---:|---:|"]
+    comparisons = []
+    for key in raw1:
+        one_unix, one_mtls = find("agent Sign, unix, 8 clients", key), find("agent Sign, mtls, 8 clients", key)
+        listed = [raw1[key], raw2[key], one_unix, one_mtls]
+        named = {r.name: r for r in rows if r.group == "scale" and r.key == key}
+        postgres = "agent Sign, unix, 8 clients, PostgreSQL"
+        pairs = [("agent Sign, unix, 8 clients, workers 2", one_unix),
+                 ("agent Sign, mtls, 8 clients, workers 2", one_mtls), (postgres, one_unix)]
+        pairs += [(n, named.get(postgres)) for n in named if n.startswith("agent Sign, unix, 8 clients, two daemons")]
+        for name, base in pairs:
+            if name in named and base is not None:
+                listed.append(named[name])
+                comparisons.append((named[name], base))
+        for r in listed:
+            cores = "-" if r.cores is None else f"{r.cores:.2f}"
+            lines.append(f"| {r.name} | {key} | {cell(r.rate, r.rate_lo, r.rate_hi)} | "
+                         f"{cell(r.cpu_us, r.cpu_lo, r.cpu_hi)} | {cores} | {r.rate / raw2[key].rate:.2f} |")
+    lines += ["", "Computed from the rows above (a ratio's range pairs the lowest run of one row with the highest "
+              "of the other):", ""]
+    for a, b in comparisons:
+        m = _ratio(a, b)
+        if m.lo > 1:
+            word = "more, beyond the runs' spread"
+        elif m.hi < 1:
+            word = "fewer, beyond the runs' spread"
+        else:
+            word = "no difference beyond the runs' spread"
+        cpu = ""
+        if a.cpu_us is not None and b.cpu_us is not None:
+            cpu = f"; server CPU per sign {a.cpu_us:,.0f} against {b.cpu_us:,.0f} µs ({a.cpu_us - b.cpu_us:+,.0f} µs)"
+        lines.append(f"- {a.key}: \"{a.name}\" gives {_fmt(m, '×')} the signs/s of \"{b.name}\" ({word}){cpu}; "
+                     f"{a.rate / raw2[a.key].rate:.2f}× the raw two-thread rate.")
+    return lines
 
 
 def _growth(rows: list[Row], n: dict[str, float], settings: dict) -> list[str]:
@@ -251,15 +302,4 @@ def _growth(rows: list[Row], n: dict[str, float], settings: dict) -> list[str]:
         f"- `audit verify`: {n['audit_entries_before']:,.0f} entries in {n['audit_verify_s_before']:.2f} s "
         f"({per_entry_before:.1f} µs per entry); {n['audit_entries_after']:,.0f} entries in "
         f"{n['audit_verify_s_after']:.2f} s ({per_entry_after:.1f} µs per entry): {linear}.",
-    ]
-
-
-def _later() -> list[str]:
-    return [
-        "## Rows still to come",
-        "",
-        "Issue #11 (worker processes, PostgreSQL): add `(label, serve arguments)` pairs to `SERVE_VARIANTS` in "
-        "bench/sign_bench.py (`--workers 2`; `--database URL`); each gets unary Sign at 8 clients and SignStream "
-        "at 4 clients for both key types, in the \"variant\" rows above. Two daemons on one PostgreSQL need a "
-        "second `Bench.start_daemon(extra=...)` with its own data directory and socket.",
     ]
