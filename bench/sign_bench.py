@@ -57,6 +57,11 @@ REPEATS = int(os.environ.get("MCAGENT_BENCH_REPEATS", "2" if SMOKE else "5"))
 BULK_CREDENTIALS = int(os.environ.get("MCAGENT_BENCH_CREDENTIALS", "60" if SMOKE else "10000"))
 SPREAD = min(BULK_CREDENTIALS, int(os.environ.get("MCAGENT_BENCH_SPREAD", "1000")))  # signed across
 EXTRA_AUDIT_ENTRIES = int(os.environ.get("MCAGENT_BENCH_AUDIT_ENTRIES", "2000" if SMOKE else "200000"))
+# Sections to run (comma-separated; empty: all): raw, bare, agent, profile, ssh-agent, p11-kit, workers,
+# postgres, growth. The raw rows always run (every ratio needs them); workers or postgres without agent
+# also measure the agent's 8-client rows they are compared with. A partial run's report leaves out the
+# verdicts whose rows it did not measure.
+ONLY = {name.strip() for name in os.environ.get("MCAGENT_BENCH_ONLY", "").split(",") if name.strip()}
 OUT = pathlib.Path(os.environ.get("MCAGENT_BENCH_OUT", ROOT / "bench" / "RESULTS.md"))
 CLIENT_COUNTS = (1, 8, 32)
 BATCH, BATCH_CLIENTS = 64, 2
@@ -273,8 +278,14 @@ class Bench:
                    token=self.pa if transport == "unix" else "", tls=tls if transport == "mtls" else None,
                    batch=BATCH)
 
-    def agent(self, pool: ClientPool) -> None:
+    def agent(self, pool: ClientPool, baseline_only: bool = False) -> None:
         pid = [self.daemon.pid]
+        if baseline_only:  # one process on SQLite, unary Sign at 8 clients: what issue #11's rows compare with
+            for key in KEYS:
+                for transport in ("unix", "mtls"):
+                    self.measure(pool, f"agent Sign, {transport}, 8 clients", key, self._job("grpc", key, transport),
+                                 8, pid, "agent")
+            return
         for clients in (1, 8):
             self.measure(pool, f"agent empty RPC (GetMachineTerms), unix, {clients} clients", "-",
                          self._job("empty", "ec-p256"), clients, pid, "agent")
@@ -357,10 +368,12 @@ class Bench:
                            self._job("grpc", "ec-p256"), 1, pid, "growth")
         self.notes["list_first_page_ms_few"] = self._time_list()
         self.notes["audit_entries_before"], self.notes["audit_verify_s_before"] = self._time_verify()
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), cpu_seconds(pid)
         ids = self._create_credentials(BULK_CREDENTIALS)
         self.notes["bulk_create_s"] = time.perf_counter() - began
-        print(f"  {BULK_CREDENTIALS:,} credentials created in {self.notes['bulk_create_s']:.0f} s", flush=True)
+        self.notes["bulk_create_cpu_ms"] = (cpu_seconds(pid) - cpu) / BULK_CREDENTIALS * 1e3
+        print(f"  {BULK_CREDENTIALS:,} credentials created in {self.notes['bulk_create_s']:.0f} s "
+              f"({self.notes['bulk_create_cpu_ms']:.1f} ms of the agent's CPU each)", flush=True)
         self.stop_daemon()
         self.notes["startup_s_many"] = self.start_daemon()
         pid = [self.daemon.pid]
@@ -374,7 +387,9 @@ class Bench:
                             warm_up=2 * warm + 1)
         self.notes["few_p50"], self.notes["many_p50"] = few.p50_ms, many.p50_ms
         self.stop_daemon()
+        began = time.perf_counter()
         self._bulk_audit(EXTRA_AUDIT_ENTRIES)
+        print(f"  {EXTRA_AUDIT_ENTRIES:,} audit entries written in {time.perf_counter() - began:.0f} s", flush=True)
         self.start_daemon()
         self.notes["audit_entries_after"], self.notes["audit_verify_s_after"] = self._time_verify()
 
@@ -450,14 +465,25 @@ def main() -> None:
     try:
         bench.token()
         bench.set_up_agent()
-        steps = [("the raw limit", bench.raw), ("a bare grpcio server", lambda: bench.bare(pool)),
-                 ("the agent", lambda: bench.agent(pool)), ("the agent's profile", lambda: bench.profile(pool)),
-                 ("ssh-agent", lambda: bench.ssh_agent(pool)), ("p11-kit remoting", lambda: bench.p11kit(pool)),
-                 ("workers 2 (issue #11)", lambda: scale.workers(bench, pool)),
-                 ("PostgreSQL, one and two daemons (issue #11)",
+        steps = [("raw", "the raw limit", bench.raw), ("bare", "a bare grpcio server", lambda: bench.bare(pool)),
+                 ("agent", "the agent", lambda: bench.agent(pool)),
+                 ("profile", "the agent's profile", lambda: bench.profile(pool)),
+                 ("ssh-agent", "ssh-agent", lambda: bench.ssh_agent(pool)),
+                 ("p11-kit", "p11-kit remoting", lambda: bench.p11kit(pool)),
+                 ("workers", "workers 2 (issue #11)", lambda: scale.workers(bench, pool)),
+                 ("postgres", "PostgreSQL, one and two daemons (issue #11)",
                   lambda: scale.postgres(bench, pool, SECONDS, PIN, SO_PIN)),
-                 (f"growth ({BULK_CREDENTIALS:,} credentials)", lambda: bench.growth(pool))]
-        for what, step in steps:
+                 ("growth", f"growth ({BULK_CREDENTIALS:,} credentials)", lambda: bench.growth(pool))]
+        unknown = ONLY - {name for name, _, _ in steps}
+        if unknown:
+            raise SystemExit(f"MCAGENT_BENCH_ONLY: unknown section(s) {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(name for name, _, _ in steps)}")
+        if ONLY and "agent" not in ONLY and ONLY & {"workers", "postgres"}:  # what issue #11's rows compare with
+            steps.insert(3, ("agent", "the agent at 8 clients (the rows issue #11's are compared with)",
+                             lambda: bench.agent(pool, baseline_only=True)))
+        for name, what, step in steps:
+            if ONLY and name not in ONLY | {"raw"} and not what.startswith("the agent at 8"):
+                continue
             print(f"measuring {what} ...", flush=True)
             began = time.perf_counter()
             step()
@@ -467,7 +493,7 @@ def main() -> None:
         if bench.daemon is not None and bench.daemon.poll() is None:
             bench.stop_daemon()
     settings = {"seconds": SECONDS, "repeats": REPEATS, "credentials": BULK_CREDENTIALS, "spread": SPREAD,
-                "smoke": SMOKE, "took": time.time() - started}
+                "smoke": SMOKE, "took": time.time() - started, "only": sorted(ONLY)}
     text = report(bench.rows, bench.notes, bench.profiles, settings)
     OUT.write_text(text)
     print(text)
