@@ -314,7 +314,9 @@ def _growth(rows: list[Row], n: dict[str, float], settings: dict) -> list[str]:
         "",
         f"- {count:,} ECDSA credentials were created through the agent's CreateCredential (key generated in the "
         f"token, certificate issued by the agent's CA, records and audit entries), 8 at a time, in "
-        f"{n['bulk_create_s']:.0f} s ({n['bulk_create_cpu_ms']:.1f} ms of the agent's CPU each); the signing row "
+        f"{n['bulk_create_s']:.0f} s ({n['bulk_create_cpu_ms']:.1f} ms of the agent's CPU each; "
+        f"{n.get('bulk_create_retries', 0):,.0f} answered UNAVAILABLE while the agent recovered its token, and "
+        "were retried); the signing row "
         f"signs across {spread:,} of them, spread evenly, each used once before the runs (its first use is "
         "recorded then) and again in every run's warm-up.",
         f"- `audit verify`: {n['audit_entries_before']:,.0f} entries in {n['audit_verify_s_before']:.2f} s "
