@@ -291,6 +291,15 @@ def _scale(rows: list[Row], raw1: dict[str, Row], raw2: dict[str, Row]) -> list[
     return lines
 
 
+def _failures(failed: list[str]) -> str:
+    """How many creations the token failed (each retried), by answer."""
+    if not failed:
+        return "no creation failed"
+    kinds = sorted({f: failed.count(f) for f in failed}.items(), key=lambda kv: -kv[1])
+    return (f"{len(failed):,} creations failed in the token and were retried: "
+            + "; ".join(f"{count:,}× {kind}" for kind, count in kinds))
+
+
 def _growth(rows: list[Row], n: dict[str, float], settings: dict) -> list[str]:
     count, spread = settings["credentials"], settings["spread"]
     change = (n["many_p50"] / n["few_p50"] - 1) * 100
@@ -315,8 +324,7 @@ def _growth(rows: list[Row], n: dict[str, float], settings: dict) -> list[str]:
         f"- {count:,} ECDSA credentials were created through the agent's CreateCredential (key generated in the "
         f"token, certificate issued by the agent's CA, records and audit entries), 8 at a time, in "
         f"{n['bulk_create_s']:.0f} s ({n['bulk_create_cpu_ms']:.1f} ms of the agent's CPU each; "
-        f"{n.get('bulk_create_retries', 0):,.0f} answered UNAVAILABLE while the agent recovered its token, and "
-        "were retried); the signing row "
+        f"{_failures(settings['failed_creations'])}); the signing row "
         f"signs across {spread:,} of them, spread evenly, each used once before the runs (its first use is "
         "recorded then) and again in every run's warm-up.",
         f"- `audit verify`: {n['audit_entries_before']:,.0f} entries in {n['audit_verify_s_before']:.2f} s "
