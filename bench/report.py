@@ -300,6 +300,15 @@ def _failures(failed: list[str]) -> str:
             + "; ".join(f"{count:,}× {kind}" for kind, count in kinds))
 
 
+def _steps(steps: list[tuple[int, float, float]]) -> str:
+    """The cost per creation as the token fills (first and last thousand)."""
+    if len(steps) < 2:
+        return "created in one step"
+    (n1, s1, c1), (n2, s2, c2) = steps[0], steps[-1]
+    return (f"the first {n1:,} took {s1:.0f} s ({c1:.1f} ms of the agent's CPU each), the last {n2 - steps[-2][0]:,} "
+            f"{s2:.0f} s ({c2:.1f} ms each): {c2 / c1:.1f}× the CPU per creation")
+
+
 def _growth(rows: list[Row], n: dict[str, float], settings: dict) -> list[str]:
     count, spread = settings["credentials"], settings["spread"]
     change = (n["many_p50"] / n["few_p50"] - 1) * 100
@@ -324,7 +333,7 @@ def _growth(rows: list[Row], n: dict[str, float], settings: dict) -> list[str]:
         f"- {count:,} ECDSA credentials were created through the agent's CreateCredential (key generated in the "
         f"token, certificate issued by the agent's CA, records and audit entries), 8 at a time, in "
         f"{n['bulk_create_s']:.0f} s ({n['bulk_create_cpu_ms']:.1f} ms of the agent's CPU each; "
-        f"{_failures(settings['failed_creations'])}); the signing row "
+        f"{_failures(settings['failed_creations'])}); {_steps(settings['creation_steps'])}; the signing row "
         f"signs across {spread:,} of them, spread evenly, each used once before the runs (its first use is "
         "recorded then) and again in every run's warm-up.",
         f"- `audit verify`: {n['audit_entries_before']:,.0f} entries in {n['audit_verify_s_before']:.2f} s "

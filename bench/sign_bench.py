@@ -131,6 +131,7 @@ class Bench:
         self.daemon: subprocess.Popen | None = None
         self.profiles: list[str] = []
         self.failed_creations: list[str] = []  # the token's failures during the bulk creation (retried)
+        self.creation_steps: list[tuple[int, float, float]] = []  # (created so far, seconds, agent CPU ms each)
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -426,8 +427,15 @@ class Bench:
 
             retries: list[str] = []
 
+            ids: list[str] = []
             with ThreadPoolExecutor(8) as executor:
-                ids = list(executor.map(create, range(count)))
+                for first in range(0, count, 1000):  # by thousands: the cost per creation as the token fills
+                    began, cpu = time.perf_counter(), cpu_seconds([self.daemon.pid])
+                    ids += executor.map(create, range(first, min(count, first + 1000)))
+                    took, cpu = time.perf_counter() - began, cpu_seconds([self.daemon.pid]) - cpu
+                    self.creation_steps.append((len(ids), took, cpu / (len(ids) - first) * 1e3))
+                    print(f"    {len(ids):,} created: the last {len(ids) - first:,} in {took:.0f} s, "
+                          f"{self.creation_steps[-1][2]:.1f} ms of the agent's CPU each", flush=True)
             self.notes["bulk_create_retries"] = len(retries)
             self.failed_creations = retries
             return ids
@@ -516,7 +524,7 @@ def main() -> None:
             bench.stop_daemon()
     settings = {"seconds": SECONDS, "repeats": REPEATS, "credentials": BULK_CREDENTIALS, "spread": SPREAD,
                 "smoke": SMOKE, "took": time.time() - started, "only": sorted(ONLY),
-                "failed_creations": bench.failed_creations}
+                "failed_creations": bench.failed_creations, "creation_steps": bench.creation_steps}
     text = report(bench.rows, bench.notes, bench.profiles, settings)
     OUT.write_text(text)
     print(text)
