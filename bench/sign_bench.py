@@ -516,11 +516,13 @@ def main() -> None:
         if unknown:
             raise SystemExit(f"MCAGENT_BENCH_ONLY: unknown section(s) {', '.join(sorted(unknown))}; "
                              f"known: {', '.join(name for name, _, _ in steps)}")
+        run = ONLY | {"raw"}
         if ONLY and "agent" not in ONLY and ONLY & {"workers", "postgres"}:  # what issue #11's rows compare with
-            steps.insert(3, ("agent", "the agent at 8 clients (the rows issue #11's are compared with)",
+            steps.insert(3, ("agent-8", "the agent at 8 clients (what issue #11's rows are compared with)",
                              lambda: bench.agent(pool, baseline_only=True)))
+            run.add("agent-8")
         for name, what, step in steps:
-            if ONLY and name not in ONLY | {"raw"} and not what.startswith("the agent at 8"):
+            if ONLY and name not in run:
                 continue
             print(f"measuring {what} ...", flush=True)
             began = time.perf_counter()
