@@ -70,7 +70,9 @@ proto: install
 	$(PY) -m mcagent.agent.api.generate
 
 # Signing throughput against the token's limit, a bare grpcio server, ssh-agent and p11-kit remoting;
-# rewrites bench/RESULTS.md (about 30 minutes; MCAGENT_BENCH_SMOKE=1 for a seconds-long check of the harness).
+# then workers 2, PostgreSQL and two daemons on one PostgreSQL (issue #11); rewrites bench/RESULTS.md
+# (about 20-25 minutes on 2 cores; MCAGENT_BENCH_SMOKE=1 for a seconds-long check of the harness,
+# MCAGENT_BENCH_ONLY=workers,postgres for some sections).
 bench: install system-deps
 	@command -v ssh-agent >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client >/dev/null; \

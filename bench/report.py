@@ -12,6 +12,7 @@ import os
 import pathlib
 import platform
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -117,8 +118,8 @@ def report(rows: list[Row], notes: dict[str, float], profiles: list[str], settin
     def find(name: str, key: str) -> Row:
         return next(r for r in rows if r.name == name and r.key == key)
 
-    def best(group: str, key: str) -> Row:
-        return max((r for r in rows if r.group == group and r.key == key), key=lambda r: r.rate)
+    def best(group: str, key: str) -> Row | None:
+        return max((r for r in rows if r.group == group and r.key == key), key=lambda r: r.rate, default=None)
 
     keys = sorted({r.key for r in rows if r.key != "-"}, reverse=True)  # rsa-2048, then ec-p256
     raw1 = {k: find("raw python-pkcs11, 1 thread", k) for k in keys}
@@ -152,12 +153,46 @@ def report(rows: list[Row], notes: dict[str, float], profiles: list[str], settin
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        if r.group == "scale":  # issue #11's rows: a table of their own below
+            continue
         cpu = "-" if r.cpu_us is None else f"{r.cpu_us:,.0f}"
         cores = "-" if r.cores is None else f"{r.cores:.2f}"
-        ratios = ("-", "-") if r.key == "-" else (f"{r.rate / raw2[r.key].rate:.2f}", f"{r.rate / ssh[r.key].rate:.2f}")
+        ratios = ("-", "-") if r.key == "-" else (f"{r.rate / raw2[r.key].rate:.2f}",
+                                                  f"{r.rate / ssh[r.key].rate:.2f}" if ssh[r.key] else "-")
         lines.append(f"| {r.name} | {r.key} | {r.rate:,.0f} | {r.rate_lo:,.0f}–{r.rate_hi:,.0f} | {r.p50_ms:.2f} | "
                      f"{r.p99_ms:.2f} | {cpu} | {cores} | {ratios[0]} | {ratios[1]} |")
 
+    try:
+        lines += _targets(find, keys, raw1, raw2, ssh)
+    except StopIteration:  # a partial run (MCAGENT_BENCH_ONLY)
+        lines += ["", "## Targets of issue #12", "",
+                  f"Not judged: this run measured only {', '.join(settings['only'])} (MCAGENT_BENCH_ONLY)."]
+    if any(r.group == "scale" for r in rows):
+        lines += _scale(rows, raw1, raw2)
+    if "few_p50" in notes:
+        lines += _growth(rows, notes, settings)
+    lines += ["", "## Where the time goes", "",
+              "Shares of the daemon's busy samples (py-spy, 250 Hz; threads waiting on a lock, a queue, "
+              "the network or the completion queue are left out, but a wait inside a C call such as SQLite's "
+              "fsync counts as busy), each sample charged to the first part of "
+              "the sign path found walking out from its innermost frame. Proportions, not times: they hold on a "
+              "loaded machine where absolute figures do not. `python -m bench.profile_sign` takes one on its own.",
+              ""]
+    before = ROOT / "bench" / "profile_before.md"
+    if before.exists():
+        lines += ["Before the changes of issue #12 (commit 7dd8bb9, taken on its own with `bench.profile_sign`):", "",
+                  before.read_text().strip(), ""]
+    for table in profiles:
+        lines += [table, ""]
+    return "\n".join(lines) + "\n"
+
+
+def _targets(find: Callable[[str, str], Row], keys: list[str], raw1: dict[str, Row], raw2: dict[str, Row],
+             ssh: dict[str, Row | None]) -> list[str]:
+    """The table of issue #12's targets; StopIteration when a row it needs was not measured."""
+    if None in ssh.values():
+        raise StopIteration
+    lines: list[str] = []
     bare_unary = find("bare grpcio empty unary call, 8 clients", "-")
     targets: list[tuple[str, Measured, float, bool, str]] = []
     for k in keys:
@@ -199,22 +234,7 @@ def report(rows: list[Row], notes: dict[str, float], profiles: list[str], settin
               f"{find('bare grpcio bidi stream, pipelined, 4 clients', '-').cpu_us:,.0f} µs (4 clients); "
               f"the agent's empty RPC {find('agent empty RPC (GetMachineTerms), unix, 8 clients', '-').cpu_us:,.0f} µs "
               "(8 clients, through its Unix-socket relay)."]
-    lines += _growth(rows, notes, settings)
-    lines += ["", "## Where the time goes", "",
-              "Shares of the daemon's busy samples (py-spy, 250 Hz; threads waiting on a lock, a queue, "
-              "the network or the completion queue are left out, but a wait inside a C call such as SQLite's "
-              "fsync counts as busy), each sample charged to the first part of "
-              "the sign path found walking out from its innermost frame. Proportions, not times: they hold on a "
-              "loaded machine where absolute figures do not. `python -m bench.profile_sign` takes one on its own.",
-              ""]
-    before = ROOT / "bench" / "profile_before.md"
-    if before.exists():
-        lines += ["Before the changes of issue #12 (commit 7dd8bb9, taken on its own with `bench.profile_sign`):", "",
-                  before.read_text().strip(), ""]
-    for table in profiles:
-        lines += [table, ""]
-    lines += _later()
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _minus_raw(row: Row, raw: Row) -> Row:
@@ -223,13 +243,84 @@ def _minus_raw(row: Row, raw: Row) -> Row:
                row.cpu_us - raw.cpu_us, row.cpu_lo - raw.cpu_hi, row.cpu_hi - raw.cpu_lo, row.cores)
 
 
+def _scale(rows: list[Row], raw1: dict[str, Row], raw2: dict[str, Row]) -> list[str]:
+    """Issue #11: workers 2 against 1, PostgreSQL against SQLite, two daemons against one; beside the
+    raw rows of this run. Each comparison's words come from the runs' ranges."""
+    def cell(value: float | None, lo: float | None, hi: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f} ({lo:,.0f}–{hi:,.0f})"
+
+    lines = ["", "## Workers and PostgreSQL (issue #11)", "",
+             "Unary Sign, 8 clients, audit on and durable (PostgreSQL with fsync on). Server CPU sums every "
+             "process of the daemon(s): the supervisor and its workers, or both daemons. The PostgreSQL "
+             "daemons sign with a second token (same SoftHSM2, same key types) whose database is their own.", "",
+             "| scenario | key | signs/s (runs' range) | server CPU µs/sign (range) | cores | × raw 2 threads |",
+             "|---|---|---:|---:|---:|---:|"]
+    comparisons = []
+    for key in raw1:
+        agent = {r.name: r for r in rows if r.group == "agent" and r.key == key}
+        one_unix, one_mtls = agent.get("agent Sign, unix, 8 clients"), agent.get("agent Sign, mtls, 8 clients")
+        listed = [r for r in (raw1[key], raw2[key], one_unix, one_mtls) if r is not None]
+        named = {r.name: r for r in rows if r.group == "scale" and r.key == key}
+        postgres = "agent Sign, unix, 8 clients, PostgreSQL"
+        pairs = [("agent Sign, unix, 8 clients, workers 2", one_unix),
+                 ("agent Sign, mtls, 8 clients, workers 2", one_mtls), (postgres, one_unix)]
+        pairs += [(n, named.get(postgres)) for n in named if n.startswith("agent Sign, unix, 8 clients, two daemons")]
+        for name, base in pairs:
+            if name in named and base is not None:
+                listed.append(named[name])
+                comparisons.append((named[name], base))
+        for r in listed:
+            cores = "-" if r.cores is None else f"{r.cores:.2f}"
+            lines.append(f"| {r.name} | {key} | {cell(r.rate, r.rate_lo, r.rate_hi)} | "
+                         f"{cell(r.cpu_us, r.cpu_lo, r.cpu_hi)} | {cores} | {r.rate / raw2[key].rate:.2f} |")
+    lines += ["", "Computed from the rows above (a ratio's range pairs the lowest run of one row with the highest "
+              "of the other):", ""]
+    for a, b in comparisons:
+        m = _ratio(a, b)
+        if m.lo > 1:
+            word = "more, beyond the runs' spread"
+        elif m.hi < 1:
+            word = "fewer, beyond the runs' spread"
+        else:
+            word = "no difference beyond the runs' spread"
+        cpu = ""
+        if a.cpu_us is not None and b.cpu_us is not None:
+            cpu = f"; server CPU per sign {a.cpu_us:,.0f} against {b.cpu_us:,.0f} µs ({a.cpu_us - b.cpu_us:+,.0f} µs)"
+        lines.append(f"- {a.key}: \"{a.name}\" gives {_fmt(m, '×')} the signs/s of \"{b.name}\" ({word}){cpu}; "
+                     f"{a.rate / raw2[a.key].rate:.2f}× the raw two-thread rate.")
+    return lines
+
+
+def _failures(failed: list[str]) -> str:
+    """How many creations the token failed (each retried), by answer."""
+    if not failed:
+        return "no creation failed"
+    kinds = sorted({f: failed.count(f) for f in failed}.items(), key=lambda kv: -kv[1])
+    return (f"{len(failed):,} creations failed in the token and were retried: "
+            + "; ".join(f"{count:,}× {kind}" for kind, count in kinds))
+
+
+def _steps(steps: list[tuple[int, float, float]]) -> str:
+    """The cost per creation as the token fills (first and last thousand)."""
+    if len(steps) < 2:
+        return "created in one step"
+    (n1, s1, c1), (n2, s2, c2) = steps[0], steps[-1]
+    return (f"the first {n1:,} took {s1:.0f} s ({c1:.1f} ms of the agent's CPU each), the last {n2 - steps[-2][0]:,} "
+            f"{s2:.0f} s ({c2:.1f} ms each): {c2 / c1:.1f}× the CPU per creation")
+
+
 def _growth(rows: list[Row], n: dict[str, float], settings: dict) -> list[str]:
     count, spread = settings["credentials"], settings["spread"]
     change = (n["many_p50"] / n["few_p50"] - 1) * 100
-    per_entry_before = n["audit_verify_s_before"] / n["audit_entries_before"] * 1e6
-    per_entry_after = n["audit_verify_s_after"] / n["audit_entries_after"] * 1e6
-    growth = per_entry_after / per_entry_before
-    linear = "linear in the length" if 0.5 <= growth <= 1.5 else f"not linear: {growth:.1f}× the cost per entry"
+    # The cost of each added entry in the first and the second half of the added entries: the fixed
+    # cost of a run (the CLI's start, the connection) drops out.
+    first_half = ((n["audit_verify_s_middle"] - n["audit_verify_s_before"])
+                  / (n["audit_entries_middle"] - n["audit_entries_before"]) * 1e6)
+    second_half = ((n["audit_verify_s_after"] - n["audit_verify_s_middle"])
+                   / (n["audit_entries_after"] - n["audit_entries_middle"]) * 1e6)
+    growth = second_half / first_half if first_half > 0 else float("inf")
+    linear = ("linear in the length" if 0.67 <= growth <= 1.5
+              else f"not linear: an added entry costs {growth:.1f}× as much in the second half")
     return [
         "",
         "## How cost grows",
@@ -246,20 +337,13 @@ def _growth(rows: list[Row], n: dict[str, float], settings: dict) -> list[str]:
         "",
         f"- {count:,} ECDSA credentials were created through the agent's CreateCredential (key generated in the "
         f"token, certificate issued by the agent's CA, records and audit entries), 8 at a time, in "
-        f"{n['bulk_create_s']:.0f} s; the signing row signs across {spread:,} of them, spread evenly, each used "
-        "once in the warm-up (its first use is recorded then).",
-        f"- `audit verify`: {n['audit_entries_before']:,.0f} entries in {n['audit_verify_s_before']:.2f} s "
-        f"({per_entry_before:.1f} µs per entry); {n['audit_entries_after']:,.0f} entries in "
-        f"{n['audit_verify_s_after']:.2f} s ({per_entry_after:.1f} µs per entry): {linear}.",
-    ]
-
-
-def _later() -> list[str]:
-    return [
-        "## Rows still to come",
-        "",
-        "Issue #11 (worker processes, PostgreSQL): add `(label, serve arguments)` pairs to `SERVE_VARIANTS` in "
-        "bench/sign_bench.py (`--workers 2`; `--database URL`); each gets unary Sign at 8 clients and SignStream "
-        "at 4 clients for both key types, in the \"variant\" rows above. Two daemons on one PostgreSQL need a "
-        "second `Bench.start_daemon(extra=...)` with its own data directory and socket.",
+        f"{n['bulk_create_s']:.0f} s ({n['bulk_create_cpu_ms']:.1f} ms of the agent's CPU each; "
+        f"{_failures(settings['failed_creations'])}); {_steps(settings['creation_steps'])}; the signing row "
+        f"signs across {spread:,} of them, spread evenly, each used once before the runs (its first use is "
+        f"recorded then: {n['spread_first_use_s']:.1f} s for {spread:,}, one after another), then in turn by the "
+        "runs' client.",
+        f"- `audit verify`: {n['audit_entries_before']:,.0f} entries in {n['audit_verify_s_before']:.2f} s, "
+        f"{n['audit_entries_middle']:,.0f} in {n['audit_verify_s_middle']:.2f} s, {n['audit_entries_after']:,.0f} in "
+        f"{n['audit_verify_s_after']:.2f} s: each added entry {first_half:.1f} µs in the first half, "
+        f"{second_half:.1f} µs in the second: {linear}.",
     ]

@@ -7,14 +7,17 @@ One run, one SoftHSM2 token, the same keys for everyone:
    SignBatch; SignStream pipelined;
 4. other signers on the same token: OpenSSH's ssh-agent (PKCS#11 provider), and PKCS#11 remoted
    over a Unix socket by `p11-kit server` (no authorisation, no audit);
-5. how cost grows: 10,000 credentials created through the agent (keys and certificates) and signed
+5. issue #11 (bench/scale.py): `--workers 2` against one process (Unix and mTLS), PostgreSQL
+   against SQLite, two daemons on one PostgreSQL; unary Sign, 8 clients, both key types;
+6. how cost grows: 2,000 credentials (10,000 on request) created through the agent (keys and certificates) and signed
    across, the first page of the list, start-up; `audit verify` against the log's length.
 Results go to bench/RESULTS.md (or MCAGENT_BENCH_OUT) with the machine, the spread of the runs,
 and the verdicts of issue #12's targets, each computed from this run's measurements.
 
-    make bench                                  # the full run (about 30 minutes on 2 cores)
+    make bench                                  # the full run (about 20-25 minutes on 2 cores)
     MCAGENT_BENCH_SMOKE=1 MCAGENT_BENCH_OUT=/tmp/smoke.md .venv/bin/python -m bench.sign_bench
                                                 # seconds-long runs: proves the harness, measures nothing
+    MCAGENT_BENCH_ONLY=workers,postgres make bench   # some sections only (see ONLY below)
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from mcagent.agent.api.v1 import agent_pb2 as pb
 from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
 from mcagent.hsm.uri import Pkcs11URI
 
+from bench import scale
 from bench.report import Row, report
 from bench.workers import ClientPool, Job, Outcome, raw_sign
 from tests.e2e.certs import TestCA
@@ -51,22 +55,22 @@ P11KIT_CLIENT = os.environ.get("MCAGENT_BENCH_P11KIT_CLIENT", "/usr/lib/x86_64-l
 PIN, SO_PIN, TOKEN = "4815162342", "1123581321", "bench"
 ABN = "51824753556"
 SMOKE = os.environ.get("MCAGENT_BENCH_SMOKE") == "1"
-SECONDS = float(os.environ.get("MCAGENT_BENCH_SECONDS", "0.5" if SMOKE else "4"))
-REPEATS = int(os.environ.get("MCAGENT_BENCH_REPEATS", "2" if SMOKE else "5"))
-BULK_CREDENTIALS = int(os.environ.get("MCAGENT_BENCH_CREDENTIALS", "60" if SMOKE else "10000"))
+SECONDS = float(os.environ.get("MCAGENT_BENCH_SECONDS", "0.5" if SMOKE else "3"))
+REPEATS = int(os.environ.get("MCAGENT_BENCH_REPEATS", "2" if SMOKE else "3"))
+# 2,000, not 10,000: through the agent, each creation costs SoftHSM2 a search of every object in the
+# token (docs/decisions.md, "The bench's length"); MCAGENT_BENCH_CREDENTIALS=10000 for the full scenario.
+BULK_CREDENTIALS = int(os.environ.get("MCAGENT_BENCH_CREDENTIALS", "60" if SMOKE else "2000"))
 SPREAD = min(BULK_CREDENTIALS, int(os.environ.get("MCAGENT_BENCH_SPREAD", "1000")))  # signed across
 EXTRA_AUDIT_ENTRIES = int(os.environ.get("MCAGENT_BENCH_AUDIT_ENTRIES", "2000" if SMOKE else "200000"))
+# Sections to run (comma-separated; empty: all): raw, bare, agent, profile, ssh-agent, p11-kit, workers,
+# postgres, growth. The raw rows always run (every ratio needs them); workers or postgres without agent
+# also measure the agent's 8-client rows they are compared with. A partial run's report leaves out the
+# verdicts whose rows it did not measure.
+ONLY = {name.strip() for name in os.environ.get("MCAGENT_BENCH_ONLY", "").split(",") if name.strip()}
 OUT = pathlib.Path(os.environ.get("MCAGENT_BENCH_OUT", ROOT / "bench" / "RESULTS.md"))
 CLIENT_COUNTS = (1, 8, 32)
 BATCH, BATCH_CLIENTS = 64, 2
 KEYS = ("rsa-2048", "ec-p256")
-# Rows of the agent started with other `serve` arguments: (label, arguments). Each gets unary
-# Sign at 8 clients and SignStream at 4 clients, both key types, on the same token and data.
-# Issue #11's rows go here once its features are merged, e.g.
-#   ("workers 2", ["--workers", "2"]),
-#   ("PostgreSQL", ["--database", os.environ["MCAGENT_BENCH_POSTGRES_URL"]]),
-# (two daemons on one PostgreSQL need a second daemon: see `Bench.start_daemon(extra=...)`).
-SERVE_VARIANTS: list[tuple[str, list[str]]] = []
 
 
 def _proc_cpu(pid: int) -> float:
@@ -128,6 +132,8 @@ class Bench:
         self.notes: dict[str, float] = {}
         self.daemon: subprocess.Popen | None = None
         self.profiles: list[str] = []
+        self.failed_creations: list[str] = []  # the token's failures during the bulk creation (retried)
+        self.creation_steps: list[tuple[int, float, float]] = []  # (created so far, seconds, agent CPU ms each)
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -144,67 +150,86 @@ class Bench:
     def unix(self) -> str:
         return f"unix:{self.work / 'data' / 'mcagent.sock'}"
 
-    def start_daemon(self, extra: list[str] = ()) -> float:
-        """Start the agent (with `extra` serve arguments); returns seconds until it answers."""
+    def launch(self, extra: list[str] = (), data: str = "data", token: str = TOKEN,
+               address: str | None = None) -> tuple[subprocess.Popen, float]:
+        """Start an agent on `data` (folder under the work directory, socket inside it, log beside it)
+        with `extra` serve arguments; returns it and the seconds until it answered."""
         ca = self.pki["ca"]
+        socket_path = self.work / data / "mcagent.sock"
+        log = self.work / f"{data}.log"
         began = time.perf_counter()
-        self.daemon = subprocess.Popen(
-            [MCAGENT, "serve", "--data-dir", str(self.work / "data"), "--keystore-backend", "pkcs11",
-             "--pkcs11-module", MODULE, "--pkcs11-token", TOKEN, "--listen", self.address,
-             "--tls-cert", str(self.pki["server"].cert), "--tls-key", str(self.pki["server"].key),
-             "--client-ca", str(ca.ca.cert), "--log-level", "warning", *extra],
-            env={**os.environ, "MCAGENT_PKCS11_PIN": PIN}, stdout=subprocess.DEVNULL,
-            stderr=open(self.work / "daemon.log", "ab"),
+        daemon = subprocess.Popen(
+            [MCAGENT, "serve", "--data-dir", str(self.work / data), "--socket", str(socket_path),
+             "--keystore-backend", "pkcs11", "--pkcs11-module", MODULE, "--pkcs11-token", token,
+             "--listen", address or self.address, "--tls-cert", str(self.pki["server"].cert),
+             "--tls-key", str(self.pki["server"].key), "--client-ca", str(ca.ca.cert), "--log-level", "warning",
+             *extra],
+            env={**os.environ, "MCAGENT_PKCS11_PIN": PIN}, stdout=subprocess.DEVNULL, stderr=open(log, "ab"),
         )
-        socket_path = self.work / "data" / "mcagent.sock"
         while True:
-            if self.daemon.poll() is not None:
-                raise RuntimeError(f"the agent exited: {(self.work / 'daemon.log').read_text()[-2000:]}")
+            if daemon.poll() is not None:
+                raise RuntimeError(f"the agent exited: {log.read_text()[-2000:]}")
             if socket_path.exists():
                 try:
-                    with grpc.insecure_channel(self.unix) as channel:
+                    with grpc.insecure_channel(f"unix:{socket_path}") as channel:
                         pb_grpc.CredentialServiceStub(channel).GetMachineTerms(pb.GetMachineTermsRequest(), timeout=1)
-                    return time.perf_counter() - began
+                    return daemon, time.perf_counter() - began
                 except grpc.RpcError:
                     pass
             time.sleep(0.02)
+
+    def start_daemon(self, extra: list[str] = ()) -> float:
+        """Start the agent (with `extra` serve arguments) on the main data; seconds until it answers."""
+        self.daemon, took = self.launch(extra)
+        return took
 
     def stop_daemon(self) -> None:
         assert self.daemon is not None
         self.daemon.terminate()
         self.daemon.wait(timeout=60)
 
-    def cli(self, *args: str, token: str | None = None) -> str:
-        env = {**os.environ, "MCAGENT_SOCKET": str(self.work / "data" / "mcagent.sock")}
+    def cli(self, *args: str, token: str | None = None, data: str = "data") -> str:
+        env = {**os.environ, "MCAGENT_SOCKET": str(self.work / data / "mcagent.sock")}
         env.pop("MCAGENT_TOKEN", None)
         if token:
             env["MCAGENT_TOKEN"] = token
         return subprocess.run([MCAGENT, *args], check=True, capture_output=True, env=env, text=True).stdout
 
-    def set_up_agent(self) -> None:
+    @staticmethod
+    def free_address() -> str:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
-            self.address = f"127.0.0.1:{probe.getsockname()[1]}"
+            return f"127.0.0.1:{probe.getsockname()[1]}"
+
+    def set_up_agent(self) -> None:
+        self.address = self.free_address()
         (self.work / "pki").mkdir()
         ca = TestCA(self.work / "pki", "bench-ca")
         self.pki = {"ca": ca, "server": ca.issue("server", "localhost", server=True), "dsp": ca.issue("dsp", "dsp-1")}
         self.start_daemon()
-        self.pa = self.cli("principal", "create", "alice").strip()
-        self.cli("business", "register", "--abn", ABN, "--name", "Bench Pty Ltd", "--principal-authority", "alice")
-        self.software = self.cli("principal", "create", "dsp", "--certificate-subject", self.pki["dsp"].subject).strip()
-        self.cli("role", "grant", "--abn", ABN, "--principal", "dsp", "--role", "software", token=self.pa)
-        self.credentials: dict[str, dict] = {}
+        self.pa, self.credentials = self.set_up_records("data")
+
+    def set_up_records(self, data: str) -> tuple[str, dict[str, dict]]:
+        """On the agent serving `data`: a principal authority, its business, the DSP's principal with
+        the software role, and one credential of each key type; returns the PA's token and them."""
+        pa = self.cli("principal", "create", "alice", data=data).strip()
+        self.cli("business", "register", "--abn", ABN, "--name", "Bench Pty Ltd", "--principal-authority", "alice",
+                 data=data)
+        self.cli("principal", "create", "dsp", "--certificate-subject", self.pki["dsp"].subject, data=data)
+        self.cli("role", "grant", "--abn", ABN, "--principal", "dsp", "--role", "software", token=pa, data=data)
+        credentials: dict[str, dict] = {}
         for key in KEYS:
             created = json.loads(self.cli("credential", "create", "--abn", ABN, "--name", f"bench-{key}",
-                                          "--key-type", key, "--accept-terms", "--json", token=self.pa))
-            public = load_pem_public_key(self.cli("credential", "public-key", created["id"], token=self.pa).encode())
-            created["public_key"] = public
-            self.credentials[key] = created
+                                          "--key-type", key, "--accept-terms", "--json", token=pa, data=data))
+            public = self.cli("credential", "public-key", created["id"], token=pa, data=data)
+            created["public_key"] = load_pem_public_key(public.encode())
+            credentials[key] = created
+        return pa, credentials
 
     # -- measuring -----------------------------------------------------------------------------
 
-    def measure(self, pool: ClientPool, name: str, key: str, job: Job, clients: int, pids: list[int], group: str,
-                warm_up: float = 0.0) -> Row:
+    def measure(self, pool: ClientPool, name: str, key: str, job: Job | list[Job], clients: int, pids: list[int],
+                group: str, warm_up: float = 0.0) -> Row:
         """REPEATS runs of `job` on `clients` processes; CPU of `pids` from the start barrier to the end."""
         runs = []
         for _ in range(REPEATS):
@@ -260,14 +285,13 @@ class Bench:
                    token=self.pa if transport == "unix" else "", tls=tls if transport == "mtls" else None,
                    batch=BATCH)
 
-    def agent(self, pool: ClientPool, label: str = "") -> None:
+    def agent(self, pool: ClientPool, baseline_only: bool = False) -> None:
         pid = [self.daemon.pid]
-        if label:  # a serve variant: the rows its comparison needs
+        if baseline_only:  # one process on SQLite, unary Sign at 8 clients: what issue #11's rows compare with
             for key in KEYS:
-                self.measure(pool, f"agent Sign, unix, 8 clients, {label}", key, self._job("grpc", key), 8, pid,
-                             "variant")
-                self.measure(pool, f"agent SignStream, 4 clients, {label}", key, self._job("stream", key), 4, pid,
-                             "variant")
+                for transport in ("unix", "mtls"):
+                    self.measure(pool, f"agent Sign, {transport}, 8 clients", key, self._job("grpc", key, transport),
+                                 8, pid, "agent")
             return
         for clients in (1, 8):
             self.measure(pool, f"agent empty RPC (GetMachineTerms), unix, {clients} clients", "-",
@@ -342,15 +366,6 @@ class Bench:
             process.terminate()
             process.wait()
 
-    def variants(self, pool: ClientPool) -> None:
-        for label, arguments in SERVE_VARIANTS:
-            self.stop_daemon()
-            self.start_daemon(arguments)
-            self.agent(pool, label)
-        if SERVE_VARIANTS:
-            self.stop_daemon()
-            self.start_daemon()
-
     # -- how cost grows ---------------------------------------------------------------------------
 
     def growth(self, pool: ClientPool) -> None:
@@ -360,22 +375,36 @@ class Bench:
                            self._job("grpc", "ec-p256"), 1, pid, "growth")
         self.notes["list_first_page_ms_few"] = self._time_list()
         self.notes["audit_entries_before"], self.notes["audit_verify_s_before"] = self._time_verify()
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), cpu_seconds(pid)
         ids = self._create_credentials(BULK_CREDENTIALS)
         self.notes["bulk_create_s"] = time.perf_counter() - began
+        self.notes["bulk_create_cpu_ms"] = (cpu_seconds(pid) - cpu) / BULK_CREDENTIALS * 1e3
+        print(f"  {BULK_CREDENTIALS:,} credentials created in {self.notes['bulk_create_s']:.0f} s "
+              f"({self.notes['bulk_create_cpu_ms']:.1f} ms of the agent's CPU each)", flush=True)
         self.stop_daemon()
         self.notes["startup_s_many"] = self.start_daemon()
         pid = [self.daemon.pid]
         self.notes["list_first_page_ms_many"] = self._time_list()
         spread = tuple(ids[i * len(ids) // SPREAD] for i in range(SPREAD))
+        # The first use of each credential of the spread (recorded) is made here, once, so the runs'
+        # clients need not warm up with all of them: they take them in turn from the common start.
+        first = self.notes["spread_first_use_s"] = self._sign_each(spread)
+        print(f"  first use of {SPREAD:,} credentials, one after another: {first:.1f} s", flush=True)
+        job = self._job("grpc", "ec-p256", ids=spread)
+        job.warm_each = False
         many = self.measure(pool, f"agent Sign, unix, 1 client, across {SPREAD:,} of {BULK_CREDENTIALS:,} credentials",
-                            "ec-p256", self._job("grpc", "ec-p256", ids=spread), 1, pid, "growth",
-                            warm_up=SPREAD * 0.01)
+                            "ec-p256", job, 1, pid, "growth")
         self.notes["few_p50"], self.notes["many_p50"] = few.p50_ms, many.p50_ms
-        self.stop_daemon()
-        self._bulk_audit(EXTRA_AUDIT_ENTRIES)
-        self.start_daemon()
-        self.notes["audit_entries_after"], self.notes["audit_verify_s_after"] = self._time_verify()
+        # `audit verify` at two more lengths (entries written straight into the log, agent stopped):
+        # linear when each added entry costs the same in both halves.
+        for half in ("middle", "after"):
+            self.stop_daemon()
+            began = time.perf_counter()
+            self._bulk_audit(EXTRA_AUDIT_ENTRIES // 2)
+            print(f"  {EXTRA_AUDIT_ENTRIES // 2:,} audit entries written in {time.perf_counter() - began:.0f} s",
+                  flush=True)
+            self.start_daemon()
+            self.notes[f"audit_entries_{half}"], self.notes[f"audit_verify_s_{half}"] = self._time_verify()
 
     def _create_credentials(self, count: int) -> list[str]:
         """`count` ECDSA credentials through the agent's CreateCredential (key in the token, certificate
@@ -386,13 +415,49 @@ class Bench:
             terms = stub.GetMachineTerms(pb.GetMachineTermsRequest(), timeout=30).version
 
             def create(n: int) -> str:
-                reply = stub.CreateCredential(pb.CreateCredentialRequest(
-                    abn=ABN, name=f"bulk-{n}", key_type=pb.KEY_TYPE_EC_P256, accepted_terms_version=terms),
-                    metadata=metadata, timeout=120)
-                return reply.credential.id
+                # Under 8 concurrent creations SoftHSM2 has failed a key generation now and then
+                # (GeneralError: UNAVAILABLE while the agent recovers the token; TemplateInconsistent:
+                # INTERNAL). Such a creation is retried, a few times, and counted in the report.
+                for attempt in range(5):
+                    try:
+                        reply = stub.CreateCredential(pb.CreateCredentialRequest(
+                            abn=ABN, name=f"bulk-{n}", key_type=pb.KEY_TYPE_EC_P256, accepted_terms_version=terms),
+                            metadata=metadata, timeout=120)
+                        return reply.credential.id
+                    except grpc.RpcError as exc:
+                        token_failed = exc.code() == grpc.StatusCode.UNAVAILABLE or (
+                            exc.code() == grpc.StatusCode.INTERNAL and "PKCS#11 error" in (exc.details() or ""))
+                        if not token_failed or attempt == 4:
+                            raise
+                        retries.append(f"{exc.code().name}: {(exc.details() or '').split(': ', 1)[-1]}")
+                        time.sleep(0.5 * (attempt + 1))
+                raise AssertionError("unreachable")
 
+            retries: list[str] = []
+
+            ids: list[str] = []
             with ThreadPoolExecutor(8) as executor:
-                return list(executor.map(create, range(count)))
+                for first in range(0, count, 1000):  # by thousands: the cost per creation as the token fills
+                    began, cpu = time.perf_counter(), cpu_seconds([self.daemon.pid])
+                    ids += executor.map(create, range(first, min(count, first + 1000)))
+                    took, cpu = time.perf_counter() - began, cpu_seconds([self.daemon.pid]) - cpu
+                    self.creation_steps.append((len(ids), took, cpu / (len(ids) - first) * 1e3))
+                    print(f"    {len(ids):,} created: the last {len(ids) - first:,} in {took:.0f} s, "
+                          f"{self.creation_steps[-1][2]:.1f} ms of the agent's CPU each", flush=True)
+            self.notes["bulk_create_retries"] = len(retries)
+            self.failed_creations = retries
+            return ids
+
+    def _sign_each(self, ids: tuple[str, ...]) -> float:
+        """Sign once with each credential in turn, as one client; the seconds it took."""
+        with grpc.insecure_channel(self.unix) as channel:
+            stub = pb_grpc.CredentialServiceStub(channel)
+            metadata = (("authorization", f"Bearer {self.pa}"),)
+            digest = bytes(32)
+            began = time.perf_counter()
+            for credential_id in ids:
+                stub.Sign(pb.SignRequest(credential_id=credential_id, digest=digest), metadata=metadata, timeout=60)
+            return time.perf_counter() - began
 
     def _time_list(self) -> float:
         with grpc.insecure_channel(self.unix) as channel:
@@ -438,20 +503,38 @@ def main() -> None:
     try:
         bench.token()
         bench.set_up_agent()
-        steps = [("the raw limit", bench.raw), ("a bare grpcio server", lambda: bench.bare(pool)),
-                 ("the agent", lambda: bench.agent(pool)), ("the agent's profile", lambda: bench.profile(pool)),
-                 ("ssh-agent", lambda: bench.ssh_agent(pool)), ("p11-kit remoting", lambda: bench.p11kit(pool)),
-                 ("serve variants", lambda: bench.variants(pool)),
-                 (f"growth ({BULK_CREDENTIALS:,} credentials)", lambda: bench.growth(pool))]
-        for what, step in steps:
+        steps = [("raw", "the raw limit", bench.raw), ("bare", "a bare grpcio server", lambda: bench.bare(pool)),
+                 ("agent", "the agent", lambda: bench.agent(pool)),
+                 ("profile", "the agent's profile", lambda: bench.profile(pool)),
+                 ("ssh-agent", "ssh-agent", lambda: bench.ssh_agent(pool)),
+                 ("p11-kit", "p11-kit remoting", lambda: bench.p11kit(pool)),
+                 ("workers", "workers 2 (issue #11)", lambda: scale.workers(bench, pool)),
+                 ("postgres", "PostgreSQL, one and two daemons (issue #11)",
+                  lambda: scale.postgres(bench, pool, SECONDS, PIN, SO_PIN)),
+                 ("growth", f"growth ({BULK_CREDENTIALS:,} credentials)", lambda: bench.growth(pool))]
+        unknown = ONLY - {name for name, _, _ in steps}
+        if unknown:
+            raise SystemExit(f"MCAGENT_BENCH_ONLY: unknown section(s) {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(name for name, _, _ in steps)}")
+        run = ONLY | {"raw"}
+        if ONLY and "agent" not in ONLY and ONLY & {"workers", "postgres"}:  # what issue #11's rows compare with
+            steps.insert(3, ("agent-8", "the agent at 8 clients (what issue #11's rows are compared with)",
+                             lambda: bench.agent(pool, baseline_only=True)))
+            run.add("agent-8")
+        for name, what, step in steps:
+            if ONLY and name not in run:
+                continue
             print(f"measuring {what} ...", flush=True)
+            began = time.perf_counter()
             step()
+            print(f"  ({what}: {time.perf_counter() - began:.0f} s)", flush=True)
     finally:
         pool.close()
         if bench.daemon is not None and bench.daemon.poll() is None:
             bench.stop_daemon()
     settings = {"seconds": SECONDS, "repeats": REPEATS, "credentials": BULK_CREDENTIALS, "spread": SPREAD,
-                "smoke": SMOKE, "took": time.time() - started}
+                "smoke": SMOKE, "took": time.time() - started, "only": sorted(ONLY),
+                "failed_creations": bench.failed_creations, "creation_steps": bench.creation_steps}
     text = report(bench.rows, bench.notes, bench.profiles, settings)
     OUT.write_text(text)
     print(text)

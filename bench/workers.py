@@ -41,6 +41,7 @@ class Job:
     key_blob: bytes = b""           # ssh-agent: which key
     rsa: bool = True
     batch: int = 64
+    warm_each: bool = True          # warm up with every credential (False: the caller already used them)
     p11: tuple[str, str, str, bytes] = ("", "", "", b"")  # p11kit: (client module, token label, PIN, key id)
 
 
@@ -115,7 +116,7 @@ def _grpc_job(job: Job, start: float) -> Outcome:
         outcome = _loop(Outcome(), start, job.seconds, batch)
     else:
         requests = [pb.SignRequest(credential_id=c, digest=digest) for c in job.credential_ids]
-        for request in requests:  # warm up: connect, and the first use of every credential
+        for request in requests if job.warm_each else requests[:1]:  # warm up: connect, first uses
             stub.Sign(request, metadata=metadata, timeout=60)
         turn = [0]
 
@@ -302,10 +303,13 @@ class ClientPool:
         for process in self._processes:
             process.start()
 
-    def run(self, job: Job, clients: int, at_start: Any = None, warm_up: float = 0.0) -> tuple[list[Outcome], Any]:
+    def run(self, job: Job | list[Job], clients: int, at_start: Any = None,
+            warm_up: float = 0.0) -> tuple[list[Outcome], Any]:
         """Run `job` on `clients` processes together; their clocks start in step.
 
         Args:
+            job: one job for every client, or a list of `clients` jobs, one each (clients split
+                between two daemons).
             at_start: called in this process at the common start (after every client's warm-up,
                 if `warm_up` seconds were enough for it): sample the server's CPU there.
             warm_up: extra seconds before the start, for jobs that warm up many credentials.
@@ -313,14 +317,16 @@ class ClientPool:
         Returns:
             Each client's outcome, and what `at_start` returned.
         """
+        jobs = job if isinstance(job, list) else [job] * clients
+        assert len(jobs) == clients
         start = time.time() + 1.5 + 0.05 * clients + warm_up  # time for every client to connect and warm up
-        for queue in self._jobs[:clients]:
-            queue.put((job, start))
+        for queue, each in zip(self._jobs[:clients], jobs, strict=True):
+            queue.put((each, start))
         sampled = None
         if at_start is not None:
             _wait_until(start)
             sampled = at_start()
-        return [self._results.get(timeout=job.seconds + warm_up + 180) for _ in range(clients)], sampled
+        return [self._results.get(timeout=jobs[0].seconds + warm_up + 180) for _ in range(clients)], sampled
 
     def close(self) -> None:
         for queue in self._jobs:
@@ -341,7 +347,7 @@ def raw_sign(module: str, token: str, pin: str, key_id: bytes, rsa: bool, thread
     from pkcs11 import Attribute, Mechanism, ObjectClass
 
     lib = pkcs11.lib(module)
-    ModuleInitializer.for_module(module).ensure_initialized()
+    ModuleInitializer.for_module(module, lib).ensure_initialized()
     login = lib.get_token(token_label=token).open(rw=True, user_pin=pin)
     digest = hashlib.sha256(b"benchmark").digest()
     payload = HashAlgorithm.SHA256.digest_info_prefix + digest if rsa else digest

@@ -32,7 +32,9 @@ def server_bin() -> str | None:
 class Cluster:
     """One running cluster; `database()` makes a fresh, empty database on it and returns its URL."""
 
-    def __init__(self, bin_dir: str) -> None:
+    def __init__(self, bin_dir: str, durable: bool = False) -> None:
+        """durable: fsync and full-page writes on (the bench compares it with SQLite's synchronous=FULL);
+        the tests leave them off, for speed."""
         if not stat.S_ISCHR(os.stat("/dev/null").st_mode):  # initdb and postgres write to it
             raise RuntimeError("/dev/null is not the null device (something replaced it with a file); "
                                "as root: rm /dev/null && mknod -m 666 /dev/null c 1 3")
@@ -46,8 +48,8 @@ class Cluster:
         self.data, self.socket_dir = os.path.join(self.dir, "data"), self.dir
         self._run("initdb", "-D", self.data, "-U", SUPERUSER, "--auth=trust", "--locale=C", "-E", "UTF8",
                   "--no-sync")
-        options = (f"-k {self.socket_dir} -c listen_addresses='' -c fsync=off -c full_page_writes=off "
-                   "-c max_connections=300 -c shared_buffers=32MB")
+        options = (f"-k {self.socket_dir} -c listen_addresses='' -c max_connections=300 -c shared_buffers=32MB"
+                   + ("" if durable else " -c fsync=off -c full_page_writes=off"))
         self._run("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "server.log"), "-o", options,
                   "-w", "-t", "60", "start")
 
