@@ -182,18 +182,7 @@ class ErrorInterceptor(grpc.ServerInterceptor):
         inner = handler.stream_stream
 
         def guarded(requests: Any, context: grpc.ServicerContext) -> Any:
-            try:
-                yield from inner(requests, context)
-            except (domain.DomainError, keys.KeyStoreError) as exc:
-                code = status_of(exc) or grpc.StatusCode.INTERNAL
-                if code is not grpc.StatusCode.UNAUTHENTICATED or _unauthenticated_lines.admit():
-                    log.info("%s refused: %s: %s", method, code.name, exc)
-                context.abort(code, clip(str(exc), MAX_DETAILS))
-            except (KeyboardInterrupt, SystemExit, GeneratorExit):
-                raise
-            except BaseException:
-                log.exception("%s failed with an unexpected error", method)
-                context.abort(grpc.StatusCode.INTERNAL, "internal error in the agent; see its log")
+            yield from _answered(lambda: inner(requests, context), context, method)
 
         return grpc.stream_stream_rpc_method_handler(
             guarded,
@@ -209,21 +198,27 @@ class ErrorInterceptor(grpc.ServerInterceptor):
         def guarded(request: Any, context: grpc.ServicerContext) -> Any:
             if isinstance(request, MalformedRequest):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
-            try:
-                yield from inner(request, context)
-            except (domain.DomainError, keys.KeyStoreError) as exc:
-                code = status_of(exc) or grpc.StatusCode.INTERNAL
-                if code is not grpc.StatusCode.UNAUTHENTICATED or _unauthenticated_lines.admit():
-                    log.info("%s refused: %s: %s", method, code.name, exc)
-                context.abort(code, clip(str(exc), MAX_DETAILS))
-            except (KeyboardInterrupt, SystemExit, GeneratorExit):
-                raise
-            except BaseException:
-                log.exception("%s failed with an unexpected error", method)
-                context.abort(grpc.StatusCode.INTERNAL, "internal error in the agent; see its log")
+            yield from _answered(lambda: inner(request, context), context, method)
 
         return grpc.unary_stream_rpc_method_handler(
             guarded,
             request_deserializer=tolerant_deserializer(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
+
+
+def _answered(responses: Any, context: grpc.ServicerContext, method: str) -> Any:
+    """The messages of a streamed response (`responses()` makes them); an error raised before
+    or between them leaves as a status code, as for a unary call."""
+    try:
+        yield from responses()
+    except (domain.DomainError, keys.KeyStoreError) as exc:
+        code = status_of(exc) or grpc.StatusCode.INTERNAL
+        if code is not grpc.StatusCode.UNAUTHENTICATED or _unauthenticated_lines.admit():
+            log.info("%s refused: %s: %s", method, code.name, exc)
+        context.abort(code, clip(str(exc), MAX_DETAILS))
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException:
+        log.exception("%s failed with an unexpected error", method)
+        context.abort(grpc.StatusCode.INTERNAL, "internal error in the agent; see its log")

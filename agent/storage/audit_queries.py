@@ -9,11 +9,12 @@ from typing import Any
 
 from mcagent.agent.domain.audit import GENESIS, AuditEntry, bounded, hash_of
 from mcagent.agent.storage import rows
+from mcagent.agent.storage.queries import Queries
 
 _INSERT = f"INSERT INTO audit ({', '.join(rows.AUDIT_COLUMNS)}) VALUES ({', '.join('?' * len(rows.AUDIT_COLUMNS))})"
 
 
-class AuditQueries:
+class AuditQueries(Queries):
     """The audit half of `SqlRecords` (a mixin: it uses the engine's transaction and execute API)."""
 
     _tx_head: tuple[int, str] | None  # (seq, hash) of the head as the open transaction left it
@@ -22,18 +23,6 @@ class AuditQueries:
         raise NotImplementedError
 
     def lock_audit_head(self) -> None:
-        raise NotImplementedError
-
-    def _execute(self, query: str, params: tuple | list = ()) -> Any:
-        raise NotImplementedError
-
-    def _executemany(self, query: str, params: list[tuple]) -> None:
-        raise NotImplementedError
-
-    def _one(self, query: str, params: tuple | list = ()) -> Any:
-        raise NotImplementedError
-
-    def _all(self, query: str, params: tuple | list = ()) -> list[Any]:
         raise NotImplementedError
 
     def append_audit(self, *, at: dt.datetime, actor: str, action: str, outcome: str, abn: str = "",

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from mcagent.agent.domain.notification import Notification
 from mcagent.agent.storage import rows
+from mcagent.agent.storage.queries import Queries
 
 
-class NotificationQueries:
+class NotificationQueries(Queries):
     """The notifications of `SqlRecords` (a mixin: it uses the engine's execute API)."""
-
-    def _execute(self, query: str, params: tuple | list = ()) -> Any:
-        raise NotImplementedError
-
-    def _one(self, query: str, params: tuple | list = ()) -> Any:
-        raise NotImplementedError
-
-    def _all(self, query: str, params: tuple | list = ()) -> list[Any]:
-        raise NotImplementedError
 
     def save_notification(self, notification: Notification) -> None:
         """Insert or replace a notification (inside a transaction)."""

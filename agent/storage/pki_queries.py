@@ -6,17 +6,12 @@ import datetime as dt
 from typing import Any
 
 from mcagent.agent.storage import rows
+from mcagent.agent.storage.queries import Queries
 from mcagent.agent.storage.rows import parse_ts, ts
 
 
-class PkiQueries:
+class PkiQueries(Queries):
     """The CA half of `SqlRecords` (a mixin: it uses the engine's execute API)."""
-
-    def _execute(self, query: str, params: tuple | list = ()) -> Any:
-        raise NotImplementedError
-
-    def _all(self, query: str, params: tuple | list = ()) -> list[Any]:
-        raise NotImplementedError
 
     def ca(self) -> dict[str, Any]:
         """The CA rows by role ('root', 'issuing'); empty before the CA exists."""

@@ -11,6 +11,7 @@ from mcagent.agent.domain.errors import Aborted
 from mcagent.agent.domain.model import Business, Credential, Principal, Reminder, RoleGrant
 from mcagent.agent.domain.policy import Role
 from mcagent.agent.storage import rows
+from mcagent.agent.storage.queries import Queries
 from mcagent.agent.storage.rows import ts
 
 _CREDENTIAL_SELECT = (
@@ -20,18 +21,9 @@ _CREDENTIAL_INSERTED = ("id", "abn", "name", "status", "key_type", "backend", "k
                         "terms_version", "holder_id", "permissions")
 
 
-class RecordQueries:
+class RecordQueries(Queries):
     """Businesses, principals, roles and credentials of `SqlRecords` (a mixin: it runs its
     statements through the engine's `_execute`, `_one` and `_all`)."""
-
-    def _execute(self, query: str, params: tuple | list = ()) -> Any:
-        raise NotImplementedError
-
-    def _one(self, query: str, params: tuple | list = ()) -> Any:
-        raise NotImplementedError
-
-    def _all(self, query: str, params: tuple | list = ()) -> list[Any]:
-        raise NotImplementedError
 
     # -- businesses ---------------------------------------------------------------------
 

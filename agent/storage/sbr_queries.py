@@ -4,23 +4,14 @@ engines (see engine.py)."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
+from mcagent.agent.storage.queries import Queries
 from mcagent.agent.storage.rows import ts
 
 
-class SbrQueries:
+class SbrQueries(Queries):
     """Aliases and local flags of `SqlRecords` (a mixin: it runs its statements through the
     engine's `_execute`, `_one` and `_all`)."""
-
-    def _execute(self, query: str, params: tuple | list = ()) -> Any:
-        raise NotImplementedError
-
-    def _one(self, query: str, params: tuple | list = ()) -> Any:
-        raise NotImplementedError
-
-    def _all(self, query: str, params: tuple | list = ()) -> list[Any]:
-        raise NotImplementedError
 
     def alias_target(self, alias: str) -> str | None:
         """The id of the credential the alias names now, or None."""
