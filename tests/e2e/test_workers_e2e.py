@@ -25,9 +25,7 @@ pytestmark = pytest.mark.e2e
 
 ABN = "51824753556"
 CLIENTS = 4
-# The issue asks for 10 s of signing; 5 s keeps the suite short on a shared 2-core machine and
-# still gives hundreds of signs over dozens of connections, enough to reach both workers.
-SIGN_SECONDS = 5.0
+SIGN_SECONDS = 10.0  # issue #11: 4 clients sign for 10 s
 ALGORITHMS = {"rsa-2048": SignatureAlgorithm.RSA_PKCS1_SHA256, "ec-p256": SignatureAlgorithm.ECDSA_SHA256}
 
 
