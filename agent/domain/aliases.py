@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from mcagent.agent.domain import credential as lifecycle
-from mcagent.agent.domain.calls import Caller, CredentialView
+from mcagent.agent.domain.calls import AuditContext, Caller, CredentialView
 from mcagent.agent.domain.credential import CredentialStatus
 from mcagent.agent.domain.errors import Aborted, FailedPrecondition, NotFound
 from mcagent.agent.domain.guard import ServiceBase
@@ -58,6 +58,16 @@ class Aliases(ServiceBase):
         if target is None:
             raise NotFound(f"no credential with alias {reference!r}")
         return target
+
+    def _credential_named(self, caller: Caller, ctx: AuditContext, reference: str, action: Action) -> Credential:
+        """The credential an id or alias names, loaded and authorised for `action`.
+
+        An alias and its credential are read from the records, both now: an alias moves in the
+        same commit that installs the new credential's certificate, so a request's cached view
+        (of when it began) could pair a moved alias with the credential as it was before.
+        """
+        credential_id = self.credential_id_for(reference)
+        return self._authorised_credential(caller, ctx, credential_id, action, fresh=credential_id != reference)
 
     def _alias_follows(self, caller: Caller | str, credential: Credential, why: str) -> bool:
         """Point the credential's alias at it, unless a newer live credential holds it already.
@@ -109,8 +119,7 @@ class Aliases(ServiceBase):
             NotFound: no such credential or alias.
         """
         with self._audited(caller, "credential.renew", target=reference) as ctx:
-            old = self._authorised_credential(caller, ctx, self.credential_id_for(reference),
-                                              Action.CREATE_CREDENTIAL)
+            old = self._credential_named(caller, ctx, reference, Action.CREATE_CREDENTIAL)
             if old.status is CredentialStatus.REVOKED:
                 raise FailedPrecondition(f"credential {old.id} is revoked; create a new credential instead")
             self._check_terms(accepted_terms_version)
@@ -130,8 +139,7 @@ class Aliases(ServiceBase):
     def set_credential_local(self, caller: Caller, reference: str, local: bool) -> CredentialView:
         """Flag a credential local (it refuses ActAs), or clear the flag (PA or MCA)."""
         with self._audited(caller, "credential.local", target=reference) as ctx:
-            credential = self._authorised_credential(caller, ctx, self.credential_id_for(reference),
-                                                     Action.CREATE_CREDENTIAL)
+            credential = self._credential_named(caller, ctx, reference, Action.CREATE_CREDENTIAL)
             lifecycle.check_usable(credential.id, credential.status, credential.unassigned_at, self._clock())
             with self._records.transaction():
                 self._records.set_local(credential.id, local, self._clock(), caller.name)

@@ -176,13 +176,14 @@ class ServiceBase:
         if not caller.is_admin:
             self._require(caller, abn, Action.VIEW)
 
-    def _credential(self, credential_id: str) -> Credential:
-        """The credential with this id, as of the last committed change.
+    def _credential(self, credential_id: str, *, fresh: bool = False) -> Credential:
+        """The credential with this id, as of the last committed change (`fresh`: read from the
+        records now, not from this request's cached view).
 
         Raises:
             NotFound: no such credential (or one still being created).
         """
-        credential = self._cached.get_credential(credential_id)
+        credential = (self._records if fresh else self._cached).get_credential(credential_id)
         if credential is None or credential.status is CredentialStatus.CREATING:
             raise NotFound(f"no credential with id {credential_id!r}")
         return credential
@@ -206,14 +207,14 @@ class ServiceBase:
             self._audit(caller, action, abn=credential.abn, target=credential.id, detail=detail)
 
     def _authorised_credential(self, caller: Caller, ctx: AuditContext, credential_id: str,
-                               action: Action) -> Credential:
+                               action: Action, *, fresh: bool = False) -> Credential:
         """Load a credential, name its business in the refusal entry, and require `action` there.
 
         Raises:
             NotFound: no such credential.
             PermissionDenied: the caller's roles in its business do not allow `action`.
         """
-        credential = self._credential(credential_id)
+        credential = self._credential(credential_id, fresh=fresh)
         ctx.abn = credential.abn
         self._require(caller, credential.abn, action)
         return credential

@@ -161,7 +161,7 @@ class Signing(ServiceBase):
         if (item.data is None) == (item.digest is None):
             raise InvalidArgument("give either the data to sign or its digest, not both")
         # An id or a RAM alias (agent.domain.aliases): the one resolution every sign path makes.
-        credential = self._authorised_credential(caller, ctx, self.credential_id_for(item.credential_id), Action.SIGN)
+        credential = self._credential_named(caller, ctx, item.credential_id, Action.SIGN)
         lifecycle.check_usable(credential.id, credential.status, credential.unassigned_at, self._clock())
         if item.permission:
             check_permissions([item.permission])

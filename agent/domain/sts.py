@@ -74,7 +74,7 @@ class Sts(ServiceBase):
             f"client adds one with `mcagent notification add --abn {client_abn} --dsp-abn {credential.abn} …`")
 
     def _signing_credential(self, caller: Caller, ctx, reference: str) -> Credential:
-        credential = self._authorised_credential(caller, ctx, self.credential_id_for(reference), Action.SIGN)
+        credential = self._credential_named(caller, ctx, reference, Action.SIGN)
         ctx.target = credential.id
         lifecycle.check_usable(credential.id, credential.status, credential.unassigned_at, self._clock())
         if not credential.certificate_chain:

@@ -18,6 +18,7 @@ from mcagent.agent.domain.errors import FailedPrecondition, InvalidArgument, Not
 from mcagent.agent.domain.model import Backend
 from mcagent.agent.domain.policy import Role
 from mcagent.agent.domain.terms import CURRENT_TERMS
+from mcagent.agent.storage import open_storage
 from mcagent.hsm.base import KeyType
 
 from tests.agent.clocked import make_agent
@@ -270,6 +271,26 @@ def test_alias_moves_on_install_once_and_the_old_credential_keeps_working_by_id(
     assert world.storage.is_local(new.id)  # the local flag carried over
     world.service.install_certificate(world.pa, new.id, certificate, None)  # again: no second move
     assert len([e for e in world.service._audit_log.entries() if e.action == "credential.alias-moved"]) == 1
+
+
+def test_an_alias_moved_by_another_process_signs_with_the_certificate_installed_with_it(world, tmp_path):
+    """A request's cached view is of when it began; an alias read now must not be paired with it."""
+    alias = f"ABRD:{PROVIDER}_cloud"
+    renewed = world.service.renew_credential(world.pa, alias, issue=False,
+                                             accepted_terms_version=CURRENT_TERMS.version)
+    new = renewed.view.credential
+    installed = x509.load_pem_x509_certificate(_issue_elsewhere(renewed.csr.public_bytes(serialization.Encoding.PEM)))
+    installed_der = installed.public_bytes(serialization.Encoding.DER)
+    with world.service.one_state_version():  # one request, begun before the other process's install
+        assert world.service._credential(new.id).certificate_chain[0] != installed_der  # cached: the agent's leaf
+        other = open_storage(str(tmp_path / "agent.db"))  # another process on the same database
+        with other.transaction():
+            other.update_credential(new.id, new.status, certificate_chain=(installed_der,))
+            assert other.point_alias(alias, new.id, world.credential.id, NOW)
+        other.close()
+        signature, leaf = _sign(world, alias)
+    assert leaf == installed_der
+    installed.public_key().verify(signature, b"payload", padding.PKCS1v15(), hashes.SHA256())
 
 
 def test_renew_with_issue_moves_the_alias_at_once(world):
