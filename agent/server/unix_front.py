@@ -303,6 +303,11 @@ class UnixFront:
             data = direction.source.recv(min(_CHUNK, _PENDING_LIMIT - direction.pending_bytes))
         except (BlockingIOError, InterruptedError):
             return
+        except OSError:
+            # A reset ends this direction only: the other one still delivers what it holds (the
+            # server resets its side when it closes with our last bytes unread, as a stopping
+            # server does, after writing a response the client has not received yet).
+            data = b""
         if data:
             self._touch(direction)
             direction.pending.append(memoryview(data))  # the one copy, kernel to us; sent from here
@@ -316,6 +321,11 @@ class UnixFront:
             try:
                 sent = direction.target.send(direction.pending[0])
             except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # the target is gone: nothing more can reach it
+                direction.pending.clear()
+                direction.pending_bytes = 0
+                direction.eof = direction.done = True
                 return
             self._touch(direction)
             direction.pending_bytes -= sent

@@ -104,3 +104,42 @@ def test_stop_closes_relayed_connections_and_removes_the_socket(relay):
         pass  # closed before it read our bytes: the kernel says so with a reset
     assert not os.path.exists(front.public_path)
     client.close()
+
+
+def test_a_server_that_resets_after_answering_still_delivers_its_whole_answer(tmp_path):
+    """A stopping gRPC server writes its last response and closes with the client's last bytes
+    unread, which resets our upstream socket: the response the relay holds must still arrive."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    upstream.bind(str(private / "upstream.sock"))
+    upstream.listen()
+    answer = os.urandom(384 * 1024)  # fits in the buffers on the way: the server can close before the client reads
+
+    def serve() -> None:
+        connection, _ = upstream.accept()
+        connection.recv(5)  # the request
+        connection.sendall(answer)
+        threading.Event().wait(0.3)  # the client's later bytes arrive and are never read
+        connection.close()  # closed with unread data: the relay's upstream socket is reset
+
+    threading.Thread(target=serve, daemon=True).start()
+    front = UnixFront(str(tmp_path / "public.sock"), 0o600, str(private), str(private / "upstream.sock"),
+                      max_connections=4, max_connections_per_uid=4, idle_timeout=60)
+    front.start()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(front.public_path)
+            client.sendall(b"hello")
+            threading.Event().wait(0.1)
+            client.sendall(b"more bytes the server never reads")
+            threading.Event().wait(0.5)  # the server has closed: most of the answer waits in the relay
+            client.sendall(b"an acknowledgement")  # a write towards a server that is gone
+            threading.Event().wait(0.2)
+            received = bytearray()
+            while data := client.recv(65536):
+                received += data
+        assert bytes(received) == answer
+    finally:
+        front.stop()
+        upstream.close()

@@ -77,11 +77,16 @@ def test_sigterm_lets_batches_in_flight_on_both_transports_finish_and_audit_matc
     stopped_at = time.monotonic()
     daemon.process.send_signal(signal.SIGTERM)
     # Health says NOT_SERVING while the batches finish (over TCP: the Unix socket stops accepting at once).
+    # (The signal is handled a moment after it is sent: until then health may still say SERVING.)
+    deadline = time.monotonic() + 2
     with grpc.secure_channel(address, tls) as probe:
-        try:
-            status = health_pb2_grpc.HealthStub(probe).Check(health_pb2.HealthCheckRequest(), timeout=5).status
-        except grpc.RpcError:
-            status = None  # already closed to new calls
+        status = health_pb2.HealthCheckResponse.SERVING
+        while status == health_pb2.HealthCheckResponse.SERVING and time.monotonic() < deadline:
+            try:
+                status = health_pb2_grpc.HealthStub(probe).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+            except grpc.RpcError:
+                status = None  # already closed to new calls
+            time.sleep(0.02)
     assert status in (None, health_pb2.HealthCheckResponse.NOT_SERVING)
     for thread in threads:
         thread.join(timeout=120)
