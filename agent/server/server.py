@@ -94,10 +94,7 @@ class AgentServer:
             self._inherited = worker.listener
         else:
             self._lock = startup.lock_data_folder(config)  # first: a second daemon stops here
-            try:
-                self._inherited = systemd.unix_listener(systemd.listen_fds())
-            except (ValueError, OSError) as exc:
-                raise ConfigError(f"socket activation: {exc}") from None
+            self._inherited = startup.socket_activated_listener()
             if self._inherited is None:
                 startup.prepare_socket_path(config.socket_path)
         try:

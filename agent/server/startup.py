@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mcagent.agent.config import Config, ConfigError
+from mcagent.agent.server import systemd
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,14 @@ def prepare_socket_path(path: str) -> None:
     finally:
         probe.close()
     raise ConfigError(f"another agent is already serving on {path}")
+
+
+def socket_activated_listener() -> socket.socket | None:
+    """The Unix socket systemd passed (socket activation), or None when it passed none."""
+    try:
+        return systemd.unix_listener(systemd.listen_fds())
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"socket activation: {exc}") from None
 
 
 def bind_unix_listener(path: str, mode: int) -> socket.socket:

@@ -116,10 +116,7 @@ class Supervisor:
         lock = startup.lock_data_folder(config)
         owns_path = False
         try:
-            try:
-                self._listener = systemd.unix_listener(systemd.listen_fds())
-            except (ValueError, OSError) as exc:
-                raise ConfigError(f"socket activation: {exc}") from None
+            self._listener = startup.socket_activated_listener()
             if self._listener is None:
                 startup.prepare_socket_path(config.socket_path)
                 self._listener = startup.bind_unix_listener(config.socket_path, config.socket_mode)

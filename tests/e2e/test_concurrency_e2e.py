@@ -23,15 +23,21 @@ def _public_key(pa, credential_id):
     return load_pem_public_key(pa.ok("credential", "public-key", credential_id).encode())
 
 
-def test_32_concurrent_clients_all_signatures_verify_and_each_is_audited_once(pkcs11_daemon):
-    pa = pkcs11_daemon.new_business(ABN, "alice")
-    software = pkcs11_daemon.new_principal("sw")
+def set_up(daemon, key_types=("rsa-2048", "ec-p256")):
+    """A business, its PA, a software principal granted the role, and a credential per key type."""
+    pa = daemon.new_business(ABN, "alice")
+    software = daemon.new_principal("sw")
     pa.ok("role", "grant", "--abn", ABN, "--principal", "sw", "--role", "software")
     credentials = {
         key_type: pa.ok("credential", "create", "--abn", ABN, "--name", key_type, "--key-type", key_type,
                         "--accept-terms").strip()
-        for key_type in ("rsa-2048", "ec-p256")
+        for key_type in key_types
     }
+    return pa, software, credentials
+
+
+def test_32_concurrent_clients_all_signatures_verify_and_each_is_audited_once(pkcs11_daemon):
+    pa, software, credentials = set_up(pkcs11_daemon)
     before = sum(1 for e in pkcs11_daemon.audit() if e["action"] == "credential.sign")
     results: list[tuple[str, bytes, bytes]] = []
     errors: list[str] = []

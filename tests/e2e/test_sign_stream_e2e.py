@@ -15,7 +15,7 @@ from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
 from mcagent.agent.server.sign_stream import WINDOW
 from mcagent.hsm.base import SignatureAlgorithm
 
-from tests.e2e.test_concurrency_e2e import _public_key
+from tests.e2e.test_concurrency_e2e import _public_key, set_up
 from tests.verify import verify
 
 ABN = "51824753556"
@@ -25,15 +25,7 @@ ALGORITHMS = {"rsa-2048": SignatureAlgorithm.RSA_PKCS1_SHA256, "ec-p256": Signat
 
 
 def _set_up(daemon):
-    pa = daemon.new_business(ABN, "alice")
-    software = daemon.new_principal("sw")
-    pa.ok("role", "grant", "--abn", ABN, "--principal", "sw", "--role", "software")
-    credentials = {
-        key_type: pa.ok("credential", "create", "--abn", ABN, "--name", key_type, "--key-type", key_type,
-                        "--accept-terms").strip()
-        for key_type in ALGORITHMS
-    }
-    return pa, software, credentials
+    return set_up(daemon, tuple(ALGORITHMS))
 
 
 def _signs(daemon) -> list[dict]:
