@@ -22,12 +22,11 @@ from mcagent.agent.domain.errors import Aborted, FailedPrecondition, NotFound
 from mcagent.agent.domain.guard import ServiceBase
 from mcagent.agent.domain.model import Credential
 from mcagent.agent.domain.policy import Action
-from mcagent.agent.domain.ramkeystore import alias_for
+from mcagent.agent.domain.ramkeystore import ALIAS_PREFIX, alias_for
 from mcagent.hsm.base import CreateKeyRequest, KeyType
 
 log = logging.getLogger(__name__)
 
-ALIAS_PREFIX = "ABRD:"
 _LIVE = (CredentialStatus.ACTIVE, CredentialStatus.UNASSIGNED)
 
 

@@ -20,6 +20,7 @@ from mcagent.agent.domain.credential import CredentialStatus
 from mcagent.agent.domain.errors import InvalidArgument
 from mcagent.agent.domain.guard import ServiceBase
 from mcagent.agent.domain.model import Credential
+from mcagent.agent.domain.ramkeystore import alias_for
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +96,15 @@ class ExpiryWatch(ServiceBase):
             self._observer.credentials_expiring(threshold, sum(1 for _, _, days in found if days <= threshold))
         soon = []
         for credential, expires, days in found:
+            alias = alias_for(credential.abn, credential.name)
             threshold = min(t for t in THRESHOLDS if days <= t)
             if (credential.id, threshold) not in warned:
                 warned.add((credential.id, threshold))
                 log.warning("credential %s (%s of %s): its certificate expires on %s, in %d days (within %d); "
-                            "renew it with `mcagent credential renew ABRD:%s_%s`", credential.id, credential.name,
+                            "renew it with `mcagent credential renew %s`", credential.id, credential.name,
                             credential.abn, expires.astimezone(self._timezone).date().isoformat(), days, threshold,
-                            credential.abn, credential.name)
+                            alias)
             if days <= SOON:
-                soon.append(f"{credential.id} (ABRD:{credential.abn}_{credential.name}) expires on "
+                soon.append(f"{credential.id} ({alias}) expires on "
                             f"{expires.astimezone(self._timezone).date().isoformat()}, in {days} days")
         return soon

@@ -85,6 +85,11 @@ def shown_status(notification: Notification, today: dt.date) -> str:
     return notification.status.value
 
 
+def in_force(notification: Notification, today: dt.date) -> bool:
+    """Active, started and not ended on `today`: a notification that backs ActAs."""
+    return shown_status(notification, today) == NotificationStatus.ACTIVE.value and notification.start_date <= today
+
+
 def check_software_ids(ids: list[str]) -> tuple[str, ...]:
     """At least one software ID, each exactly 10 digits, no repeats.
 

@@ -64,9 +64,12 @@ def check_password(password: str) -> None:
         raise InvalidArgument("the key store password does not meet RAM's rule: it needs " + ", ".join(missing))
 
 
+ALIAS_PREFIX = "ABRD:"
+
+
 def alias_for(abn: str, name: str) -> str:
     """The alias SBR software selects a credential by."""
-    return f"ABRD:{abn}_{name}"
+    return f"{ALIAS_PREFIX}{abn}_{name}"
 
 
 def sha1_fingerprint(certificate: x509.Certificate) -> str:

@@ -22,7 +22,7 @@ from mcagent.agent.domain.errors import FailedPrecondition, InvalidArgument, Per
 from mcagent.agent.domain.expiry import not_after
 from mcagent.agent.domain.guard import ServiceBase
 from mcagent.agent.domain.model import Credential
-from mcagent.agent.domain.notification import Notification, NotificationStatus, shown_status
+from mcagent.agent.domain.notification import ENDED, Notification, NotificationStatus, in_force, shown_status
 from mcagent.agent.domain.policy import Action
 from mcagent.hsm.signer import store_private_key
 
@@ -34,16 +34,11 @@ DEFAULT_LIFETIME_MINUTES = 20  # what the ATO's USI sample asks for
 MAX_LIFETIME_MINUTES = 60
 
 
-def _active_today(notification: Notification, today: dt.date) -> bool:
-    return (notification.status is NotificationStatus.ACTIVE and notification.start_date <= today
-            and (notification.end_date is None or today <= notification.end_date))
-
-
 def _why_not(notification: Notification, today: dt.date) -> str:
     status = shown_status(notification, today)
-    if status == "ended":
+    if status == ENDED:
         return f"{notification.id} ended on {notification.end_date.isoformat()}"
-    if status == "active":
+    if status == NotificationStatus.ACTIVE.value:
         return f"{notification.id} starts on {notification.start_date.isoformat()}"
     return f"{notification.id} is {status}"
 
@@ -65,7 +60,7 @@ class Sts(ServiceBase):
         today = self.today()
         found = [n for n in self._records.list_notifications([client_abn])
                  if n.abn == client_abn and n.dsp_abn == credential.abn]
-        if any(_active_today(n, today) for n in found):
+        if any(in_force(n, today) for n in found):
             return
         seen = "; found: " + ", ".join(_why_not(n, today) for n in found) if found else ""
         raise PermissionDenied(
