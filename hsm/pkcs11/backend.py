@@ -124,6 +124,23 @@ class Pkcs11KeyStore(KeyStore):
             raise KeyStoreError(f"{len(found)} objects match {parsed}; the URI is ambiguous")
         return found[0]
 
+    def _object(self, worker: WorkerSession, uri: str, object_class: ObjectClass) -> Any:
+        """The object at `uri` as an object of the borrowed session: made on this session before,
+        made from the pool's shared handle (see `hsm.pkcs11.handles`), or searched for."""
+        obj = worker.keys.get((object_class, uri))
+        if obj is None:
+            parsed = self._parse(uri)
+            ref = (object_class, parsed.key_id, parsed.label)
+            obj = self._pool.handles.find(worker.session, ref,
+                                          lambda session: self._find_one(session, parsed, object_class))
+            worker.keys[(object_class, uri)] = obj
+        return obj
+
+    def _remember(self, key_id: bytes, label: str, private: Any, public: Any) -> None:
+        """Put the handles of a key pair just made into the shared cache: its first use needs no search."""
+        self._pool.handles.put((ObjectClass.PRIVATE_KEY, key_id, label), private.handle)
+        self._pool.handles.put((ObjectClass.PUBLIC_KEY, key_id, label), public.handle)
+
     # -- KeyStore -----------------------------------------------------------------------
 
     def create_key(self, request: CreateKeyRequest) -> KeyInfo:
@@ -163,6 +180,7 @@ class Pkcs11KeyStore(KeyStore):
                 for obj in (private, public):
                     obj.destroy()
                 raise
+            self._remember(key_id, request.label, private, public)
             uri = str(Pkcs11URI(token=self.token_label, key_id=key_id, label=request.label))
             info = KeyInfo(uri=uri, key_type=request.key_type, public_key=public_key, key_id=key_id)
             self._public[uri] = info
@@ -204,11 +222,12 @@ class Pkcs11KeyStore(KeyStore):
             private = session.create_object({Attribute.CLASS: ObjectClass.PRIVATE_KEY, **common, **private_part,
                                              **PRIVATE_KEY_TEMPLATE})
             try:
-                session.create_object({Attribute.CLASS: ObjectClass.PUBLIC_KEY, **common, **public_part,
-                                       **PUBLIC_KEY_TEMPLATE})
+                public = session.create_object({Attribute.CLASS: ObjectClass.PUBLIC_KEY, **common, **public_part,
+                                                **PUBLIC_KEY_TEMPLATE})
             except BaseException:
                 private.destroy()
                 raise
+            self._remember(key_id, label, private, public)
             uri = str(Pkcs11URI(token=self.token_label, key_id=key_id, label=label))
             return KeyInfo(uri=uri, key_type=key_type, public_key=public_key, key_id=key_id)
 
@@ -216,11 +235,11 @@ class Pkcs11KeyStore(KeyStore):
 
     def store_certificate(self, uri: str, certificate_der: bytes) -> None:
         """See `CertificateStore.store_certificate`: a public token object with the key's id and label."""
-        parsed = self._parse(uri)
+        self._parse(uri)
 
         def store(worker: WorkerSession) -> None:
             session = worker.session
-            key = self._find_one(session, parsed, ObjectClass.PUBLIC_KEY)
+            key = self._object(worker, uri, ObjectClass.PUBLIC_KEY)
             identity = {Attribute.ID: bytes(key[Attribute.ID]), Attribute.LABEL: key[Attribute.LABEL]}
             for old in list(session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE, **identity})):
                 old.destroy()
@@ -238,10 +257,10 @@ class Pkcs11KeyStore(KeyStore):
         cached = self._public.get(uri)
         if cached is not None:
             return cached
-        parsed = self._parse(uri)
+        self._parse(uri)
 
         def read(worker: WorkerSession) -> KeyInfo:
-            public = self._find_one(worker.session, parsed, ObjectClass.PUBLIC_KEY)
+            public = self._object(worker, uri, ObjectClass.PUBLIC_KEY)
             key_type = _key_type_of(public)
             public_key = _public_key_of(public, key_type)
             key_id = bytes(public[Attribute.ID])
@@ -261,10 +280,7 @@ class Pkcs11KeyStore(KeyStore):
             payload = algorithm.hash.digest_info_prefix + request.digest
 
         def sign(worker: WorkerSession) -> bytes:
-            key = worker.keys.get(request.uri)
-            if key is None:
-                key = self._find_one(worker.session, self._parse(request.uri), ObjectClass.PRIVATE_KEY)
-                worker.keys[request.uri] = key
+            key = self._object(worker, request.uri, ObjectClass.PRIVATE_KEY)
             return key.sign(payload, mechanism=mechanism, mechanism_param=param)
 
         signature = self._pool.run(f"sign with {request.uri}", sign)

@@ -6,8 +6,10 @@
 - A bounded set of read-write worker sessions; a thread borrows one, so no session is
   ever used by two threads at once, and the module (initialised with OS locking) runs
   calls on different sessions in parallel.
-- Each worker session caches the key objects it has found, so a sign does not search
-  the token once the key has been used on that session.
+- Key look-ups go through one cache of object handles shared by every session
+  (`hsm.pkcs11.handles`), so a key is searched for once per pool, not once per session;
+  each worker session also keeps the objects it has made, so a key used again on the same
+  session costs no call at all.
 - When the module, token or sessions fail (closed, logged out, module re-initialised,
   device removed) the pool finalises and re-initialises the module, logs in again and
   starts afresh; the failing call is retried once. Recovery waits for calls in flight
@@ -30,6 +32,7 @@ from typing import Any, TypeVar
 
 import pkcs11
 from mcagent.hsm.errors import AuthFailed, KeyStoreError, TokenUnavailable
+from mcagent.hsm.pkcs11.handles import KeyHandles
 from mcagent.hsm.pkcs11.locking import ModuleInitializer
 from pkcs11 import exceptions as p11e
 
@@ -80,7 +83,7 @@ def classify(exc: p11e.PKCS11Error, what: str) -> KeyStoreError:
 
 @dataclass
 class WorkerSession:
-    """A borrowed read-write session and the key objects found through it."""
+    """A borrowed read-write session and the key objects made on it (by `handles.Ref`)."""
 
     session: Any
     keys: dict[Any, Any] = field(default_factory=dict)
@@ -95,6 +98,8 @@ class PoolStats:
     sessions_open: int
     max_in_flight: int
     recoveries: int
+    key_searches: int = 0  # targeted token searches for one object since the pool began
+    key_index_passes: int = 0  # listings of every object of a class (see hsm.pkcs11.handles)
 
 
 class SessionPool:
@@ -146,6 +151,7 @@ class SessionPool:
         self._serial: bytes | None = None  # of the token logged in to, to tell it from another
         self._last_failure = ""
         self._login_session: Any = None
+        self.handles = KeyHandles()  # of this module initialisation; cleared by recovery
         try:
             self._lib = pkcs11.lib(module_path)
             self._initializer = ModuleInitializer.for_module(module_path, self._lib)
@@ -204,6 +210,7 @@ class SessionPool:
             self._generation += 1
             self._recoveries += 1
             self._healthy = False
+            self.handles.clear()  # handles are void once the module is finalised
             log.warning("PKCS#11 token %r failed; re-initialising the module", self._token_label)
             self._discard_sessions()
             try:
@@ -339,7 +346,8 @@ class SessionPool:
             raise p11e.TokenNotPresent()
 
     def forget_keys(self) -> None:
-        """Empty every session's key cache (after keys are destroyed)."""
+        """Empty the shared handle cache and every session's objects (after objects are destroyed)."""
+        self.handles.clear()
         with self._lock:
             for worker in self._all:
                 worker.keys.clear()
@@ -353,4 +361,6 @@ class SessionPool:
                 sessions_open=len(self._all),
                 max_in_flight=self._max_in_flight,
                 recoveries=self._recoveries,
+                key_searches=self.handles.searches,
+                key_index_passes=self.handles.index_passes,
             )
