@@ -136,16 +136,22 @@ class KeyHandles:
                     return self._handles.get(ref)
                 self.index_passes += 1
             found: dict[Ref, int] = {}
-            for obj in session.get_objects({Attribute.CLASS: object_class}):
-                attrs = obj.get_attributes([Attribute.ID, Attribute.LABEL])
-                key_id, label = bytes(attrs.get(Attribute.ID, b"")), attrs.get(Attribute.LABEL)
-                for each in ((object_class, key_id, label), (object_class, key_id, None),
-                             (object_class, None, label)):
-                    found[each] = _AMBIGUOUS if each in found else obj.handle
+            try:
+                for obj in session.get_objects({Attribute.CLASS: object_class}):
+                    attrs = obj.get_attributes([Attribute.ID, Attribute.LABEL])
+                    key_id, label = bytes(attrs.get(Attribute.ID, b"")), attrs.get(Attribute.LABEL)
+                    for each in ((object_class, key_id, label), (object_class, key_id, None),
+                                 (object_class, None, label)):
+                        found[each] = _AMBIGUOUS if each in found else obj.handle
+            except (p11e.ObjectHandleInvalid, p11e.KeyHandleInvalid):
+                # An object listed went before it was read (a failed key generation elsewhere
+                # removes its half-made objects): the pass is only a shortcut, so give it up
+                # and let this look-up search; the next miss tries a pass again.
+                return None
             with self._lock:
                 if epoch != self._epoch:
                     return None
-                found.update(self._handles)  # handles found meanwhile are as fresh
-                self._handles = found
+                # The listing is the freshest word on what it lists; keep what was put meanwhile.
+                self._handles = {**self._handles, **found}
                 self._indexed.add(object_class)
                 return found.get(ref)
