@@ -6,27 +6,21 @@ another process (tests/hsm/other_process.py) are not in this process's cache unt
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import uuid
 
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from mcagent.hsm.base import CreateKeyRequest, KeyType, SignatureAlgorithm, SignRequest
+from mcagent.hsm.base import CreateKeyRequest, KeyType, SignatureAlgorithm
 from mcagent.hsm.errors import KeyNotFound
 from mcagent.hsm.pkcs11.handles import object_at
 from mcagent.hsm.uri import Pkcs11URI
 from pkcs11 import Attribute, ObjectClass
 
-from tests.hsm.test_shared_token import OtherProcess
+from tests.hsm.test_shared_token import OtherProcess, _sign
 from tests.verify import verify
 
 ECDSA = SignatureAlgorithm.ECDSA_SHA256
-
-
-def _sign(store, uri: str, data: str) -> bytes:
-    return store.sign(SignRequest(uri=uri, algorithm=ECDSA, key_type=KeyType.EC_P256,
-                                  digest=hashlib.sha256(data.encode()).digest()))
 
 
 class _Counted:
