@@ -125,16 +125,11 @@ class Pkcs11KeyStore(KeyStore):
         return found[0]
 
     def _object(self, worker: WorkerSession, uri: str, object_class: ObjectClass) -> Any:
-        """The object at `uri` as an object of the borrowed session: made on this session before,
-        made from the pool's shared handle (see `hsm.pkcs11.handles`), or searched for."""
-        obj = worker.keys.get((object_class, uri))
-        if obj is None:
-            parsed = self._parse(uri)
-            ref = (object_class, parsed.key_id, parsed.label)
-            obj = self._pool.handles.find(worker.session, ref,
-                                          lambda session: self._find_one(session, parsed, object_class))
-            worker.keys[(object_class, uri)] = obj
-        return obj
+        """The object at `uri` as an object of the borrowed session, checked to be still there: made
+        from the pool's shared handle (see `hsm.pkcs11.handles`), or searched for."""
+        parsed = self._parse(uri)
+        return self._pool.handles.find(worker.session, (object_class, parsed.key_id, parsed.label),
+                                       lambda session: self._find_one(session, parsed, object_class))
 
     def _remember(self, key_id: bytes, label: str, private: Any, public: Any) -> None:
         """Put the handles of a key pair just made into the shared cache: its first use needs no search."""
@@ -280,7 +275,9 @@ class Pkcs11KeyStore(KeyStore):
             payload = algorithm.hash.digest_info_prefix + request.digest
 
         def sign(worker: WorkerSession) -> bytes:
-            key = self._object(worker, request.uri, ObjectClass.PRIVATE_KEY)
+            key = worker.keys.get(request.uri)  # made on this session before: no call at all
+            if key is None:
+                key = worker.keys[request.uri] = self._object(worker, request.uri, ObjectClass.PRIVATE_KEY)
             return key.sign(payload, mechanism=mechanism, mechanism_param=param)
 
         signature = self._pool.run(f"sign with {request.uri}", sign)

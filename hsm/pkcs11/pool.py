@@ -8,8 +8,8 @@
   calls on different sessions in parallel.
 - Key look-ups go through one cache of object handles shared by every session
   (`hsm.pkcs11.handles`), so a key is searched for once per pool, not once per session;
-  each worker session also keeps the objects it has made, so a key used again on the same
-  session costs no call at all.
+  each worker session also keeps the signing keys it has made, so a key used again on the
+  same session costs no call at all.
 - When the module, token or sessions fail (closed, logged out, module re-initialised,
   device removed) the pool finalises and re-initialises the module, logs in again and
   starts afresh; the failing call is retried once. Recovery waits for calls in flight
@@ -83,7 +83,7 @@ def classify(exc: p11e.PKCS11Error, what: str) -> KeyStoreError:
 
 @dataclass
 class WorkerSession:
-    """A borrowed read-write session and the key objects made on it (by `handles.Ref`)."""
+    """A borrowed read-write session and the private keys made on it for signing (by URI)."""
 
     session: Any
     keys: dict[Any, Any] = field(default_factory=dict)

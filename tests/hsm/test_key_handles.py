@@ -6,11 +6,16 @@ another process (tests/hsm/other_process.py) are not in this process's cache unt
 
 from __future__ import annotations
 
+import datetime
 import threading
 import uuid
 
 import pytest
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_public_key
+from cryptography.x509.oid import NameOID
 from mcagent.hsm.base import CreateKeyRequest, KeyType, SignatureAlgorithm
 from mcagent.hsm.errors import KeyNotFound
 from mcagent.hsm.pkcs11.handles import object_at
@@ -162,3 +167,20 @@ def test_object_at_makes_a_signing_object_of_the_given_session(pkcs11_store, cou
         return obj
 
     assert hasattr(pkcs11_store._pool.run("check", check), "sign")
+
+
+def test_a_certificate_for_a_key_destroyed_elsewhere_is_key_not_found(pkcs11_store, counted, other):
+    made = other(op="create", label=f"cert-gone-{uuid.uuid4()}")
+    pkcs11_store.public_key(made["uri"])  # its handle is now in the shared cache
+    assert other(op="delete", uri=made["uri"])["deleted"] == 2
+    with pytest.raises(KeyNotFound):
+        pkcs11_store.store_certificate(made["uri"], _self_signed())
+
+
+def _self_signed() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "handles test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()).public_bytes(Encoding.DER))
