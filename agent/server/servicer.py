@@ -23,9 +23,8 @@ from mcagent.agent.domain.notification import AGENCIES
 from mcagent.agent.domain.policy import Role
 from mcagent.agent.domain.service import AgentService
 from mcagent.agent.server.auth import current_caller
-from mcagent.agent.server.interceptors import status_of
 from mcagent.agent.server.servicer_sbr import SbrMixin, with_sbr_fields
-from mcagent.agent.server.sign_stream import ALGORITHM_NUMBERS, ALGORITHMS, SignStreams, sign_item
+from mcagent.agent.server.sign_stream import ALGORITHM_NUMBERS, ALGORITHMS, SignStreams, item_error, sign_item
 from mcagent.hsm.base import KeyType
 
 KEY_TYPES = {
@@ -282,8 +281,7 @@ class CredentialServicer(CertificateMixin, SbrMixin, _Servicer, pb_grpc.Credenti
                 results.append(pb.SignBatchResult(signature=outcome.signature,
                                                   algorithm=ALGORITHM_NUMBERS[outcome.algorithm]))
             else:
-                code = status_of(outcome) or grpc.StatusCode.INTERNAL
-                results.append(pb.SignBatchResult(code=code.value[0], error=str(outcome)))
+                results.append(pb.SignBatchResult(**item_error(outcome)))
         return pb.SignBatchResponse(results=results)
 
     def RevokeCredential(self, request: pb.RevokeCredentialRequest, context: grpc.ServicerContext) -> Any:

@@ -1,9 +1,14 @@
 """SignStream: signs pipelined over one bidirectional stream, with a bounded window.
 
 Each request message is one sign, answered by one response with the same request id, in
-the order the signs finish. Every sign goes through `AgentService.sign`, exactly as a unary
-Sign: authorised against current state, signed in custody, durably audited before its
-response is queued (signs finishing together share the audit appender's group commit).
+the order the signs finish. The stream is served in micro-batches: its reader thread reads
+requests, and whatever requests are waiting are signed together through the same domain
+path as SignBatch (`AgentService.sign_batch`): authorised against one read of the state,
+signed in custody, every sign and refusal audited in one `append_many`, durable before any
+of the batch's responses is released. A lone request does not wait for company: it goes
+at once as a batch of one; while a batch is in progress the next requests gather and form
+the next. A batch runs as one task on an executor shared by every stream; a stream with
+more waiting queues its next task behind the other streams' (no stream starves the rest).
 
 Flow control: at most WINDOW signs of a stream are in flight (read and not yet answered on
 the wire). The stream's reader takes a slot before it reads the next request and a slot is
@@ -29,7 +34,7 @@ import grpc
 from mcagent.agent.api.v1 import agent_pb2 as pb
 from mcagent.agent.domain import errors as domain
 from mcagent.agent.domain.audit import clip
-from mcagent.agent.domain.calls import Caller, SignItem
+from mcagent.agent.domain.calls import Caller, Signed, SignItem
 from mcagent.agent.domain.service import AgentService
 from mcagent.agent.server.interceptors import MAX_DETAILS, MalformedRequest, status_of
 from mcagent.hsm import errors as keys
@@ -38,7 +43,7 @@ from mcagent.hsm.base import SignatureAlgorithm
 log = logging.getLogger(__name__)
 
 WINDOW = 64  # signs in flight per stream
-SIGN_THREADS = 16  # signs of all streams at once (each waits on the token or the audit commit)
+SIGN_THREADS = 16  # batches of all streams at once (each waits on the token or the audit commit)
 MAX_REQUEST_ID = 128  # bytes of a client's request id
 _POLL = 0.5  # seconds between checks whether the stream ended while the reader waits for a slot
 _END = object()
@@ -70,8 +75,41 @@ def sign_item(request: Any) -> SignItem:
                     digest=request.digest if which == "digest" else None, permission=request.permission)
 
 
+def item_error(exc: BaseException) -> dict[str, Any]:
+    """The `code` and `error` of one item's failure, for a SignBatchResult or a
+    SignStreamResponse: the one mapping of per-item errors (an unexpected error says only
+    that it happened; the log has it)."""
+    code = status_of(exc) if isinstance(exc, (domain.DomainError, keys.KeyStoreError)) else None
+    if code is None:
+        log.error("a sign item failed with an unexpected error", exc_info=exc)
+        return dict(code=grpc.StatusCode.INTERNAL.value[0], error="internal error in the agent; see its log")
+    log.info("sign item refused: %s: %s", code.name, exc)
+    return dict(code=code.value[0], error=clip(str(exc), MAX_DETAILS))
+
+
+def _stream_item(request: Any) -> SignItem:
+    """The sign a SignStream message asks for.
+
+    Raises:
+        InvalidArgument: an undecodable message, a request id over MAX_REQUEST_ID bytes, an
+            unknown algorithm.
+    """
+    if isinstance(request, MalformedRequest):
+        raise domain.InvalidArgument(request.message)
+    if len(request.request_id.encode()) > MAX_REQUEST_ID:
+        raise domain.InvalidArgument(f"a request id is at most {MAX_REQUEST_ID} bytes long")
+    return sign_item(request)
+
+
+def _request_id(request: Any) -> str:
+    """The id an answer carries: empty for an undecodable message, a long one cut to MAX_REQUEST_ID bytes."""
+    if isinstance(request, MalformedRequest):
+        return ""
+    return request.request_id.encode()[:MAX_REQUEST_ID].decode(errors="ignore")
+
+
 class SignStreams:
-    """Serves SignStream calls; one sign thread pool shared by every stream."""
+    """Serves SignStream calls; one executor for the batches of every stream."""
 
     def __init__(self, service: AgentService) -> None:
         self._service = service
@@ -84,48 +122,53 @@ class SignStreams:
         threading.Thread(target=stream.read, name="sign-stream-reader", daemon=True).start()
         return stream.responses()
 
-    def sign_one(self, caller: Caller, request: Any) -> Any:
-        """One response: the signature, or the error this one request met."""
-        if isinstance(request, MalformedRequest):
-            return _error("", grpc.StatusCode.INVALID_ARGUMENT, request.message)
-        request_id = request.request_id
-        try:
-            if len(request_id.encode()) > MAX_REQUEST_ID:
-                raise domain.InvalidArgument(f"a request id is at most {MAX_REQUEST_ID} bytes long")
-            signed = self._service.sign(caller, sign_item(request))
-        except (domain.DomainError, keys.KeyStoreError) as exc:
-            code = status_of(exc) or grpc.StatusCode.INTERNAL
-            log.info("SignStream item refused: %s: %s", code.name, exc)
-            return _error(request_id[:MAX_REQUEST_ID], code, clip(str(exc), MAX_DETAILS))
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException:  # also a native library's panic: the item is answered, the stream goes on
-            log.exception("SignStream item failed with an unexpected error")
-            return _error(request_id, grpc.StatusCode.INTERNAL, "internal error in the agent; see its log")
-        return pb.SignStreamResponse(request_id=request_id, signature=signed.signature,
-                                     algorithm=ALGORITHM_NUMBERS[signed.algorithm])
-
-
-def _error(request_id: str, code: grpc.StatusCode, message: str) -> Any:
-    return pb.SignStreamResponse(request_id=request_id, code=code.value[0], error=message)
+    def answer(self, caller: Caller, requests: list[Any]) -> list[Any]:
+        """The responses to requests waiting together, in order: signed as one batch."""
+        responses: list[Any] = [None] * len(requests)
+        items, where = [], []
+        for index, request in enumerate(requests):
+            try:
+                items.append(_stream_item(request))
+                where.append(index)
+            except domain.InvalidArgument as exc:
+                responses[index] = pb.SignStreamResponse(request_id=_request_id(request), **item_error(exc))
+        if items:
+            try:
+                outcomes: list[Any] = self._service.sign_batch(caller, items)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # no signature of the batch leaves (its audit failed): each item says why
+                outcomes = [exc] * len(items)
+            for index, outcome in zip(where, outcomes, strict=True):
+                request_id = requests[index].request_id
+                if isinstance(outcome, Signed):
+                    responses[index] = pb.SignStreamResponse(request_id=request_id, signature=outcome.signature,
+                                                             algorithm=ALGORITHM_NUMBERS[outcome.algorithm])
+                else:
+                    responses[index] = pb.SignStreamResponse(request_id=request_id, **item_error(outcome))
+        return responses
 
 
 class _Stream:
-    """One call: a reader thread that submits signs while slots are free, and the responses."""
+    """One call: a reader thread that gathers requests while slots are free, batch tasks on
+    the shared executor that answer them, and the responses."""
 
     def __init__(self, streams: SignStreams, caller: Caller, requests: Iterator[Any]) -> None:
         self._streams = streams
         self._caller = caller
         self._requests = requests
         self._slots = threading.Semaphore(WINDOW)
-        self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()  # responses, then _END with the count
+        self._lock = threading.Lock()  # guards the three below
+        self._waiting: list[Any] = []  # read, in no batch yet
+        self._busy = False  # a batch task is queued or running
+        self._ended = False  # the reader is done: _END follows the last batch
+        self._answers: queue.SimpleQueue[Any] = queue.SimpleQueue()  # a batch's responses (a list), then _END
         self._stopped = threading.Event()
 
     def stop(self) -> None:
         self._stopped.set()
 
     def read(self) -> None:
-        submitted = 0
         try:
             while not self._stopped.is_set():
                 if not self._slots.acquire(timeout=_POLL):
@@ -135,24 +178,38 @@ class _Stream:
                 except StopIteration:
                     self._slots.release()
                     break
-                future = self._streams._executor.submit(self._streams.sign_one, self._caller, request)
-                future.add_done_callback(lambda f: self._done.put(f.result()))
-                submitted += 1
+                with self._lock:
+                    self._waiting.append(request)
+                    start, self._busy = not self._busy, True
+                if start:  # otherwise the batch in progress takes this request into the next
+                    self._streams._executor.submit(self._batch)
         except Exception:  # the call was cancelled or failed under us: answer what was read, then end
             log.debug("SignStream: the request stream ended early", exc_info=True)
         finally:
-            self._done.put((_END, submitted))
+            with self._lock:
+                self._ended = True
+                if not self._busy:
+                    self._answers.put(_END)
+
+    def _batch(self) -> None:
+        """Answer what is waiting; if more gathered meanwhile, queue the next batch."""
+        with self._lock:
+            batch, self._waiting = self._waiting, []
+        try:
+            self._answers.put(self._streams.answer(self._caller, batch))
+        finally:
+            with self._lock:
+                again = self._busy = bool(self._waiting)
+                if not again and self._ended:
+                    self._answers.put(_END)
+            if again:
+                self._streams._executor.submit(self._batch)
 
     def responses(self) -> Iterator[Any]:
-        sent, total = 0, None
         try:
-            while total is None or sent < total:
-                item = self._done.get()
-                if isinstance(item, tuple) and item and item[0] is _END:
-                    total = item[1]
-                    continue
-                yield item
-                sent += 1
-                self._slots.release()  # this response is with gRPC: the reader may take the next request
+            while (answers := self._answers.get()) is not _END:
+                for response in answers:
+                    yield response
+                    self._slots.release()  # this response is with gRPC: the reader may take the next request
         finally:
             self._stopped.set()

@@ -142,3 +142,31 @@ def test_sign_refuses_bad_input_with_reasons(service):
         service.sign(service.test_pa, SignItem(credential_id=credential.id))
     with pytest.raises(NotFound, match="no credential with id 'nope'"):
         service.sign(service.test_pa, SignItem(credential_id="nope", data=b"x"))
+
+
+def test_a_batch_withholds_a_signature_whose_credential_was_revoked_before_its_entry_committed(service, storage):
+    """The path SignBatch and SignStream share: one entry per item; a credential revoked after its
+    signature was made but before the batch's entries committed gets no signature out."""
+    from mcagent.agent.domain.calls import Signed
+
+    keep = _create(service, name="keep")
+    rsa = _create(service, name="rsa", key_type=KeyType.RSA_2048)  # signed on a batch worker
+    doomed = _create(service, name="doomed")
+    sign_in_custody = service._sign_in_custody
+
+    def sign_then_revoke(authorised):
+        signature = sign_in_custody(authorised)
+        if authorised.credential.id == doomed.id:  # the signature exists; the entries are not written yet
+            service.revoke_credential(service.test_pa, doomed.id, confirm=True)
+        return signature
+
+    service._sign_in_custody = sign_then_revoke
+    before = sum(1 for _ in storage.audit_entries())
+    items = [SignItem(credential_id=c, digest=bytes(32)) for c in (keep.id, rsa.id, doomed.id, "nope", rsa.id)]
+    results = service.sign_batch(service.test_pa, items)
+    assert [type(r) for r in results] == [Signed, Signed, FailedPrecondition, NotFound, Signed]
+    assert "the signature was withheld" in str(results[2])
+    signs = [e for e in list(storage.audit_entries())[before:] if e.action == "credential.sign"]
+    assert sorted((e.target, e.outcome) for e in signs) == sorted(
+        [(keep.id, "allowed"), (rsa.id, "allowed"), (rsa.id, "allowed"), (doomed.id, "refused"), ("nope", "refused")])
+    assert "withheld" in next(e for e in signs if e.target == doomed.id).detail["reason"]

@@ -1,4 +1,5 @@
-"""SignStream's window: the reader takes a request only when one of WINDOW slots is free."""
+"""SignStream's window (the reader takes a request only when one of WINDOW slots is free) and
+its micro-batches (waiting requests are signed together; a lone one goes at once)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,21 @@ from mcagent.hsm.base import SignatureAlgorithm
 
 
 class _Service:
-    """Signs at once (the window, not the token, is under test here)."""
+    """Signs a batch at once, or after `pause` seconds (the window and the batching, not the
+    token, are under test here); keeps each batch's size."""
 
-    def __init__(self) -> None:
+    def __init__(self, pause: float = 0.0) -> None:
         self.signed = 0
+        self.batches: list[int] = []
+        self._pause = pause
         self._lock = threading.Lock()
 
-    def sign(self, caller, item):
+    def sign_batch(self, caller, items):
+        time.sleep(self._pause)
         with self._lock:
-            self.signed += 1
-        return Signed(signature=b"sig-" + item.digest, algorithm=SignatureAlgorithm.ECDSA_SHA256)
+            self.signed += len(items)
+            self.batches.append(len(items))
+        return [Signed(signature=b"sig-" + item.digest, algorithm=SignatureAlgorithm.ECDSA_SHA256) for item in items]
 
 
 class _Context:
@@ -64,3 +70,39 @@ def test_every_request_is_answered_once_then_the_stream_ends():
     requests = [pb.SignStreamRequest(request_id=str(n), credential_id="c", digest=b"%032d" % n) for n in range(500)]
     responses = list(SignStreams(_Service()).serve(Caller("sw", "p-1"), iter(requests), _Context()))
     assert sorted(r.request_id for r in responses) == sorted(str(n) for n in range(500))
+
+
+def _request(n: int):
+    return pb.SignStreamRequest(request_id=str(n), credential_id="c", digest=b"%032d" % n)
+
+
+def test_requests_waiting_together_are_signed_as_one_batch():
+    """While a batch is being signed the next requests gather: far fewer batches than signs."""
+    service = _Service(pause=0.2)
+    responses = list(SignStreams(service).serve(Caller("sw", "p-1"), iter([_request(n) for n in range(640)]),
+                                                _Context()))
+    assert sorted(int(r.request_id) for r in responses) == list(range(640))
+    assert sum(service.batches) == 640 and all(size <= WINDOW for size in service.batches)
+    assert service.batches[0] == 1  # the first request found no company and went at once
+    assert len(service.batches) <= 640 // 16, service.batches  # the window's worth gathers behind each batch
+
+
+def test_a_lone_request_is_answered_without_waiting_for_company():
+    """One request, then the client sends nothing more (its stream stays open): it is answered."""
+    more = threading.Event()
+
+    def requests():
+        yield _request(1)
+        more.wait(30)  # nothing else comes until the answer has been read
+
+    service = _Service()
+    context = _Context()
+    responses = SignStreams(service).serve(Caller("sw", "p-1"), requests(), context)
+    answered = []
+    reader = threading.Thread(target=lambda: answered.append(next(responses)))
+    reader.start()
+    reader.join(10)
+    more.set()
+    assert [r.request_id for r in answered] == ["1"] and service.batches == [1]
+    responses.close()
+    context.callback()
