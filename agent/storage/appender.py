@@ -13,9 +13,9 @@ if TYPE_CHECKING:
     from mcagent.agent.storage.engine import SqlRecords
 
 
-# A batch of one waits this long for more entries before it commits, when the batch before
-# held several callers (signs arriving close together): they then share one fsync. A lone
-# caller (one client) never waits. docs/decisions.md has the figures.
+# A batch smaller than the one before waits up to this long for as many callers before it
+# commits, when the batch before held several (signs arriving close together): they then share
+# one fsync. A lone caller (one client) never waits. docs/decisions.md has the figures.
 LINGER_SECONDS = 200e-6
 
 
@@ -47,6 +47,8 @@ class AuditAppender:
         self._max_batch = max_batch
         self._lock = threading.Lock()  # guards the fields below; never held while writing
         self._idle = threading.Condition(self._lock)  # notified when the last leader steps down
+        self._arrived = threading.Condition(self._lock)  # notified when a lingering leader's batch is full
+        self._lingering = False
         self._queue: list[_PendingEntry] = []  # not empty only while someone leads
         self._leading = False
         self._closed = False
@@ -79,6 +81,8 @@ class AuditAppender:
             if self._closed:
                 raise RuntimeError("the audit log is closed")
             self._queue.append(pending)
+            if self._lingering and len(self._queue) >= self._callers_before:
+                self._arrived.notify()
             pending.lead = not self._leading
             self._leading = True
         if not pending.lead:
@@ -101,9 +105,12 @@ class AuditAppender:
     def _lead(self, mine: _PendingEntry) -> None:
         """Write batches until the one holding `mine` is written, then hand the lead on."""
         while True:
-            if self._callers_before > 1 and len(self._queue) == 1:
-                time.sleep(LINGER_SECONDS)  # signs came close together: one more may be a moment away
             with self._lock:
+                if len(self._queue) < self._callers_before:
+                    # signs came close together: as many as last time may be a moment away
+                    self._lingering = True
+                    self._arrived.wait_for(lambda: len(self._queue) >= self._callers_before, LINGER_SECONDS)
+                    self._lingering = False
                 batch = self._queue[:self._max_batch]
                 del self._queue[:self._max_batch]
                 queued = len(self._queue)
