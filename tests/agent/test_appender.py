@@ -153,7 +153,7 @@ def test_a_revoke_racing_signs_comes_between_allowed_and_withheld(records):
         while not stop.is_set() or n < 20:
             n += 1
             appender.append_many([_entry(f"t{thread}", n, unless_revoked="c-1",
-                                         if_revoked=lambda: {**_entry(f"t{thread}", n), "outcome": "withheld"})])
+                                         if_revoked=lambda n=n: {**_entry(f"t{thread}", n), "outcome": "withheld"})])
 
     threads = [threading.Thread(target=sign, args=(t,)) for t in range(6)]
     for thread in threads:
