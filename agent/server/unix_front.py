@@ -23,6 +23,7 @@ path, which this process did not create, is never removed.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import os
@@ -77,6 +78,7 @@ class _Connection:
         self.inbound = _Direction(self, upstream, client)
         self.registered: dict[socket.socket, int] = {}  # socket -> selector events, when registered
         self.last = time.monotonic()  # the last time a byte moved (for the idle timeout)
+        self.both_reading = False  # both sockets registered for reading only, nothing pending
 
 
 class UnixFront:
@@ -132,10 +134,8 @@ class UnixFront:
         self._thread.start()
 
     def _wake(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
-        except OSError:
-            pass
 
     def stop_accepting(self, timeout: float = 5.0) -> None:
         """Close the listening socket (new connections are refused); relayed ones carry on."""
@@ -163,10 +163,8 @@ class UnixFront:
     def _remove_path(self) -> None:
         if self._owns_path:
             self._owns_path = False
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.public_path)
-            except FileNotFoundError:
-                pass
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -201,10 +199,8 @@ class UnixFront:
                     if key.fileobj is self._listener:
                         self._accept()
                     elif key.fileobj is self._wake_r:
-                        try:
+                        with contextlib.suppress(BlockingIOError, InterruptedError):
                             self._wake_r.recv(64)
-                        except (BlockingIOError, InterruptedError):
-                            pass
                     elif key.data is not None:
                         self._service(key.data, key.fileobj, events)
                 if self._now >= self._next_sweep:
@@ -316,8 +312,7 @@ class UnixFront:
             size = 0
         if not size:
             direction.eof = True
-            self._flush(direction)
-            return
+            return self._flush(direction)
         direction.connection.last = self._now
         data = self._buffer[:size]  # the one copy, kernel to us
         if not direction.pending:  # usually: sent on at once, from the buffer
@@ -355,13 +350,14 @@ class UnixFront:
                 return  # the target's buffer is full
         if direction.eof and not direction.done:
             direction.done = True
-            try:
+            with contextlib.suppress(OSError):
                 direction.target.shutdown(socket.SHUT_WR)  # half-close: pass the EOF on
-            except OSError:
-                pass
 
     def _update(self, connection: _Connection) -> None:
         """Register each socket for what its directions need now (nothing: unregistered)."""
+        outbound, inbound = connection.outbound, connection.inbound
+        if connection.both_reading and not (outbound.pending or inbound.pending or outbound.eof or inbound.eof):
+            return  # the usual case after a message was passed on at once: nothing changes
         for sock, reading, writing in ((connection.client, connection.outbound, connection.inbound),
                                        (connection.upstream, connection.inbound, connection.outbound)):
             events = (selectors.EVENT_READ if reading.wants_read() else 0) | (
@@ -378,10 +374,11 @@ class UnixFront:
             else:
                 self._selector.register(sock, events, connection)
                 connection.registered[sock] = events
+        connection.both_reading = (connection.registered.get(connection.client) == selectors.EVENT_READ
+                                   and connection.registered.get(connection.upstream) == selectors.EVENT_READ)
 
     def _close_idle(self) -> None:
-        """Close the connections idle for `idle_timeout` (looked for every sweep interval: a
-        scan of them all then, nothing on the path of each byte)."""
+        """Close the connections idle for `idle_timeout` (a scan each sweep, nothing per byte)."""
         deadline = self._now - self._idle_timeout
         for connection in [c for c in self._connections if c.last <= deadline]:
             log.debug("closing a connection from uid %d: idle for %.0f s", connection.uid, self._idle_timeout)
@@ -394,7 +391,7 @@ class UnixFront:
         connection.client.close()
         connection.upstream.close()
         if connection in self._connections:
-            self._connections.remove(connection)
+            self._connections.discard(connection)
             self._per_uid[connection.uid] -= 1
             if not self._per_uid[connection.uid]:
                 del self._per_uid[connection.uid]
