@@ -116,13 +116,14 @@ class AuditAppender:
                 queued = len(self._queue)
             self._callers_before = len(batch)
             self._write(batch, queued)
-            with self._lock:
+            with self._lock:  # what comes next is decided here: a caller arriving later leads by itself
                 successor = next((p for p in self._queue if not p.abandoned), None)
                 if successor is mine:  # more than a batch was queued before it: write on
                     successor = None
                 elif successor is not None:
                     successor.lead = True
-                elif not self._queue:
+                finished = successor is not None or not self._queue  # else `mine` or abandoned entries are left
+                if not self._queue:
                     self._leading = False
                     self._idle.notify_all()
             for pending in batch:
@@ -131,10 +132,8 @@ class AuditAppender:
                     pending.done.release()
             if successor is not None:
                 successor.done.release()
+            if finished:
                 return
-            if mine.done_writing and not self._leading:
-                return
-            # left: `mine` (over a batch behind) or only abandoned callers' entries: written here too
 
     def _write(self, batch: list[_PendingEntry], queued: int) -> None:
         self._observer.audit_queue_depth(len(batch) + queued)
