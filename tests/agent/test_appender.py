@@ -215,3 +215,68 @@ def test_appending_inside_a_transaction_is_refused(records):
         appender.append(**_entry("nested"))
     assert list(records.audit_entries()) == []
     appender.close()
+
+
+class _HookedWaiter:
+    """A caller's waiter that runs `after_release` once it was released (by the leader's thread)."""
+
+    def __init__(self, after_release) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._after_release = after_release
+
+    def acquire(self, *args) -> bool:
+        return self._lock.acquire(*args)
+
+    def release(self) -> None:
+        self._lock.release()
+        hook, self._after_release = self._after_release, None
+        if hook is not None:
+            hook()
+
+
+def test_a_caller_arriving_as_the_leader_steps_down_leads_alone(records):
+    """The leader releases its batch's callers after it stepped down; a caller arriving then
+    leads its own batch, and the old leader must not write it too (nor release its waiter)."""
+    gated = _Gated(records)
+    commits = _Commits()
+    appender = AuditAppender(gated, observer=commits)
+    results: dict[str, object] = {}
+
+    def append(name: str, waiter=None) -> None:
+        if waiter is not None:
+            appender._waiters.lock = waiter
+        try:
+            results[name] = [appender.append(**_entry(name)).seq, appender.append(**_entry(name)).seq]
+        except Exception as exc:  # noqa: BLE001 - recorded for the assertions
+            results[name] = exc
+
+    late = threading.Thread(target=append, args=("late",))
+
+    def start_late() -> None:  # in the leader's thread, between its stepping down and its return
+        gated.stopped.clear()
+        gated.gate.clear()
+        late.start()
+        assert gated.stopped.wait(30)  # the late caller leads, and is inside its commit
+        threading.Timer(0.3, gated.gate.set).start()
+
+    gated.gate.clear()
+    first = threading.Thread(target=append, args=("first",))
+    first.start()
+    assert gated.stopped.wait(30)
+    second = threading.Thread(target=append, args=("second",))  # leads the next batch: itself and third
+    third = threading.Thread(target=append, args=("third", _HookedWaiter(start_late)))
+    second.start()
+    _wait_queued(appender, 1)
+    third.start()
+    _wait_queued(appender, 2)
+    gated.gate.set()
+    for thread in (first, second, third, late):
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+    assert all(isinstance(results[name], list) for name in ("first", "second", "third", "late")), results
+    entries = list(records.audit_entries())
+    assert [e.seq for e in entries] == list(range(1, 9)) and verify_chain(entries).ok
+    assert sorted(s for name in results for s in results[name]) == list(range(1, 9))
+    assert 0 not in commits.sizes  # no second leader beside the late one, finding nothing to write
+    appender.close()
