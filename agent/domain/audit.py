@@ -112,11 +112,20 @@ def entry_hash(entry: AuditEntry, detail_json: str | None = None) -> str:
                    canonical_json(entry.detail) if detail_json is None else detail_json, entry.prev_hash)
 
 
-def hash_of(seq: int, at: dt.datetime, actor: str, action: str, outcome: str, abn: str, target: str,
+def timestamp(at: dt.datetime) -> str:
+    """An entry's time as hashed and stored: ISO 8601 in UTC with microseconds."""
+    return at.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+def hash_of(seq: int, at: dt.datetime | str, actor: str, action: str, outcome: str, abn: str, target: str,
             detail_json: str, prev_hash: str) -> str:
     """`entry_hash` from the fields: the body is exactly ``canonical_json`` of the entry's fields
-    (keys in sorted order, strings escaped as json.dumps does), built without encoding the detail again."""
-    when = at.astimezone(dt.UTC).isoformat(timespec="microseconds")
+    (keys in sorted order, strings escaped as json.dumps does), built without encoding the detail again.
+
+    Args:
+        at: the entry's time, or its `timestamp` when the caller has it already.
+    """
+    when = at if isinstance(at, str) else timestamp(at)
     body = (f'{{"abn":{_quote(abn)},"action":{_quote(action)},"actor":{_quote(actor)},"at":{_quote(when)},'
             f'"detail":{detail_json},"outcome":{_quote(outcome)},"seq":{int(seq)},"target":{_quote(target)}}}')
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()

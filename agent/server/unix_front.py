@@ -23,6 +23,7 @@ path, which this process did not create, is never removed.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import os
@@ -76,6 +77,8 @@ class _Connection:
         self.outbound = _Direction(self, client, upstream)
         self.inbound = _Direction(self, upstream, client)
         self.registered: dict[socket.socket, int] = {}  # socket -> selector events, when registered
+        self.last = time.monotonic()  # the last time a byte moved (for the idle timeout)
+        self.both_reading = False  # both sockets registered for reading only, nothing pending
 
 
 class UnixFront:
@@ -96,9 +99,10 @@ class UnixFront:
         self._counter = itertools.count(1)
         self._listener: socket.socket | None = None
         self._selector = selectors.DefaultSelector()
-        # Insertion order is last-activity order (moved to the end on every byte), so the idle
-        # sweep looks only at the front.
-        self._connections: collections.OrderedDict[_Connection, float] = collections.OrderedDict()
+        self._connections: set[_Connection] = set()
+        self._now = time.monotonic()  # read once per wake-up of the loop: a connection's activity time
+        self._next_sweep = 0.0  # when the idle connections are looked for next
+        self._buffer = memoryview(bytearray(_CHUNK))  # every recv lands here; sent on from here
         self._per_uid: collections.Counter[int] = collections.Counter()
         self._refused_since_log = 0
         self._last_refusal_log = -_REFUSAL_LOG_INTERVAL
@@ -130,10 +134,8 @@ class UnixFront:
         self._thread.start()
 
     def _wake(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
-        except OSError:
-            pass
 
     def stop_accepting(self, timeout: float = 5.0) -> None:
         """Close the listening socket (new connections are refused); relayed ones carry on."""
@@ -161,10 +163,8 @@ class UnixFront:
     def _remove_path(self) -> None:
         if self._owns_path:
             self._owns_path = False
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.public_path)
-            except FileNotFoundError:
-                pass
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -193,17 +193,19 @@ class UnixFront:
                 if self._no_accepts.is_set() and not self._accepts_closed.is_set():
                     self._close_listener()
                 timeout = 0.05 if self._stopping.is_set() else sweep
-                for key, events in self._selector.select(timeout=timeout):
+                ready = self._selector.select(timeout=timeout)
+                self._now = time.monotonic()
+                for key, events in ready:
                     if key.fileobj is self._listener:
                         self._accept()
                     elif key.fileobj is self._wake_r:
-                        try:
+                        with contextlib.suppress(BlockingIOError, InterruptedError):
                             self._wake_r.recv(64)
-                        except (BlockingIOError, InterruptedError):
-                            pass
                     elif key.data is not None:
                         self._service(key.data, key.fileobj, events)
-                self._close_idle()
+                if self._now >= self._next_sweep:
+                    self._next_sweep = self._now + sweep
+                    self._close_idle()
                 if self._accepts_paused_until and time.monotonic() >= self._accepts_paused_until \
                         and self._listener is not None:
                     self._accepts_paused_until = 0.0
@@ -276,7 +278,7 @@ class UnixFront:
             if os.path.exists(name):
                 os.unlink(name)  # the bound name lives on in the connection; the file is not needed
         connection = _Connection(uid, client, upstream)
-        self._connections[connection] = time.monotonic()
+        self._connections.add(connection)
         self._per_uid[uid] += 1
         self._update(connection)
 
@@ -300,20 +302,32 @@ class UnixFront:
         if not direction.wants_read():
             return
         try:
-            data = direction.source.recv(min(_CHUNK, _PENDING_LIMIT - direction.pending_bytes))
+            size = direction.source.recv_into(self._buffer, min(_CHUNK, _PENDING_LIMIT - direction.pending_bytes))
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             # A reset ends this direction only: the other one still delivers what it holds (the
             # server resets its side when it closes with our last bytes unread, as a stopping
             # server does, after writing a response the client has not received yet).
-            data = b""
-        if data:
-            self._touch(direction)
-            direction.pending.append(memoryview(data))  # the one copy, kernel to us; sent from here
-            direction.pending_bytes += len(data)
-        else:
+            size = 0
+        if not size:
             direction.eof = True
+            return self._flush(direction)
+        direction.connection.last = self._now
+        data = self._buffer[:size]  # the one copy, kernel to us
+        if not direction.pending:  # usually: sent on at once, from the buffer
+            try:
+                sent = direction.target.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:  # the target is gone: nothing more can reach it
+                direction.eof = direction.done = True
+                return
+            if sent == size:
+                return
+            data = data[sent:]
+        direction.pending.append(memoryview(bytes(data)))  # what the target could not take yet: kept
+        direction.pending_bytes += len(data)
         self._flush(direction)
 
     def _flush(self, direction: _Direction) -> None:
@@ -327,7 +341,7 @@ class UnixFront:
                 direction.pending_bytes = 0
                 direction.eof = direction.done = True
                 return
-            self._touch(direction)
+            direction.connection.last = self._now
             direction.pending_bytes -= sent
             if sent == len(direction.pending[0]):
                 direction.pending.popleft()
@@ -336,17 +350,14 @@ class UnixFront:
                 return  # the target's buffer is full
         if direction.eof and not direction.done:
             direction.done = True
-            try:
+            with contextlib.suppress(OSError):
                 direction.target.shutdown(socket.SHUT_WR)  # half-close: pass the EOF on
-            except OSError:
-                pass
-
-    def _touch(self, direction: _Direction) -> None:
-        self._connections[direction.connection] = time.monotonic()
-        self._connections.move_to_end(direction.connection)
 
     def _update(self, connection: _Connection) -> None:
         """Register each socket for what its directions need now (nothing: unregistered)."""
+        outbound, inbound = connection.outbound, connection.inbound
+        if connection.both_reading and not (outbound.pending or inbound.pending or outbound.eof or inbound.eof):
+            return  # the usual case after a message was passed on at once: nothing changes
         for sock, reading, writing in ((connection.client, connection.outbound, connection.inbound),
                                        (connection.upstream, connection.inbound, connection.outbound)):
             events = (selectors.EVENT_READ if reading.wants_read() else 0) | (
@@ -363,13 +374,13 @@ class UnixFront:
             else:
                 self._selector.register(sock, events, connection)
                 connection.registered[sock] = events
+        connection.both_reading = (connection.registered.get(connection.client) == selectors.EVENT_READ
+                                   and connection.registered.get(connection.upstream) == selectors.EVENT_READ)
 
     def _close_idle(self) -> None:
-        deadline = time.monotonic() - self._idle_timeout
-        while self._connections:
-            connection, last = next(iter(self._connections.items()))
-            if last > deadline:
-                return
+        """Close the connections idle for `idle_timeout` (a scan each sweep, nothing per byte)."""
+        deadline = self._now - self._idle_timeout
+        for connection in [c for c in self._connections if c.last <= deadline]:
             log.debug("closing a connection from uid %d: idle for %.0f s", connection.uid, self._idle_timeout)
             self._close(connection)
 
@@ -379,7 +390,8 @@ class UnixFront:
         connection.registered.clear()
         connection.client.close()
         connection.upstream.close()
-        if self._connections.pop(connection, None) is not None:
+        if connection in self._connections:
+            self._connections.discard(connection)
             self._per_uid[connection.uid] -= 1
             if not self._per_uid[connection.uid]:
                 del self._per_uid[connection.uid]

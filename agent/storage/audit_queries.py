@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from mcagent.agent.domain.audit import GENESIS, AuditEntry, bounded, hash_of
+from mcagent.agent.domain.audit import GENESIS, AuditEntry, bounded, hash_of, timestamp
 from mcagent.agent.storage import rows
 from mcagent.agent.storage.queries import Queries
 
@@ -46,11 +46,12 @@ class AuditQueries(Queries):
         for fields in entries:
             seq += 1
             f, detail_json = bounded(fields)  # the detail encoded once: for the bound, the hash and the row
-            digest = hash_of(seq, f["at"], f["actor"], f["action"], f["outcome"], f["abn"], f["target"],
+            when = timestamp(f["at"])  # and the time formatted once, for the hash and the row
+            digest = hash_of(seq, when, f["actor"], f["action"], f["outcome"], f["abn"], f["target"],
                              detail_json, prev_hash)
             entry = AuditEntry(seq=seq, prev_hash=prev_hash, hash=digest, **f)
             written.append(entry)
-            values.append(rows.audit_values(entry, detail_json))
+            values.append(rows.audit_values(entry, detail_json, when))
             prev_hash = digest
         self._executemany(_INSERT, values)
         self._tx_head = (seq, prev_hash)

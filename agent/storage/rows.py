@@ -159,9 +159,10 @@ def notification(row: Row) -> Notification:
 AUDIT_COLUMNS = ("seq", "at", "actor", "action", "outcome", "abn", "target", "detail", "prev_hash", "hash")
 
 
-def audit_values(e: AuditEntry, detail_json: str | None = None) -> tuple:
-    """An audit entry's values in AUDIT_COLUMNS order (detail as canonical JSON; pass it if encoded already)."""
-    return (e.seq, ts(e.at), e.actor, e.action, e.outcome, e.abn, e.target,
+def audit_values(e: AuditEntry, detail_json: str | None = None, when: str | None = None) -> tuple:
+    """An audit entry's values in AUDIT_COLUMNS order (detail as canonical JSON, time as `ts`: pass
+    them if the caller has them already)."""
+    return (e.seq, ts(e.at) if when is None else when, e.actor, e.action, e.outcome, e.abn, e.target,
             canonical_json(e.detail) if detail_json is None else detail_json, e.prev_hash, e.hash)
 
 
