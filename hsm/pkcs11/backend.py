@@ -291,19 +291,19 @@ class Pkcs11KeyStore(KeyStore):
         """Destroy the private key, public key and any certificate the URI matches."""
         parsed = self._parse(uri)
 
-        def destroy(worker: WorkerSession) -> int:
+        def destroy(worker: WorkerSession) -> set[int]:
             found = list(worker.session.get_objects(self._template(parsed, None)))
             if not found:
                 self._pool.require_token()  # "nothing destroyed" must not hide a missing token
             for obj in found:
                 obj.destroy()
-            return len(found)
+            return {obj.handle for obj in found}
 
-        count = self._pool.run(f"delete {uri}", destroy)
-        # A label URI may match keys cached under their full URI: drop every cache.
-        self._pool.forget_keys()
+        destroyed = self._pool.run(f"delete {uri}", destroy)
+        # By handle, not by URI: a label URI may match keys cached under their full URI.
+        self._pool.forget_handles(destroyed)
         self._public.clear()
-        return count
+        return len(destroyed)
 
     def list_keys(self) -> list[str]:
         """URIs of every private key in the token."""

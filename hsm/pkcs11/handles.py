@@ -89,6 +89,14 @@ class KeyHandles:
         self.put(ref, obj.handle, epoch)
         return obj
 
+    def drop_handles(self, handles: set[int]) -> None:
+        """Forget every reference to the objects at `handles` (destroyed by this process).
+
+        The index passes stay valid for the rest: a dropped reference is searched for again.
+        """
+        with self._lock:
+            self._handles = {ref: h for ref, h in self._handles.items() if h not in handles}
+
     def put(self, ref: Ref, handle: int, epoch: int | None = None) -> None:
         """Remember `handle` for `ref` (unless the cache was cleared since `epoch`)."""
         with self._lock:
@@ -151,7 +159,7 @@ class KeyHandles:
             with self._lock:
                 if epoch != self._epoch:
                     return None
-                # The listing is the freshest word on what it lists; keep what was put meanwhile.
+                # The listing is the freshest word on what it lists: it wins over what was put meanwhile.
                 self._handles = {**self._handles, **found}
                 self._indexed.add(object_class)
                 return found.get(ref)

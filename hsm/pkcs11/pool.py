@@ -346,11 +346,21 @@ class SessionPool:
             raise p11e.TokenNotPresent()
 
     def forget_keys(self) -> None:
-        """Empty the shared handle cache and every session's objects (after objects are destroyed)."""
+        """Empty the shared handle cache and every session's objects (a stale handle was met)."""
         self.handles.clear()
         with self._lock:
             for worker in self._all:
                 worker.keys.clear()
+
+    def forget_handles(self, handles: set[int]) -> None:
+        """Forget the objects at `handles` (destroyed by this store): the shared cache's entries
+        and every session's objects for them; every other cached key stays."""
+        self.handles.drop_handles(handles)
+        with self._lock:
+            for worker in self._all:
+                for key, obj in list(worker.keys.items()):
+                    if obj.handle in handles:
+                        del worker.keys[key]
 
     def stats(self) -> PoolStats:
         """A snapshot of the pool's state."""

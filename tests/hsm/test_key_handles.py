@@ -184,3 +184,18 @@ def _self_signed() -> bytes:
     return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
             .sign(key, hashes.SHA256()).public_bytes(Encoding.DER))
+
+
+def test_destroying_a_key_forgets_only_its_own_handles(pkcs11_store, counted):
+    kept = pkcs11_store.create_key(CreateKeyRequest(label=f"kept-{uuid.uuid4()}", key_type=KeyType.EC_P256))
+    gone = pkcs11_store.create_key(CreateKeyRequest(label=f"gone-{uuid.uuid4()}", key_type=KeyType.EC_P256))
+    _sign(pkcs11_store, kept.uri, "cached")
+    _sign(pkcs11_store, gone.uri, "cached")
+    assert pkcs11_store.delete_key(gone.uri) == 2
+    # The other key needs no look-up, on this session or another (a full clear would list the token again).
+    verify(kept.public_key, ECDSA, b"still", _sign(pkcs11_store, kept.uri, "still"))
+    _on_a_second_session(pkcs11_store, lambda: verify(kept.public_key, ECDSA, b"other",
+                                                       _sign(pkcs11_store, kept.uri, "other")))
+    assert counted.lookups() == (0, 0)
+    with pytest.raises(KeyNotFound):
+        _sign(pkcs11_store, gone.uri, "gone")
