@@ -75,6 +75,9 @@ def sign_item(request: Any) -> SignItem:
                     digest=request.digest if which == "digest" else None, permission=request.permission)
 
 
+_INTERNAL = dict(code=grpc.StatusCode.INTERNAL.value[0], error="internal error in the agent; see its log")
+
+
 def item_error(exc: BaseException) -> dict[str, Any]:
     """The `code` and `error` of one item's failure, for a SignBatchResult or a
     SignStreamResponse: the one mapping of per-item errors (an unexpected error says only
@@ -82,7 +85,7 @@ def item_error(exc: BaseException) -> dict[str, Any]:
     code = status_of(exc) if isinstance(exc, (domain.DomainError, keys.KeyStoreError)) else None
     if code is None:
         log.error("a sign item failed with an unexpected error", exc_info=exc)
-        return dict(code=grpc.StatusCode.INTERNAL.value[0], error="internal error in the agent; see its log")
+        return _INTERNAL
     log.info("sign item refused: %s: %s", code.name, exc)
     return dict(code=code.value[0], error=clip(str(exc), MAX_DETAILS))
 
@@ -192,11 +195,13 @@ class _Stream:
                     self._answers.put(_END)
 
     def _batch(self) -> None:
-        """Answer what is waiting; if more gathered meanwhile, queue the next batch."""
+        """Answer what is waiting; if more gathered meanwhile, queue the next batch. A stopped
+        stream's batch answers and signs nothing: nobody would receive its signatures."""
         with self._lock:
             batch, self._waiting = self._waiting, []
         try:
-            self._answers.put(self._streams.answer(self._caller, batch))
+            if not self._stopped.is_set():
+                self._answers.put(self._answer(batch))
         finally:
             with self._lock:
                 again = self._busy = bool(self._waiting)
@@ -204,6 +209,16 @@ class _Stream:
                     self._answers.put(_END)
             if again:
                 self._streams._executor.submit(self._batch)
+
+    def _answer(self, batch: list[Any]) -> list[Any]:
+        """The batch's responses; if answering fails (a bug), each request is answered INTERNAL."""
+        try:
+            return self._streams.answer(self._caller, batch)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:
+            log.exception("SignStream: a batch of %d requests failed; each is answered INTERNAL", len(batch))
+            return [pb.SignStreamResponse(request_id=_request_id(request), **_INTERNAL) for request in batch]
 
     def responses(self) -> Iterator[Any]:
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+import grpc
 from mcagent.agent.api.v1 import agent_pb2 as pb
 from mcagent.agent.domain.calls import Caller, Signed
 from mcagent.agent.server.sign_stream import WINDOW, SignStreams
@@ -31,8 +32,9 @@ class _Service:
 
 
 class _Context:
-    def add_callback(self, callback) -> None:
+    def add_callback(self, callback) -> bool:
         self.callback = callback
+        return True  # as grpc's: the call is still active
 
 
 def _wait_for(condition, seconds: float = 5.0) -> None:
@@ -106,3 +108,41 @@ def test_a_lone_request_is_answered_without_waiting_for_company():
     assert [r.request_id for r in answered] == ["1"] and service.batches == [1]
     responses.close()
     context.callback()
+
+
+def test_a_cancelled_stream_signs_nothing_more():
+    """The batch in progress when the call is cancelled finishes; the requests gathered behind
+    it are neither signed nor audited (nobody would receive them), and the responses end."""
+    service = _Service(pause=0.5)  # the first (lone) batch takes 0.5 s; the rest gather meanwhile
+    gate = threading.Event()
+
+    def requests():
+        for n in range(40):
+            yield _request(n)
+        gate.wait(10)  # the client keeps its side open
+
+    context = _Context()
+    responses = SignStreams(service).serve(Caller("sw", "p-1"), requests(), context)
+    answered = []
+    reader = threading.Thread(target=lambda: answered.extend(responses))
+    reader.start()
+    time.sleep(0.2)  # batch 1 (one request) runs, 39 gather
+    context.callback()  # the RPC is cancelled
+    gate.set()  # and its request iterator ends, as grpc's does
+    reader.join(5)
+    assert not reader.is_alive(), "the responses of a cancelled stream did not end"
+    time.sleep(0.6)  # a batch queued behind would have signed by now
+    assert service.signed == 1 and service.batches == [1]
+
+
+def test_a_batch_that_fails_answers_each_request_internal_and_the_stream_goes_on():
+    class Broken:  # a result list of the wrong length: stands for any bug in answering a batch
+        def sign_batch(self, caller, items):
+            return [Signed(signature=b"s", algorithm=SignatureAlgorithm.ECDSA_SHA256)] * (len(items) + 1)
+
+    responses = list(SignStreams(Broken()).serve(Caller("sw", "p-1"), iter([_request(n) for n in range(10)]),
+                                                 _Context()))
+    assert sorted(int(r.request_id) for r in responses) == list(range(10))
+    assert all(r.code == grpc.StatusCode.INTERNAL.value[0] and not r.signature for r in responses)
+    assert all("internal error" in r.error for r in responses)
+
