@@ -19,6 +19,12 @@ agent's memory: per stream, at most WINDOW requests and responses are held.
 A request that fails (bad input, refused, the token away) gets a response with the status
 code and message instead of a signature; the stream goes on. A message that is not a valid
 SignStreamRequest gets such a response with an empty request id (its id cannot be read).
+
+An open stream holds one of the server's rpc threads for its life (its responses wait for
+the next batch), so a process serves at most MAX_STREAMS at once: one more is refused at
+once with RESOURCE_EXHAUSTED, and the server's other threads stay free for unary calls
+(agent/server/server.py). A stream that ended (or was cancelled) has its batches answer
+nothing and sign nothing.
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ from mcagent.hsm.base import SignatureAlgorithm
 log = logging.getLogger(__name__)
 
 WINDOW = 64  # signs in flight per stream
+# Open streams per process. Each holds an rpc thread; server.py sizes its pool at this plus a
+# reserve for unary and admin calls. 48 leaves room for the 32 cloud servers of the
+# concurrency test, each with one stream, and more (docs/decisions.md).
+MAX_STREAMS = 48
 SIGN_THREADS = 16  # batches of all streams at once (each waits on the token or the audit commit)
 MAX_REQUEST_ID = 128  # bytes of a client's request id
 _POLL = 0.5  # seconds between checks whether the stream ended while the reader waits for a slot
@@ -112,18 +122,35 @@ def _request_id(request: Any) -> str:
 
 
 class SignStreams:
-    """Serves SignStream calls; one executor for the batches of every stream."""
+    """Serves SignStream calls (at most MAX_STREAMS at once); one executor for the batches of every stream."""
 
     def __init__(self, service: AgentService) -> None:
         self._service = service
         self._executor = ThreadPoolExecutor(SIGN_THREADS, thread_name_prefix="stream-sign")
+        self._lock = threading.Lock()  # guards the one below
+        self._open: set[_Stream] = set()  # streams whose responses have not ended (each holds an rpc thread)
 
     def serve(self, caller: Caller, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-        """The responses to `requests` (the caller was authenticated when the call started)."""
+        """The responses to `requests` (the caller was authenticated when the call started).
+
+        Raises:
+            ResourceExhausted: MAX_STREAMS streams are open already.
+        """
         stream = _Stream(self, caller, requests)
-        context.add_callback(stream.stop)  # cancelled or finished: the reader stops waiting
+        with self._lock:
+            if len(self._open) >= MAX_STREAMS:
+                raise domain.ResourceExhausted(
+                    f"this agent serves at most {MAX_STREAMS} SignStreams at once and all are open: keep one "
+                    "stream per client process and send every sign over it, or retry once another stream ended")
+            self._open.add(stream)
+        if not context.add_callback(stream.stop):  # cancelled or finished: the reader stops waiting
+            stream.stop()  # the call ended already
         threading.Thread(target=stream.read, name="sign-stream-reader", daemon=True).start()
         return stream.responses()
+
+    def _forget(self, stream: _Stream) -> None:
+        with self._lock:
+            self._open.discard(stream)
 
     def answer(self, caller: Caller, requests: list[Any]) -> list[Any]:
         """The responses to requests waiting together, in order: signed as one batch."""
@@ -167,9 +194,13 @@ class _Stream:
         self._ended = False  # the reader is done: _END follows the last batch
         self._answers: queue.SimpleQueue[Any] = queue.SimpleQueue()  # a batch's responses (a list), then _END
         self._stopped = threading.Event()
+        self._responding = False  # responses() began: it frees the stream's place when it ends
 
     def stop(self) -> None:
+        """The call ended (or the daemon stops): nothing more is read or signed."""
         self._stopped.set()
+        if not self._responding:  # its responses never began: nothing else frees its place
+            self._streams._forget(self)
 
     def read(self) -> None:
         try:
@@ -221,6 +252,8 @@ class _Stream:
             return [pb.SignStreamResponse(request_id=_request_id(request), **_INTERNAL) for request in batch]
 
     def responses(self) -> Iterator[Any]:
+        """The responses; once they end, the stream's place (and the rpc thread) is free."""
+        self._responding = True
         try:
             while (answers := self._answers.get()) is not _END:
                 for response in answers:
@@ -228,3 +261,4 @@ class _Stream:
                     self._slots.release()  # this response is with gRPC: the reader may take the next request
         finally:
             self._stopped.set()
+            self._streams._forget(self)

@@ -7,9 +7,11 @@ import threading
 import time
 
 import grpc
+import pytest
 from mcagent.agent.api.v1 import agent_pb2 as pb
 from mcagent.agent.domain.calls import Caller, Signed
-from mcagent.agent.server.sign_stream import WINDOW, SignStreams
+from mcagent.agent.domain.errors import ResourceExhausted
+from mcagent.agent.server.sign_stream import MAX_STREAMS, WINDOW, SignStreams
 from mcagent.hsm.base import SignatureAlgorithm
 
 
@@ -146,3 +148,22 @@ def test_a_batch_that_fails_answers_each_request_internal_and_the_stream_goes_on
     assert all(r.code == grpc.StatusCode.INTERNAL.value[0] and not r.signature for r in responses)
     assert all("internal error" in r.error for r in responses)
 
+
+def test_at_most_max_streams_are_open_at_once_and_an_ended_one_frees_its_place():
+    gate = threading.Event()
+
+    def held():
+        yield _request(0)
+        gate.wait(10)
+
+    streams = SignStreams(_Service())
+    contexts = [_Context() for _ in range(MAX_STREAMS)]
+    open_ = [streams.serve(Caller("sw", "p-1"), held(), context) for context in contexts]
+    for responses in open_:
+        assert next(responses).request_id == "0"
+    with pytest.raises(ResourceExhausted, match=f"at most {MAX_STREAMS} SignStreams.*one stream per client"):
+        streams.serve(Caller("sw", "p-1"), held(), _Context())
+    gate.set()  # every client ends its side: the streams end
+    assert all(list(responses) == [] for responses in open_)
+    more = list(streams.serve(Caller("sw", "p-1"), iter([_request(7)]), _Context()))
+    assert [r.request_id for r in more] == ["7"]
