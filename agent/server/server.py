@@ -46,7 +46,7 @@ from mcagent.agent.server.servicer import (
     NotificationServicer,
     PrincipalServicer,
 )
-from mcagent.agent.server.sign_stream import MAX_STREAMS
+from mcagent.agent.server.sign_stream import MAX_STREAMS, SignStreams
 from mcagent.agent.server.startup import DataFolderLock, WorkerRole
 from mcagent.agent.server.unix_front import UnixFront
 from mcagent.agent.storage import SqlRecords, open_storage
@@ -86,6 +86,7 @@ class AgentServer:
         self._health: HealthMonitor | None = None
         self._inherited: socket.socket | None = None  # the Unix socket passed by socket activation
         self._metrics_http: MetricsHttpListener | None = None
+        self._streams: SignStreams | None = None
 
     def start(self) -> None:
         """Open everything and start serving.
@@ -142,7 +143,8 @@ class AgentServer:
             options=[("grpc.http2.bdp_probe", 0)] + ([("grpc.so_reuseport", 1)] if worker else []),
         )
         agent_pb2_grpc.add_BusinessServiceServicer_to_server(BusinessServicer(service), server)
-        agent_pb2_grpc.add_CredentialServiceServicer_to_server(CredentialServicer(service), server)
+        self._streams = SignStreams(service)
+        agent_pb2_grpc.add_CredentialServiceServicer_to_server(CredentialServicer(service, self._streams), server)
         agent_pb2_grpc.add_PrincipalServiceServicer_to_server(PrincipalServicer(service), server)
         agent_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(service), server)
         agent_pb2_grpc.add_NotificationServiceServicer_to_server(NotificationServicer(service), server)
@@ -284,6 +286,9 @@ class AgentServer:
         if self._server is not None:
             self._server.stop(self.config.grace_period).wait()
             self._server = None
+        if self._streams is not None:  # before the service closes: no stream batch reaches it after
+            self._streams.close()
+            self._streams = None
         if self._front is not None:
             self._front.stop(drain=FRONT_DRAIN_SECONDS)
             self._front = None

@@ -24,7 +24,7 @@ An open stream holds one of the server's rpc threads for its life (its responses
 the next batch), so a process serves at most MAX_STREAMS at once: one more is refused at
 once with RESOURCE_EXHAUSTED, and the server's other threads stay free for unary calls
 (agent/server/server.py). A stream that ended (or was cancelled) has its batches answer
-nothing and sign nothing.
+nothing and sign nothing; so do all streams once `SignStreams.close()` ran (the daemon stops).
 """
 
 from __future__ import annotations
@@ -127,17 +127,21 @@ class SignStreams:
     def __init__(self, service: AgentService) -> None:
         self._service = service
         self._executor = ThreadPoolExecutor(SIGN_THREADS, thread_name_prefix="stream-sign")
-        self._lock = threading.Lock()  # guards the one below
+        self._lock = threading.Lock()  # guards the two below
         self._open: set[_Stream] = set()  # streams whose responses have not ended (each holds an rpc thread)
+        self._closed = False
 
     def serve(self, caller: Caller, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
         """The responses to `requests` (the caller was authenticated when the call started).
 
         Raises:
             ResourceExhausted: MAX_STREAMS streams are open already.
+            Unavailable: the daemon is stopping.
         """
         stream = _Stream(self, caller, requests)
         with self._lock:
+            if self._closed:
+                raise domain.Unavailable("the agent is stopping; open the stream again once it is back")
             if len(self._open) >= MAX_STREAMS:
                 raise domain.ResourceExhausted(
                     f"this agent serves at most {MAX_STREAMS} SignStreams at once and all are open: keep one "
@@ -148,9 +152,32 @@ class SignStreams:
         threading.Thread(target=stream.read, name="sign-stream-reader", daemon=True).start()
         return stream.responses()
 
+    def close(self) -> None:
+        """Stop every stream (their batches sign nothing more) and the executor: queued batches
+        are dropped, running ones finish. Each stream's responses end, so no thread waits on them."""
+        with self._lock:
+            self._closed = True
+            streams = list(self._open)
+        for stream in streams:
+            stream.stop()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        for stream in streams:
+            stream.abandon()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def _forget(self, stream: _Stream) -> None:
         with self._lock:
             self._open.discard(stream)
+
+    def _submit(self, batch: Any) -> None:
+        """Queue a stream's batch; once closed it is not run (`close` ends the stream's responses)."""
+        try:
+            self._executor.submit(batch)
+        except RuntimeError:  # shut down: close() ends this stream
+            log.debug("SignStream: a batch after the agent began stopping was dropped")
 
     def answer(self, caller: Caller, requests: list[Any]) -> list[Any]:
         """The responses to requests waiting together, in order: signed as one batch."""
@@ -202,6 +229,10 @@ class _Stream:
         if not self._responding:  # its responses never began: nothing else frees its place
             self._streams._forget(self)
 
+    def abandon(self) -> None:
+        """The daemon stops and no batch runs any more: the responses end now."""
+        self._answers.put(_END)
+
     def read(self) -> None:
         try:
             while not self._stopped.is_set():
@@ -216,7 +247,7 @@ class _Stream:
                     self._waiting.append(request)
                     start, self._busy = not self._busy, True
                 if start:  # otherwise the batch in progress takes this request into the next
-                    self._streams._executor.submit(self._batch)
+                    self._streams._submit(self._batch)
         except Exception:  # the call was cancelled or failed under us: answer what was read, then end
             log.debug("SignStream: the request stream ended early", exc_info=True)
         finally:
@@ -231,7 +262,7 @@ class _Stream:
         with self._lock:
             batch, self._waiting = self._waiting, []
         try:
-            if not self._stopped.is_set():
+            if not self._stopped.is_set() and not self._streams.closed:
                 self._answers.put(self._answer(batch))
         finally:
             with self._lock:
@@ -239,7 +270,7 @@ class _Stream:
                 if not again and self._ended:
                     self._answers.put(_END)
             if again:
-                self._streams._executor.submit(self._batch)
+                self._streams._submit(self._batch)
 
     def _answer(self, batch: list[Any]) -> list[Any]:
         """The batch's responses; if answering fails (a bug), each request is answered INTERNAL."""

@@ -10,7 +10,7 @@ import grpc
 import pytest
 from mcagent.agent.api.v1 import agent_pb2 as pb
 from mcagent.agent.domain.calls import Caller, Signed
-from mcagent.agent.domain.errors import ResourceExhausted
+from mcagent.agent.domain.errors import ResourceExhausted, Unavailable
 from mcagent.agent.server.sign_stream import MAX_STREAMS, WINDOW, SignStreams
 from mcagent.hsm.base import SignatureAlgorithm
 
@@ -147,6 +147,35 @@ def test_a_batch_that_fails_answers_each_request_internal_and_the_stream_goes_on
     assert sorted(int(r.request_id) for r in responses) == list(range(10))
     assert all(r.code == grpc.StatusCode.INTERNAL.value[0] and not r.signature for r in responses)
     assert all("internal error" in r.error for r in responses)
+
+
+def test_close_ends_every_stream_and_a_later_batch_signs_nothing():
+    """The daemon stops: the batch running finishes, nothing gathered behind it is signed, the
+    responses end (no thread stays waiting on them), and a new stream is refused."""
+    service = _Service(pause=0.5)
+    gate = threading.Event()
+
+    def requests():
+        for n in range(40):
+            yield _request(n)
+        gate.wait(10)
+
+    streams = SignStreams(service)
+    responses = streams.serve(Caller("sw", "p-1"), requests(), _Context())
+    answered = []
+    reader = threading.Thread(target=lambda: answered.extend(responses))
+    reader.start()
+    time.sleep(0.2)  # batch 1 runs, 39 gather
+    started = time.monotonic()
+    streams.close()
+    assert time.monotonic() - started < 2
+    reader.join(5)
+    gate.set()
+    assert not reader.is_alive(), "a stream's responses still wait after close"
+    time.sleep(0.6)
+    assert service.signed == 1
+    with pytest.raises(Unavailable):
+        streams.serve(Caller("sw", "p-1"), iter([_request(1)]), _Context())
 
 
 def test_at_most_max_streams_are_open_at_once_and_an_ended_one_frees_its_place():
