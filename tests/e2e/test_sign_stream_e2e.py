@@ -288,3 +288,51 @@ def test_streams_beyond_the_cap_are_refused_at_once_and_unary_signs_go_on(pkcs11
         finally:
             for end in ends:
                 end.set()
+
+
+def test_sigterm_with_streams_open_and_signing_stops_the_daemon(start_daemon, fresh_token):
+    """Streams still open at SIGTERM (one idle, one sending without pause) are cut off after the
+    grace period, their batches stop, and the daemon exits cleanly instead of waiting on them."""
+    daemon = start_daemon(
+        "--keystore-backend", "pkcs11", "--pkcs11-module", fresh_token.module, "--pkcs11-token", fresh_token.token,
+        "--grace-period", "2", env={"MCAGENT_PKCS11_PIN": fresh_token.pin}, secrets=[fresh_token.pin])
+    _, software, credentials = _set_up(daemon)
+    metadata = (("authorization", f"Bearer {software.token}"),)
+    hold, ended = threading.Event(), []
+
+    def idle():
+        yield pb.SignStreamRequest(request_id="idle", credential_id=credentials["ec-p256"], data=b"x")
+        hold.wait(60)
+
+    def busy():
+        n = 0
+        while not hold.is_set():
+            n += 1
+            yield pb.SignStreamRequest(request_id=str(n), credential_id=credentials["rsa-2048"], data=b"%d" % n)
+
+    def client(requests, answered: threading.Event) -> None:
+        with grpc.insecure_channel(f"unix:{daemon.socket}") as channel:
+            try:
+                for _ in pb_grpc.CredentialServiceStub(channel).SignStream(requests, metadata=metadata, timeout=60):
+                    answered.set()
+            except grpc.RpcError as exc:
+                ended.append(exc.code())
+            else:
+                ended.append(grpc.StatusCode.OK)
+
+    answered = [threading.Event(), threading.Event()]
+    threads = [threading.Thread(target=client, args=(requests, event))
+               for requests, event in zip((idle(), busy()), answered, strict=True)]
+    for thread in threads:
+        thread.start()
+    try:
+        assert all(event.wait(30) for event in answered)
+        started = time.monotonic()
+        assert daemon.stop() == 0
+        assert time.monotonic() - started < 20
+        for thread in threads:
+            thread.join(10)
+        assert len(ended) == 2, "a stream did not end when the daemon stopped"
+        assert "mcagent stopped" in daemon.log()
+    finally:
+        hold.set()
