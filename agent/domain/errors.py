@@ -37,5 +37,9 @@ class Unauthenticated(DomainError):
     """The caller could not be identified."""
 
 
+class ResourceExhausted(DomainError):
+    """A limit on what the agent serves at once was reached; the message says which and what to do."""
+
+
 class Aborted(DomainError):
     """A concurrent change got there first; nothing was changed and the request may be retried."""

@@ -44,11 +44,13 @@ WITHHELD = "the credential was revoked while the signature was being made; the s
 
 @dataclass(frozen=True)
 class _Authorised:
-    """A sign that passed every check: the credential, and the request its backend gets."""
+    """A sign that passed every check: the credential, the request its backend gets, and what
+    its refusal entry names (the same for Sign, SignBatch and SignStream) if the sign fails."""
 
     credential: Credential
     request: SignRequest
     permission: str
+    ctx: AuditContext
 
 
 def _withheld(common: dict[str, Any], detail: dict[str, Any]) -> Any:
@@ -129,7 +131,7 @@ class Signing(ServiceBase):
         for (index, item), outcome in zip(authorised, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 results[index] = outcome
-                refusals.append((AuditContext(abn=item.credential.abn, target=item.credential.id), outcome))
+                refusals.append((item.ctx, outcome))
                 self._observe_refused(item)
             else:
                 results[index] = Signed(signature=outcome, algorithm=item.request.algorithm,
@@ -200,7 +202,7 @@ class Signing(ServiceBase):
             request.check()  # the one place that matches algorithm, key and digest
         except Unsupported as exc:
             raise InvalidArgument(f"credential {credential.id}: {exc}") from None
-        return _Authorised(credential, request, item.permission)
+        return _Authorised(credential, request, item.permission, ctx)
 
     def _sign_in_custody(self, authorised: _Authorised) -> bytes:
         """The signature, made by the backend that holds the key (timed for the observer)."""

@@ -38,6 +38,7 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (domain.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (domain.Unavailable, grpc.StatusCode.UNAVAILABLE),
     (domain.Aborted, grpc.StatusCode.ABORTED),
+    (domain.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (keys.TokenUnavailable, grpc.StatusCode.UNAVAILABLE),
     (keys.StoreLocked, grpc.StatusCode.UNAVAILABLE),
     (keys.KeyNotFound, grpc.StatusCode.FAILED_PRECONDITION),

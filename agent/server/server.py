@@ -46,6 +46,7 @@ from mcagent.agent.server.servicer import (
     NotificationServicer,
     PrincipalServicer,
 )
+from mcagent.agent.server.sign_stream import MAX_STREAMS, SignStreams
 from mcagent.agent.server.startup import DataFolderLock, WorkerRole
 from mcagent.agent.server.unix_front import UnixFront
 from mcagent.agent.storage import SqlRecords, open_storage
@@ -58,6 +59,11 @@ SERVICE_NAMES = [service.full_name for service in agent_pb2.DESCRIPTOR.services_
 FRONT_DRAIN_SECONDS = 5.0  # after the server stopped: time for the last bytes to reach Unix-socket clients
 REMINDER_INTERVAL_SECONDS = 60.0
 INTERRUPTED_AFTER = dt.timedelta(minutes=10)  # a creation still "creating" this long after it began failed
+# Every open SignStream holds one rpc thread for its life (its responses wait for the next
+# batch); sign_stream caps them at MAX_STREAMS, so RESERVED_THREADS stay for unary signs and
+# admin calls, which hold a thread only for one call (docs/decisions.md).
+RESERVED_THREADS = 16
+RPC_THREADS = MAX_STREAMS + RESERVED_THREADS
 
 
 class AgentServer:
@@ -80,6 +86,7 @@ class AgentServer:
         self._health: HealthMonitor | None = None
         self._inherited: socket.socket | None = None  # the Unix socket passed by socket activation
         self._metrics_http: MetricsHttpListener | None = None
+        self._streams: SignStreams | None = None
 
     def start(self) -> None:
         """Open everything and start serving.
@@ -128,7 +135,7 @@ class AgentServer:
         grpc_path = os.path.join(self._private_dir, "grpc.sock")
         authenticator = Authenticator(service, config.admin_uids, self._private_dir)
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="rpc"),
+            futures.ThreadPoolExecutor(max_workers=RPC_THREADS, thread_name_prefix="rpc"),
             interceptors=[ErrorInterceptor(), AuthInterceptor(authenticator)],  # errors outermost
             # No BDP probing: a stream's receive window stays at HTTP/2's 64 KB, so requests a
             # client sends ahead of the agent (SignStream's back-pressure) hold at most that much.
@@ -136,7 +143,8 @@ class AgentServer:
             options=[("grpc.http2.bdp_probe", 0)] + ([("grpc.so_reuseport", 1)] if worker else []),
         )
         agent_pb2_grpc.add_BusinessServiceServicer_to_server(BusinessServicer(service), server)
-        agent_pb2_grpc.add_CredentialServiceServicer_to_server(CredentialServicer(service), server)
+        self._streams = SignStreams(service)
+        agent_pb2_grpc.add_CredentialServiceServicer_to_server(CredentialServicer(service, self._streams), server)
         agent_pb2_grpc.add_PrincipalServiceServicer_to_server(PrincipalServicer(service), server)
         agent_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(service), server)
         agent_pb2_grpc.add_NotificationServiceServicer_to_server(NotificationServicer(service), server)
@@ -278,6 +286,9 @@ class AgentServer:
         if self._server is not None:
             self._server.stop(self.config.grace_period).wait()
             self._server = None
+        if self._streams is not None:  # before the service closes: no stream batch reaches it after
+            self._streams.close()
+            self._streams = None
         if self._front is not None:
             self._front.stop(drain=FRONT_DRAIN_SECONDS)
             self._front = None

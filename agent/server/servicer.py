@@ -219,9 +219,9 @@ class CertificateMixin:
 
 
 class CredentialServicer(CertificateMixin, SbrMixin, _Servicer, pb_grpc.CredentialServiceServicer):
-    def __init__(self, service: AgentService) -> None:
+    def __init__(self, service: AgentService, streams: SignStreams) -> None:
         super().__init__(service)
-        self._streams = SignStreams(service)
+        self._streams = streams  # the server closes them before the service (AgentServer.stop)
     def GetMachineTerms(self, request: pb.GetMachineTermsRequest, context: grpc.ServicerContext) -> Any:
         terms = self._service.machine_terms()
         return pb.MachineTerms(version=terms.version, text=terms.text)

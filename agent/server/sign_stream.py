@@ -19,6 +19,12 @@ agent's memory: per stream, at most WINDOW requests and responses are held.
 A request that fails (bad input, refused, the token away) gets a response with the status
 code and message instead of a signature; the stream goes on. A message that is not a valid
 SignStreamRequest gets such a response with an empty request id (its id cannot be read).
+
+An open stream holds one of the server's rpc threads for its life (its responses wait for
+the next batch), so a process serves at most MAX_STREAMS at once: one more is refused at
+once with RESOURCE_EXHAUSTED, and the server's other threads stay free for unary calls
+(agent/server/server.py). A stream that ended (or was cancelled) has its batches answer
+nothing and sign nothing; so do all streams once `SignStreams.close()` ran (the daemon stops).
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ from mcagent.hsm.base import SignatureAlgorithm
 log = logging.getLogger(__name__)
 
 WINDOW = 64  # signs in flight per stream
+# Open streams per process. Each holds an rpc thread; server.py sizes its pool at this plus a
+# reserve for unary and admin calls. 48 leaves room for the 32 cloud servers of the
+# concurrency test, each with one stream, and more (docs/decisions.md).
+MAX_STREAMS = 48
 SIGN_THREADS = 16  # batches of all streams at once (each waits on the token or the audit commit)
 MAX_REQUEST_ID = 128  # bytes of a client's request id
 _POLL = 0.5  # seconds between checks whether the stream ended while the reader waits for a slot
@@ -75,6 +85,9 @@ def sign_item(request: Any) -> SignItem:
                     digest=request.digest if which == "digest" else None, permission=request.permission)
 
 
+_INTERNAL = dict(code=grpc.StatusCode.INTERNAL.value[0], error="internal error in the agent; see its log")
+
+
 def item_error(exc: BaseException) -> dict[str, Any]:
     """The `code` and `error` of one item's failure, for a SignBatchResult or a
     SignStreamResponse: the one mapping of per-item errors (an unexpected error says only
@@ -82,7 +95,7 @@ def item_error(exc: BaseException) -> dict[str, Any]:
     code = status_of(exc) if isinstance(exc, (domain.DomainError, keys.KeyStoreError)) else None
     if code is None:
         log.error("a sign item failed with an unexpected error", exc_info=exc)
-        return dict(code=grpc.StatusCode.INTERNAL.value[0], error="internal error in the agent; see its log")
+        return _INTERNAL
     log.info("sign item refused: %s: %s", code.name, exc)
     return dict(code=code.value[0], error=clip(str(exc), MAX_DETAILS))
 
@@ -109,18 +122,62 @@ def _request_id(request: Any) -> str:
 
 
 class SignStreams:
-    """Serves SignStream calls; one executor for the batches of every stream."""
+    """Serves SignStream calls (at most MAX_STREAMS at once); one executor for the batches of every stream."""
 
     def __init__(self, service: AgentService) -> None:
         self._service = service
         self._executor = ThreadPoolExecutor(SIGN_THREADS, thread_name_prefix="stream-sign")
+        self._lock = threading.Lock()  # guards the two below
+        self._open: set[_Stream] = set()  # streams whose responses have not ended (each holds an rpc thread)
+        self._closed = False
 
     def serve(self, caller: Caller, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-        """The responses to `requests` (the caller was authenticated when the call started)."""
+        """The responses to `requests` (the caller was authenticated when the call started).
+
+        Raises:
+            ResourceExhausted: MAX_STREAMS streams are open already.
+            Unavailable: the daemon is stopping.
+        """
         stream = _Stream(self, caller, requests)
-        context.add_callback(stream.stop)  # cancelled or finished: the reader stops waiting
+        with self._lock:
+            if self._closed:
+                raise domain.Unavailable("the agent is stopping; open the stream again once it is back")
+            if len(self._open) >= MAX_STREAMS:
+                raise domain.ResourceExhausted(
+                    f"this agent serves at most {MAX_STREAMS} SignStreams at once and all are open: keep one "
+                    "stream per client process and send every sign over it, or retry once another stream ended")
+            self._open.add(stream)
+        if not context.add_callback(stream.stop):  # cancelled or finished: the reader stops waiting
+            stream.stop()  # the call ended already
         threading.Thread(target=stream.read, name="sign-stream-reader", daemon=True).start()
         return stream.responses()
+
+    def close(self) -> None:
+        """Stop every stream (their batches sign nothing more) and the executor: queued batches
+        are dropped, running ones finish. Each stream's responses end, so no thread waits on them."""
+        with self._lock:
+            self._closed = True
+            streams = list(self._open)
+        for stream in streams:
+            stream.stop()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        for stream in streams:
+            stream.abandon()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _forget(self, stream: _Stream) -> None:
+        with self._lock:
+            self._open.discard(stream)
+
+    def _submit(self, batch: Any) -> None:
+        """Queue a stream's batch; once closed it is not run (`close` ends the stream's responses)."""
+        try:
+            self._executor.submit(batch)
+        except RuntimeError:  # shut down: close() ends this stream
+            log.debug("SignStream: a batch after the agent began stopping was dropped")
 
     def answer(self, caller: Caller, requests: list[Any]) -> list[Any]:
         """The responses to requests waiting together, in order: signed as one batch."""
@@ -164,9 +221,17 @@ class _Stream:
         self._ended = False  # the reader is done: _END follows the last batch
         self._answers: queue.SimpleQueue[Any] = queue.SimpleQueue()  # a batch's responses (a list), then _END
         self._stopped = threading.Event()
+        self._responding = False  # responses() began: it frees the stream's place when it ends
 
     def stop(self) -> None:
+        """The call ended (or the daemon stops): nothing more is read or signed."""
         self._stopped.set()
+        if not self._responding:  # its responses never began: nothing else frees its place
+            self._streams._forget(self)
+
+    def abandon(self) -> None:
+        """The daemon stops and no batch runs any more: the responses end now."""
+        self._answers.put(_END)
 
     def read(self) -> None:
         try:
@@ -182,7 +247,7 @@ class _Stream:
                     self._waiting.append(request)
                     start, self._busy = not self._busy, True
                 if start:  # otherwise the batch in progress takes this request into the next
-                    self._streams._executor.submit(self._batch)
+                    self._streams._submit(self._batch)
         except Exception:  # the call was cancelled or failed under us: answer what was read, then end
             log.debug("SignStream: the request stream ended early", exc_info=True)
         finally:
@@ -192,20 +257,34 @@ class _Stream:
                     self._answers.put(_END)
 
     def _batch(self) -> None:
-        """Answer what is waiting; if more gathered meanwhile, queue the next batch."""
+        """Answer what is waiting; if more gathered meanwhile, queue the next batch. A stopped
+        stream's batch answers and signs nothing: nobody would receive its signatures."""
         with self._lock:
             batch, self._waiting = self._waiting, []
         try:
-            self._answers.put(self._streams.answer(self._caller, batch))
+            if not self._stopped.is_set() and not self._streams.closed:
+                self._answers.put(self._answer(batch))
         finally:
             with self._lock:
                 again = self._busy = bool(self._waiting)
                 if not again and self._ended:
                     self._answers.put(_END)
             if again:
-                self._streams._executor.submit(self._batch)
+                self._streams._submit(self._batch)
+
+    def _answer(self, batch: list[Any]) -> list[Any]:
+        """The batch's responses; if answering fails (a bug), each request is answered INTERNAL."""
+        try:
+            return self._streams.answer(self._caller, batch)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:
+            log.exception("SignStream: a batch of %d requests failed; each is answered INTERNAL", len(batch))
+            return [pb.SignStreamResponse(request_id=_request_id(request), **_INTERNAL) for request in batch]
 
     def responses(self) -> Iterator[Any]:
+        """The responses; once they end, the stream's place (and the rpc thread) is free."""
+        self._responding = True
         try:
             while (answers := self._answers.get()) is not _END:
                 for response in answers:
@@ -213,3 +292,4 @@ class _Stream:
                     self._slots.release()  # this response is with gRPC: the reader may take the next request
         finally:
             self._stopped.set()
+            self._streams._forget(self)

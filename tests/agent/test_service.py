@@ -170,3 +170,24 @@ def test_a_batch_withholds_a_signature_whose_credential_was_revoked_before_its_e
     assert sorted((e.target, e.outcome) for e in signs) == sorted(
         [(keep.id, "allowed"), (rsa.id, "allowed"), (rsa.id, "allowed"), (doomed.id, "refused"), ("nope", "refused")])
     assert "withheld" in next(e for e in signs if e.target == doomed.id).detail["reason"]
+
+
+def test_a_token_failure_after_authorisation_is_audited_alike_by_sign_and_batch(service, storage, pkcs11_store):
+    """Sign, SignBatch and SignStream (the batch path) write the same refusal entry when the key
+    is gone from the token: the business, the credential and the permission asked for."""
+    permission = "ato.activity-statements"
+    alone, batched = _create(service, name="alone"), _create(service, name="batched")
+    for credential in (alone, batched):
+        pkcs11_store.delete_key(credential.key_uri)
+    with pytest.raises(Exception, match="no private key"):
+        service.sign(service.test_pa, SignItem(credential_id=alone.id, digest=bytes(32), permission=permission))
+    (outcome,) = service.sign_batch(service.test_pa, [SignItem(credential_id=batched.id, digest=bytes(32),
+                                                                permission=permission)])
+    assert "no private key" in str(outcome)
+    refused = {e.target: e for e in storage.audit_entries() if e.action == "credential.sign"
+               and e.outcome == "refused"}
+    for credential in (alone, batched):
+        entry = refused[credential.id]
+        assert (entry.abn, entry.detail["permission"]) == (ABN, permission)
+        assert "no private key" in entry.detail["reason"]
+    assert set(refused[alone.id].detail) == set(refused[batched.id].detail)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import threading
 import time
 
+import grpc
+import pytest
 from mcagent.agent.api.v1 import agent_pb2 as pb
 from mcagent.agent.domain.calls import Caller, Signed
-from mcagent.agent.server.sign_stream import WINDOW, SignStreams
+from mcagent.agent.domain.errors import ResourceExhausted, Unavailable
+from mcagent.agent.server.sign_stream import MAX_STREAMS, WINDOW, SignStreams
 from mcagent.hsm.base import SignatureAlgorithm
 
 
@@ -31,8 +34,9 @@ class _Service:
 
 
 class _Context:
-    def add_callback(self, callback) -> None:
+    def add_callback(self, callback) -> bool:
         self.callback = callback
+        return True  # as grpc's: the call is still active
 
 
 def _wait_for(condition, seconds: float = 5.0) -> None:
@@ -106,3 +110,89 @@ def test_a_lone_request_is_answered_without_waiting_for_company():
     assert [r.request_id for r in answered] == ["1"] and service.batches == [1]
     responses.close()
     context.callback()
+
+
+def test_a_cancelled_stream_signs_nothing_more():
+    """The batch in progress when the call is cancelled finishes; the requests gathered behind
+    it are neither signed nor audited (nobody would receive them), and the responses end."""
+    service = _Service(pause=0.5)  # the first (lone) batch takes 0.5 s; the rest gather meanwhile
+    gate = threading.Event()
+
+    def requests():
+        for n in range(40):
+            yield _request(n)
+        gate.wait(10)  # the client keeps its side open
+
+    context = _Context()
+    responses = SignStreams(service).serve(Caller("sw", "p-1"), requests(), context)
+    answered = []
+    reader = threading.Thread(target=lambda: answered.extend(responses))
+    reader.start()
+    time.sleep(0.2)  # batch 1 (one request) runs, 39 gather
+    context.callback()  # the RPC is cancelled
+    gate.set()  # and its request iterator ends, as grpc's does
+    reader.join(5)
+    assert not reader.is_alive(), "the responses of a cancelled stream did not end"
+    time.sleep(0.6)  # a batch queued behind would have signed by now
+    assert service.signed == 1 and service.batches == [1]
+
+
+def test_a_batch_that_fails_answers_each_request_internal_and_the_stream_goes_on():
+    class Broken:  # a result list of the wrong length: stands for any bug in answering a batch
+        def sign_batch(self, caller, items):
+            return [Signed(signature=b"s", algorithm=SignatureAlgorithm.ECDSA_SHA256)] * (len(items) + 1)
+
+    responses = list(SignStreams(Broken()).serve(Caller("sw", "p-1"), iter([_request(n) for n in range(10)]),
+                                                 _Context()))
+    assert sorted(int(r.request_id) for r in responses) == list(range(10))
+    assert all(r.code == grpc.StatusCode.INTERNAL.value[0] and not r.signature for r in responses)
+    assert all("internal error" in r.error for r in responses)
+
+
+def test_close_ends_every_stream_and_a_later_batch_signs_nothing():
+    """The daemon stops: the batch running finishes, nothing gathered behind it is signed, the
+    responses end (no thread stays waiting on them), and a new stream is refused."""
+    service = _Service(pause=0.5)
+    gate = threading.Event()
+
+    def requests():
+        for n in range(40):
+            yield _request(n)
+        gate.wait(10)
+
+    streams = SignStreams(service)
+    responses = streams.serve(Caller("sw", "p-1"), requests(), _Context())
+    answered = []
+    reader = threading.Thread(target=lambda: answered.extend(responses))
+    reader.start()
+    time.sleep(0.2)  # batch 1 runs, 39 gather
+    started = time.monotonic()
+    streams.close()
+    assert time.monotonic() - started < 2
+    reader.join(5)
+    gate.set()
+    assert not reader.is_alive(), "a stream's responses still wait after close"
+    time.sleep(0.6)
+    assert service.signed == 1
+    with pytest.raises(Unavailable):
+        streams.serve(Caller("sw", "p-1"), iter([_request(1)]), _Context())
+
+
+def test_at_most_max_streams_are_open_at_once_and_an_ended_one_frees_its_place():
+    gate = threading.Event()
+
+    def held():
+        yield _request(0)
+        gate.wait(10)
+
+    streams = SignStreams(_Service())
+    contexts = [_Context() for _ in range(MAX_STREAMS)]
+    open_ = [streams.serve(Caller("sw", "p-1"), held(), context) for context in contexts]
+    for responses in open_:
+        assert next(responses).request_id == "0"
+    with pytest.raises(ResourceExhausted, match=f"at most {MAX_STREAMS} SignStreams.*one stream per client"):
+        streams.serve(Caller("sw", "p-1"), held(), _Context())
+    gate.set()  # every client ends its side: the streams end
+    assert all(list(responses) == [] for responses in open_)
+    more = list(streams.serve(Caller("sw", "p-1"), iter([_request(7)]), _Context()))
+    assert [r.request_id for r in more] == ["7"]

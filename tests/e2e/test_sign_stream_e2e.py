@@ -10,9 +10,10 @@ import threading
 import time
 
 import grpc
+import pytest
 from mcagent.agent.api.v1 import agent_pb2 as pb
 from mcagent.agent.api.v1 import agent_pb2_grpc as pb_grpc
-from mcagent.agent.server.sign_stream import WINDOW
+from mcagent.agent.server.sign_stream import MAX_STREAMS, WINDOW
 from mcagent.hsm.base import SignatureAlgorithm
 
 from tests.e2e.test_concurrency_e2e import _public_key, set_up
@@ -249,3 +250,89 @@ def test_a_pipelined_stream_is_signed_in_batches_each_audited_in_one_commit(star
     # One batch's entries are built together (one clock reading); signs one by one would each read it.
     batches = len({e["at"] for e in entries})
     assert batches <= signs // 8 and commits <= signs // 8, (batches, commits)
+
+
+def test_streams_beyond_the_cap_are_refused_at_once_and_unary_signs_go_on(pkcs11_daemon):
+    """Each open stream holds a server thread: with MAX_STREAMS idle streams open (cloud servers
+    keeping theirs between signs) one more is refused RESOURCE_EXHAUSTED at once, a unary Sign
+    still answers promptly, and a stream that ended frees its place."""
+    _, software, credentials = _set_up(pkcs11_daemon)
+    metadata = (("authorization", f"Bearer {software.token}"),)
+    credential = credentials["ec-p256"]
+    ends = [threading.Event() for _ in range(MAX_STREAMS + 1)]
+
+    def held(index: int):
+        yield pb.SignStreamRequest(request_id=str(index), credential_id=credential, data=b"x")
+        ends[index].wait(60)  # the client keeps its stream open between signs
+
+    with grpc.insecure_channel(f"unix:{pkcs11_daemon.socket}") as channel:
+        stub = pb_grpc.CredentialServiceStub(channel)
+        try:
+            calls = [stub.SignStream(held(i), metadata=metadata, timeout=30) for i in range(MAX_STREAMS)]
+            for index, call in enumerate(calls):
+                assert next(call).request_id == str(index)
+            started = time.monotonic()
+            with pytest.raises(grpc.RpcError) as refused:
+                next(stub.SignStream(held(MAX_STREAMS), metadata=metadata, timeout=10))
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert f"at most {MAX_STREAMS} SignStreams" in refused.value.details()
+            assert "one stream per client process" in refused.value.details()
+            assert time.monotonic() - started < 5
+            reply = stub.Sign(pb.SignRequest(credential_id=credential, data=b"y"), metadata=metadata, timeout=5)
+            assert reply.signature
+            ends[0].set()  # one client ends its stream: its place is free
+            assert list(calls[0]) == []
+            again = stub.SignStream(iter([pb.SignStreamRequest(request_id="again", credential_id=credential,
+                                                               data=b"z")]), metadata=metadata, timeout=10)
+            assert [r.request_id for r in again] == ["again"]
+        finally:
+            for end in ends:
+                end.set()
+
+
+def test_sigterm_with_streams_open_and_signing_stops_the_daemon(start_daemon, fresh_token):
+    """Streams still open at SIGTERM (one idle, one sending without pause) are cut off after the
+    grace period, their batches stop, and the daemon exits cleanly instead of waiting on them."""
+    daemon = start_daemon(
+        "--keystore-backend", "pkcs11", "--pkcs11-module", fresh_token.module, "--pkcs11-token", fresh_token.token,
+        "--grace-period", "2", env={"MCAGENT_PKCS11_PIN": fresh_token.pin}, secrets=[fresh_token.pin])
+    _, software, credentials = _set_up(daemon)
+    metadata = (("authorization", f"Bearer {software.token}"),)
+    hold, ended = threading.Event(), []
+
+    def idle():
+        yield pb.SignStreamRequest(request_id="idle", credential_id=credentials["ec-p256"], data=b"x")
+        hold.wait(60)
+
+    def busy():
+        n = 0
+        while not hold.is_set():
+            n += 1
+            yield pb.SignStreamRequest(request_id=str(n), credential_id=credentials["rsa-2048"], data=b"%d" % n)
+
+    def client(requests, answered: threading.Event) -> None:
+        with grpc.insecure_channel(f"unix:{daemon.socket}") as channel:
+            try:
+                for _ in pb_grpc.CredentialServiceStub(channel).SignStream(requests, metadata=metadata, timeout=60):
+                    answered.set()
+            except grpc.RpcError as exc:
+                ended.append(exc.code())
+            else:
+                ended.append(grpc.StatusCode.OK)
+
+    answered = [threading.Event(), threading.Event()]
+    threads = [threading.Thread(target=client, args=(requests, event))
+               for requests, event in zip((idle(), busy()), answered, strict=True)]
+    for thread in threads:
+        thread.start()
+    try:
+        assert all(event.wait(30) for event in answered)
+        started = time.monotonic()
+        assert daemon.stop() == 0
+        assert time.monotonic() - started < 20
+        for thread in threads:
+            thread.join(10)
+        assert len(ended) == 2, "a stream did not end when the daemon stopped"
+        assert "mcagent stopped" in daemon.log()
+    finally:
+        hold.set()
