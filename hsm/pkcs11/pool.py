@@ -99,15 +99,24 @@ class ObjectGate:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._writers = 0
+        self._writers_waiting = 0
         self._searching = False
-        self._searches_waiting = 0  # new writers let a waiting search in first
+        self._searches_waiting = 0
+        # Turns, so neither side starves: new writers wait behind a waiting search, and the
+        # writers waiting when a search ends go in before the next search.
+        self._writers_turn = False
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
-        """Hold while creating, changing or destroying token objects (shared with other writers)."""
+        """Hold while creating, changing or destroying token objects (shared with other writers;
+        never nested)."""
         with self._cond:
-            self._cond.wait_for(lambda: not self._searching and not self._searches_waiting)
+            self._writers_waiting += 1
+            self._cond.wait_for(lambda: not self._searching and (self._writers_turn or not self._searches_waiting))
+            self._writers_waiting -= 1
             self._writers += 1
+            if not self._writers_waiting:
+                self._writers_turn = False
         try:
             yield
         finally:
@@ -120,16 +129,15 @@ class ObjectGate:
         """Hold while searching token objects and reading what the search found (alone)."""
         with self._cond:
             self._searches_waiting += 1
-            try:
-                self._cond.wait_for(lambda: not self._searching and not self._writers)
-            finally:
-                self._searches_waiting -= 1
+            self._cond.wait_for(lambda: not self._searching and not self._writers and not self._writers_turn)
+            self._searches_waiting -= 1
             self._searching = True
         try:
             yield
         finally:
             with self._cond:
                 self._searching = False
+                self._writers_turn = self._writers_waiting > 0
                 self._cond.notify_all()
 
 
