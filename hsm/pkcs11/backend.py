@@ -109,13 +109,18 @@ class Pkcs11KeyStore(KeyStore):
             template[Attribute.LABEL] = parsed.label
         return template
 
+    def _search(self, session: Any, template: dict[Attribute, Any]) -> list[Any]:
+        """The objects matching `template`, found while no object is being written (see `ObjectGate`)."""
+        with self._pool.objects.searching():
+            return list(session.get_objects(template))
+
     def _find_one(self, session: Any, parsed: Pkcs11URI, object_class: ObjectClass) -> Any:
-        found = list(session.get_objects(self._template(parsed, object_class)))
+        found = self._search(session, self._template(parsed, object_class))
         if not found and object_class is ObjectClass.PRIVATE_KEY:
             # Private objects are invisible to a session that lost its login. Our keys come
             # in pairs, so a public half without its private half means "logged out":
             # recover (log in again) rather than report the key missing.
-            if list(session.get_objects(self._template(parsed, ObjectClass.PUBLIC_KEY))):
+            if self._search(session, self._template(parsed, ObjectClass.PUBLIC_KEY)):
                 raise p11e.UserNotLoggedIn()
         if not found:
             self._pool.require_token()  # an empty answer may mean the token went away
@@ -131,6 +136,13 @@ class Pkcs11KeyStore(KeyStore):
         return self._pool.handles.find(worker.session, (object_class, parsed.key_id, parsed.label),
                                        lambda session: self._find_one(session, parsed, object_class))
 
+    def _destroy(self, session: Any, objects: list[Any]) -> int:
+        """Destroy `objects` (found by `_search` on `session`); how many."""
+        with self._pool.objects.writing():
+            for obj in objects:
+                obj.destroy()
+        return len(objects)
+
     def _remember(self, key_id: bytes, label: str, private: Any, public: Any) -> None:
         """Put the handles of a key pair just made into the shared cache: its first use needs no search."""
         self._pool.handles.put((ObjectClass.PRIVATE_KEY, key_id, label), private.handle)
@@ -143,7 +155,7 @@ class Pkcs11KeyStore(KeyStore):
 
         def generate(worker: WorkerSession) -> KeyInfo:
             session = worker.session
-            if list(session.get_objects({Attribute.LABEL: request.label})):
+            if self._search(session, {Attribute.LABEL: request.label}):
                 raise KeyExists(f"token {self.token_label!r} already holds objects labelled {request.label!r}")
             # The final CKA_ID is a hash of the public key, known only after generation.
             provisional_id = os.urandom(20)
@@ -154,27 +166,35 @@ class Pkcs11KeyStore(KeyStore):
                 public_template=PUBLIC_KEY_TEMPLATE,
                 private_template=PRIVATE_KEY_TEMPLATE,
             )
-            if request.key_type.is_rsa:
-                public, private = session.generate_keypair(
-                    P11KeyType.RSA, request.key_type.rsa_bits, **options
-                )
-            else:
-                params = session.create_domain_parameters(
-                    P11KeyType.EC,
-                    {Attribute.EC_PARAMS: encode_named_curve_parameters(_P256_OID)},
-                    local=True,
-                )
-                public, private = params.generate_keypair(**options)
             try:
-                public_key = _public_key_of(public, request.key_type)
-                key_id = x509.SubjectKeyIdentifier.from_public_key(public_key).digest
-                public[Attribute.ID] = key_id
-                private[Attribute.ID] = key_id
-            except BaseException:
-                # No key without its identity: remove both halves before reporting.
-                for obj in (private, public):
-                    obj.destroy()
+                with self._pool.objects.writing():
+                    if request.key_type.is_rsa:
+                        public, private = session.generate_keypair(
+                            P11KeyType.RSA, request.key_type.rsa_bits, **options
+                        )
+                    else:
+                        params = session.create_domain_parameters(
+                            P11KeyType.EC,
+                            {Attribute.EC_PARAMS: encode_named_curve_parameters(_P256_OID)},
+                            local=True,
+                        )
+                        public, private = params.generate_keypair(**options)
+            except p11e.PKCS11Error:
+                # The module removes the halves it made; anything still carrying the
+                # provisional id would be a key without its identity.
+                self._destroy(session, self._search(session, {Attribute.ID: provisional_id}))
                 raise
+            with self._pool.objects.writing():
+                try:
+                    public_key = _public_key_of(public, request.key_type)
+                    key_id = x509.SubjectKeyIdentifier.from_public_key(public_key).digest
+                    public[Attribute.ID] = key_id
+                    private[Attribute.ID] = key_id
+                except BaseException:
+                    # No key without its identity: remove both halves before reporting.
+                    for obj in (private, public):
+                        obj.destroy()
+                    raise
             self._remember(key_id, request.label, private, public)
             uri = str(Pkcs11URI(token=self.token_label, key_id=key_id, label=request.label))
             info = KeyInfo(uri=uri, key_type=request.key_type, public_key=public_key, key_id=key_id)
@@ -212,16 +232,17 @@ class Pkcs11KeyStore(KeyStore):
 
         def store(worker: WorkerSession) -> KeyInfo:
             session = worker.session
-            if list(session.get_objects({Attribute.LABEL: label})):
+            if self._search(session, {Attribute.LABEL: label}):
                 raise KeyExists(f"token {self.token_label!r} already holds objects labelled {label!r}")
-            private = session.create_object({Attribute.CLASS: ObjectClass.PRIVATE_KEY, **common, **private_part,
-                                             **PRIVATE_KEY_TEMPLATE})
-            try:
-                public = session.create_object({Attribute.CLASS: ObjectClass.PUBLIC_KEY, **common, **public_part,
-                                                **PUBLIC_KEY_TEMPLATE})
-            except BaseException:
-                private.destroy()
-                raise
+            with self._pool.objects.writing():
+                private = session.create_object({Attribute.CLASS: ObjectClass.PRIVATE_KEY, **common,
+                                                 **private_part, **PRIVATE_KEY_TEMPLATE})
+                try:
+                    public = session.create_object({Attribute.CLASS: ObjectClass.PUBLIC_KEY, **common,
+                                                    **public_part, **PUBLIC_KEY_TEMPLATE})
+                except BaseException:
+                    private.destroy()
+                    raise
             self._remember(key_id, label, private, public)
             uri = str(Pkcs11URI(token=self.token_label, key_id=key_id, label=label))
             return KeyInfo(uri=uri, key_type=key_type, public_key=public_key, key_id=key_id)
@@ -236,10 +257,11 @@ class Pkcs11KeyStore(KeyStore):
             session = worker.session
             key = self._object(worker, uri, ObjectClass.PUBLIC_KEY)
             identity = {Attribute.ID: bytes(key[Attribute.ID]), Attribute.LABEL: key[Attribute.LABEL]}
-            for old in list(session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE, **identity})):
-                old.destroy()
-            session.create_object({**decode_x509_certificate(certificate_der), **identity, Attribute.TOKEN: True,
-                                   Attribute.PRIVATE: False})
+            old = self._search(session, {Attribute.CLASS: ObjectClass.CERTIFICATE, **identity})
+            self._destroy(session, old)
+            with self._pool.objects.writing():  # never nested: a waiting search would deadlock it
+                session.create_object({**decode_x509_certificate(certificate_der), **identity, Attribute.TOKEN: True,
+                                       Attribute.PRIVATE: False})
 
         self._pool.run(f"store the certificate of {uri}", store, retry=False)
 
@@ -292,11 +314,10 @@ class Pkcs11KeyStore(KeyStore):
         parsed = self._parse(uri)
 
         def destroy(worker: WorkerSession) -> set[int]:
-            found = list(worker.session.get_objects(self._template(parsed, None)))
+            found = self._search(worker.session, self._template(parsed, None))
             if not found:
                 self._pool.require_token()  # "nothing destroyed" must not hide a missing token
-            for obj in found:
-                obj.destroy()
+            self._destroy(worker.session, found)
             return {obj.handle for obj in found}
 
         destroyed = self._pool.run(f"delete {uri}", destroy)
@@ -309,13 +330,12 @@ class Pkcs11KeyStore(KeyStore):
         """URIs of every private key in the token."""
 
         def collect(worker: WorkerSession) -> list[str]:
-            keys = list(worker.session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}))
+            with self._pool.objects.searching():  # the attributes are read as part of the search
+                keys = list(worker.session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}))
+                uris = [str(Pkcs11URI(self.token_label, bytes(k[Attribute.ID]), k[Attribute.LABEL])) for k in keys]
             if not keys:
                 self._pool.require_token()
-            return [
-                str(Pkcs11URI(self.token_label, bytes(k[Attribute.ID]), k[Attribute.LABEL]))
-                for k in keys
-            ]
+            return uris
 
         return self._pool.run("list keys", collect)
 

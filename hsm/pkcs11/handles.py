@@ -22,6 +22,8 @@ across many keys searched on nearly every sign.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from pkcs11 import Attribute, ObjectClass
@@ -48,7 +50,9 @@ def object_at(session: Any, handle: int) -> Any:
 class KeyHandles:
     """Handles of token objects by reference, shared by the sessions of one pool (thread-safe)."""
 
-    def __init__(self) -> None:
+    def __init__(self, searching: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
+        """`searching()` is held around an index pass (see `hsm.pkcs11.pool.ObjectGate`)."""
+        self._searching = searching
         self._lock = threading.Lock()
         self._handles: dict[Ref, int] = {}
         self._indexed: set[ObjectClass] = set()
@@ -145,12 +149,13 @@ class KeyHandles:
                 self.index_passes += 1
             found: dict[Ref, int] = {}
             try:
-                for obj in session.get_objects({Attribute.CLASS: object_class}):
-                    attrs = obj.get_attributes([Attribute.ID, Attribute.LABEL])
-                    key_id, label = bytes(attrs.get(Attribute.ID, b"")), attrs.get(Attribute.LABEL)
-                    for each in ((object_class, key_id, label), (object_class, key_id, None),
-                                 (object_class, None, label)):
-                        found[each] = _AMBIGUOUS if each in found else obj.handle
+                with self._searching():
+                    for obj in session.get_objects({Attribute.CLASS: object_class}):
+                        attrs = obj.get_attributes([Attribute.ID, Attribute.LABEL])
+                        key_id, label = bytes(attrs.get(Attribute.ID, b"")), attrs.get(Attribute.LABEL)
+                        for each in ((object_class, key_id, label), (object_class, key_id, None),
+                                     (object_class, None, label)):
+                            found[each] = _AMBIGUOUS if each in found else obj.handle
             except (p11e.ObjectHandleInvalid, p11e.KeyHandleInvalid):
                 # An object listed went before it was read (a failed key generation elsewhere
                 # removes its half-made objects): the pass is only a shortcut, so give it up

@@ -81,6 +81,66 @@ def classify(exc: p11e.PKCS11Error, what: str) -> KeyStoreError:
     return KeyStoreError(f"{what}: PKCS#11 error {name}")
 
 
+class ObjectGate:
+    """Keeps token-object searches apart from token-object writes within this process.
+
+    SoftHSM2 2.6.1's file token re-reads, during a search (C_FindObjectsInit, or reading the
+    attributes of what it found), every object whose file changed, with no lock against a
+    writer of the same process (its fcntl file locks do not exclude threads of one process).
+    A search that reads an object another thread is creating or updating catches its file
+    truncated or half written, marks it invalid and drops its attributes: the writer's
+    C_GenerateKeyPair fails (CKR_GENERAL_ERROR, CKR_TEMPLATE_INCONSISTENT) and may leave a
+    half-made object file, its C_SetAttributeValue fails (CKR_OBJECT_HANDLE_INVALID), or a
+    finished key stays invisible to this process. Writers touch only their own objects, so
+    they run side by side (`writing`); a search runs alone (`searching`). Signing neither
+    searches nor writes and takes no part.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._writers = 0
+        self._writers_waiting = 0
+        self._searching = False
+        self._searches_waiting = 0
+        # Turns, so neither side starves: new writers wait behind a waiting search, and the
+        # writers waiting when a search ends go in before the next search.
+        self._writers_turn = False
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold while creating, changing or destroying token objects (shared with other writers;
+        never nested)."""
+        with self._cond:
+            self._writers_waiting += 1
+            self._cond.wait_for(lambda: not self._searching and (self._writers_turn or not self._searches_waiting))
+            self._writers_waiting -= 1
+            self._writers += 1
+            if not self._writers_waiting:
+                self._writers_turn = False
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writers -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def searching(self) -> Iterator[None]:
+        """Hold while searching token objects and reading what the search found (alone)."""
+        with self._cond:
+            self._searches_waiting += 1
+            self._cond.wait_for(lambda: not self._searching and not self._writers and not self._writers_turn)
+            self._searches_waiting -= 1
+            self._searching = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._searching = False
+                self._writers_turn = self._writers_waiting > 0
+                self._cond.notify_all()
+
+
 @dataclass
 class WorkerSession:
     """A borrowed read-write session and the private keys made on it for signing (by URI)."""
@@ -151,7 +211,8 @@ class SessionPool:
         self._serial: bytes | None = None  # of the token logged in to, to tell it from another
         self._last_failure = ""
         self._login_session: Any = None
-        self.handles = KeyHandles()  # of this module initialisation; cleared by recovery
+        self.objects = ObjectGate()  # searches apart from object writes (SoftHSM2's file token)
+        self.handles = KeyHandles(self.objects.searching)  # of this module initialisation; cleared by recovery
         try:
             self._lib = pkcs11.lib(module_path)
             self._initializer = ModuleInitializer.for_module(module_path, self._lib)
