@@ -10,33 +10,24 @@ Usage: python -m tests.hsm.concurrent_create N [THREADS=16] [RSA_EVERY=20]
 from __future__ import annotations
 
 import collections
-import os
-import pathlib
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 from tests.conftest import SOFTHSM_MODULE
+from tests.hsm.scratch import PIN, scratch_token
 
 
 def main() -> None:
     total = int(sys.argv[1])
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else 16
     rsa_every = int(sys.argv[3]) if len(sys.argv) > 3 else 20
-    root = pathlib.Path(tempfile.mkdtemp(prefix="mcagent-concurrent-create-"))
-    (root / "tokens").mkdir()
-    (root / "softhsm2.conf").write_text(f"directories.tokendir = {root / 'tokens'}\n"
-                                        "objectstore.backend = file\nlog.level = ERROR\n")
-    os.environ["SOFTHSM2_CONF"] = str(root / "softhsm2.conf")
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "race", "--pin", "1234",
-                    "--so-pin", "5678"], check=True, capture_output=True)
+    scratch_token("race")
 
     from mcagent.hsm.base import CreateKeyRequest, KeyType
     from mcagent.hsm.pkcs11.backend import Pkcs11KeyStore
 
-    store = Pkcs11KeyStore(SOFTHSM_MODULE, "race", "1234", max_sessions=threads)
+    store = Pkcs11KeyStore(SOFTHSM_MODULE, "race", PIN, max_sessions=threads)
     lock, position, ok, failures = threading.Lock(), [0], [0], collections.Counter()
 
     def work() -> None:

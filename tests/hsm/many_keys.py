@@ -13,33 +13,24 @@ Usage: python -m tests.hsm.many_keys N [THREADS=8] [ROUNDS=2]
 from __future__ import annotations
 
 import hashlib
-import os
-import pathlib
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 from tests.conftest import SOFTHSM_MODULE
+from tests.hsm.scratch import PIN, scratch_token
 
 
 def main() -> None:
     count = int(sys.argv[1])
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else 8
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 2
-    root = pathlib.Path(tempfile.mkdtemp(prefix="mcagent-many-keys-"))
-    (root / "tokens").mkdir()
-    (root / "softhsm2.conf").write_text(f"directories.tokendir = {root / 'tokens'}\n"
-                                        "objectstore.backend = file\nlog.level = ERROR\n")
-    os.environ["SOFTHSM2_CONF"] = str(root / "softhsm2.conf")
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "many", "--pin", "1234",
-                    "--so-pin", "5678"], check=True, capture_output=True)
+    scratch_token("many")
 
     from mcagent.hsm.base import CreateKeyRequest, KeyType, SignatureAlgorithm, SignRequest
     from mcagent.hsm.pkcs11.backend import Pkcs11KeyStore
 
-    store = Pkcs11KeyStore(SOFTHSM_MODULE, "many", "1234")
+    store = Pkcs11KeyStore(SOFTHSM_MODULE, "many", PIN)
     uris, began = [], time.process_time()
     for i in range(count):
         if i == count // 2:
@@ -77,7 +68,7 @@ def main() -> None:
     run("cold", 1)
     run("warm", rounds)
     store.close()
-    store = Pkcs11KeyStore(SOFTHSM_MODULE, "many", "1234")
+    store = Pkcs11KeyStore(SOFTHSM_MODULE, "many", PIN)
     run("new store, cold", 1)
     store.close()
 
