@@ -11,6 +11,7 @@ import hashlib
 import os
 import pathlib
 import subprocess
+import sys
 import threading
 import uuid
 
@@ -18,7 +19,7 @@ import pkcs11
 from mcagent.hsm.base import CreateKeyRequest, KeyType, SignatureAlgorithm, SignRequest
 from mcagent.hsm.pkcs11.backend import Pkcs11KeyStore
 
-from tests.conftest import SO_PIN
+from tests.conftest import REPO, SO_PIN
 from tests.verify import verify
 
 CREATORS, SEARCHERS, KEYS_EACH, RSA_EVERY = 6, 2, 30, 30  # 180 keys, 6 of them RSA-2048
@@ -38,7 +39,18 @@ def _new_token(softhsm) -> tuple[str, pathlib.Path]:
 
 def test_keys_created_concurrently_all_succeed_sign_and_leave_nothing_else(softhsm):
     label, folder = _new_token(softhsm)
-    store = Pkcs11KeyStore(softhsm.module, label, softhsm.pin, max_sessions=CREATORS + SEARCHERS)
+    # In a process of its own: SoftHSM2 sees only the tokens that existed when the module was
+    # initialised, and this test process initialised it long before (the session's key store).
+    crowd = subprocess.run([sys.executable, "-m", "tests.hsm.test_concurrent_create", softhsm.module, label,
+                            str(folder)], cwd=REPO, env={**os.environ, "TOKEN_PIN": softhsm.pin},
+                           capture_output=True, text=True, timeout=300)
+    assert crowd.returncode == 0, crowd.stderr[-4000:]
+    assert crowd.stdout.strip() == f"{CREATORS * KEYS_EACH} keys made, signed and counted"
+
+
+def _create_in_a_crowd(module: str, label: str, pin: str, folder: pathlib.Path) -> None:
+    """CREATORS threads create keys while SEARCHERS threads list them; every check asserted here."""
+    store = Pkcs11KeyStore(module, label, pin, max_sessions=CREATORS + SEARCHERS)
     made, failures, done = [], [], threading.Event()
 
     def create(worker: int) -> None:
@@ -81,8 +93,13 @@ def test_keys_created_concurrently_all_succeed_sign_and_leave_nothing_else(softh
         store.close()
     # Exactly a private and a public key per creation, as the module lists the token's objects
     # and as files on disk, where a half-made object the module could not finish would lie.
-    token = pkcs11.lib(softhsm.module).get_token(token_label=label)
-    with token.open(user_pin=softhsm.pin) as session:
+    token = pkcs11.lib(module).get_token(token_label=label)
+    with token.open(user_pin=pin) as session:
         objects = list(session.get_objects({}))
     assert len(objects) == 2 * len(made)
     assert len([f for f in os.listdir(folder) if f.endswith(".object")]) - 1 == 2 * len(made)  # less token.object
+    print(f"{len(made)} keys made, signed and counted")
+
+
+if __name__ == "__main__":
+    _create_in_a_crowd(sys.argv[1], sys.argv[2], os.environ["TOKEN_PIN"], pathlib.Path(sys.argv[3]))
