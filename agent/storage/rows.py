@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from mcagent.agent.domain.audit import AuditEntry, canonical_json
+from mcagent.agent.domain.audit import AuditEntry, canonical_json, timestamp
 from mcagent.agent.domain.credential import CredentialStatus
 from mcagent.agent.domain.model import Backend, Business, Credential, Principal, Reminder, RoleGrant
 from mcagent.agent.domain.notification import Notification, NotificationStatus
@@ -23,8 +23,8 @@ Row = Mapping[str, Any]
 
 
 def ts(value: dt.datetime | None) -> str | None:
-    """A time as stored: ISO 8601 in UTC with microseconds (None stays None)."""
-    return None if value is None else value.astimezone(dt.UTC).isoformat(timespec="microseconds")
+    """A time as stored: the audit entry's `timestamp` format (None stays None)."""
+    return None if value is None else timestamp(value)
 
 
 def parse_ts(text: str | None) -> dt.datetime | None:

@@ -251,7 +251,7 @@ class Pkcs11KeyStore(KeyStore):
 
     def store_certificate(self, uri: str, certificate_der: bytes) -> None:
         """See `CertificateStore.store_certificate`: a public token object with the key's id and label."""
-        self._parse(uri)
+        self._parse(uri)  # a malformed URI is refused before a session is borrowed
 
         def store(worker: WorkerSession) -> None:
             session = worker.session
@@ -274,7 +274,7 @@ class Pkcs11KeyStore(KeyStore):
         cached = self._public.get(uri)
         if cached is not None:
             return cached
-        self._parse(uri)
+        self._parse(uri)  # a malformed URI is refused before a session is borrowed
 
         def read(worker: WorkerSession) -> KeyInfo:
             public = self._object(worker, uri, ObjectClass.PUBLIC_KEY)
